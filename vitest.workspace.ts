@@ -1,0 +1,8 @@
+/**
+ * The vitest projects of the monorepo: one per package.
+ *
+ * Vitest 3.2 deprecates loading this file directly, so the root `vitest.config.ts` reads this list
+ * into `test.projects` instead (no deprecation warning, one source of truth).
+ */
+const projects: Array<string> = ["packages/*/vitest.config.ts"]
+export default projects
