@@ -1,4 +1,12 @@
 import { defineProject, mergeConfig } from "vitest/config"
 import shared from "../../vitest.shared.js"
 
-export default mergeConfig(shared, defineProject({ test: { name: "amqp" } }))
+export default mergeConfig(
+  shared,
+  defineProject({
+    test: {
+      name: "amqp",
+      globalSetup: ["./test/support/globalSetup.ts"]
+    }
+  })
+)
