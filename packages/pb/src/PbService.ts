@@ -1,0 +1,474 @@
+/**
+ * The PB service behaviour: the TypeScript form of riak_api's `riak_api_pb_service`.
+ *
+ * A service owns a range of message codes. For every connection it gets its own state (from `init`), decodes the
+ * request bodies for its codes, processes them and encodes the replies. A request may start a stream: either the
+ * riak way (`stream(reqId)`, then every message sent to the connection through `ctx.send` goes to `processStream`)
+ * or the Effect way (`streamOf(stream)`, the server sends each element of an Effect `Stream`).
+ *
+ * ```ts
+ * const echo = PbService.make({
+ *   name: "echo",
+ *   init: () => 0,
+ *   decode: (code, body) => PbService.decoded({ code, body }),
+ *   encode: (reply: Uint8Array) => Either.right(reply),
+ *   process: (msg, count) => PbService.reply(Uint8Array.of(msg.code + 1, ...msg.body), count + 1)
+ * })
+ * ```
+ *
+ * @since 0.1.0
+ */
+import * as Data from "effect/Data"
+import * as Effect from "effect/Effect"
+import type * as Either from "effect/Either"
+import type * as Fiber from "effect/Fiber"
+import type * as Option from "effect/Option"
+import type * as Stream from "effect/Stream"
+import * as NodeUtil from "node:util"
+import type { ConnectionLink, ServiceInstance } from "./internal/instance.js"
+import { openInstance } from "./internal/instance.js"
+
+// ---------------------------------------------------------------------------------------------------------------
+// Error messages
+// ---------------------------------------------------------------------------------------------------------------
+
+/**
+ * A value to pretty-print into an error reply (riak's `{format, Term}` and `{format, Fmt, Args}`).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Format {
+  readonly _tag: "Format"
+  /** A `node:util` `format` string (`%s`, `%d`, `%j`, `%o`), or `undefined` to inspect the single argument. */
+  readonly format: string | undefined
+  readonly args: ReadonlyArray<unknown>
+}
+
+/**
+ * What becomes the `errmsg` of an `RpbErrorResp`: text and bytes are sent verbatim, a `Format` is rendered first.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type ErrorMessage = string | Uint8Array | Format
+
+/**
+ * Pretty-prints `value` (riak's `{format, Term}`, which uses `~p`).
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const format = (value: unknown): Format => ({ _tag: "Format", format: undefined, args: [value] })
+
+/**
+ * Formats `args` into `template` with `node:util` `format` (riak's `{format, Fmt, Args}`).
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const formatWith = (template: string, ...args: ReadonlyArray<unknown>): Format => ({
+  _tag: "Format",
+  format: template,
+  args
+})
+
+const encoder = new TextEncoder()
+
+/**
+ * Renders an `ErrorMessage` to the bytes of the `errmsg` field.
+ *
+ * @since 0.1.0
+ * @category utils
+ */
+export const renderErrorMessage = (message: ErrorMessage): Uint8Array => {
+  if (typeof message === "string") return encoder.encode(message)
+  if (message instanceof Uint8Array) return message
+  return encoder.encode(renderFormat(message))
+}
+
+const renderFormat = (message: Format): string =>
+  message.format === undefined
+    ? message.args.map((arg) => NodeUtil.inspect(arg, { depth: 8, breakLength: Infinity })).join(" ")
+    : NodeUtil.format(message.format, ...message.args)
+
+/**
+ * Renders any reason as text: strings verbatim, bytes as UTF-8, anything else inspected.
+ *
+ * @since 0.1.0
+ * @category utils
+ */
+export const renderReason = (reason: unknown): string => {
+  if (typeof reason === "string") return reason
+  if (reason instanceof Uint8Array) return new TextDecoder().decode(reason)
+  if (isFormat(reason)) return renderFormat(reason)
+  return NodeUtil.inspect(reason, { depth: 8, breakLength: Infinity })
+}
+
+const isFormat = (u: unknown): u is Format =>
+  typeof u === "object" && u !== null && "_tag" in u && u._tag === "Format" && "args" in u
+
+/**
+ * A failure a service reports from `process`/`processStream` (or from a reply `Stream`) without building an `Error`
+ * result: it becomes an `RpbErrorResp` with `message`, the state stays as it was, the connection stays open.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class PbServiceError extends Data.TaggedError("PbServiceError")<{ readonly error: ErrorMessage }> {
+  override get message(): string {
+    return renderReason(this.error)
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// decode
+// ---------------------------------------------------------------------------------------------------------------
+
+/**
+ * A security target: a bucket type, a bucket, or a `{ type, bucket }` pair. A check without a target is global
+ * (riak's `{Permission}` form, shown as `ANY`).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type Target = string | Uint8Array | { readonly type: string | Uint8Array; readonly bucket: string | Uint8Array }
+
+/**
+ * The permission a decoded request needs when security is on (riak's `PermAndTarget`), e.g.
+ * `{ permission: "riak_kv.get", target: { type: "default", bucket: "users" } }`.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface PermissionCheck {
+  readonly permission: string
+  readonly target?: Target | undefined
+}
+
+/**
+ * The result of `decode`: a message (optionally with the permission it needs) or a reason it could not be decoded.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type DecodeResult<Req> =
+  | { readonly _tag: "Decoded"; readonly message: Req; readonly permission: PermissionCheck | undefined }
+  | { readonly _tag: "DecodeFailed"; readonly reason: unknown }
+
+/**
+ * `{ok, Message}` / `{ok, Message, PermAndTarget}`.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const decoded = <Req>(message: Req, permission?: PermissionCheck): DecodeResult<Req> => ({
+  _tag: "Decoded",
+  message,
+  permission
+})
+
+/**
+ * `{error, Reason}`: the client gets `Message decoding error: <reason>`.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const decodeFailed = (reason: unknown): DecodeResult<never> => ({ _tag: "DecodeFailed", reason })
+
+// ---------------------------------------------------------------------------------------------------------------
+// process / processStream results
+// ---------------------------------------------------------------------------------------------------------------
+
+/**
+ * Send one or more replies (`{reply, R, S}`; in a stream `R` may be a list).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Reply<Resp, State> {
+  readonly _tag: "Reply"
+  readonly replies: ReadonlyArray<Resp>
+  readonly state: State
+}
+
+/**
+ * Enter streaming mode (`{reply, {stream, ReqId}, S}`): messages sent with `ctx.send` go to `processStream`.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface StartStream<ReqId, State> {
+  readonly _tag: "StartStream"
+  readonly reqId: ReqId
+  readonly state: State
+}
+
+/**
+ * Stream the elements of an Effect `Stream` as replies. The stream ending ends the request; a `PbServiceError`
+ * failure sends an `RpbErrorResp` and ends it. Nothing else is sent: a final "done" frame is the service's job.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface ReplyStream<Resp, State> {
+  readonly _tag: "ReplyStream"
+  readonly stream: Stream.Stream<Resp, PbServiceError>
+  readonly state: State
+}
+
+/**
+ * Reply with an `RpbErrorResp` (`{error, E, S}`); in a stream this also ends the stream.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Failure<State> {
+  readonly _tag: "Failure"
+  readonly error: ErrorMessage
+  readonly state: State
+}
+
+/**
+ * Send nothing and keep streaming (`{ignore, S}`).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Ignore<State> {
+  readonly _tag: "Ignore"
+  readonly state: State
+}
+
+/**
+ * Send the replies (maybe none) and end the stream (`{done, S}` / `{done, R, S}`).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Done<Resp, State> {
+  readonly _tag: "Done"
+  readonly replies: ReadonlyArray<Resp>
+  readonly state: State
+}
+
+/**
+ * What `process` may return.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type ProcessResult<Resp, State, ReqId = never> =
+  | Reply<Resp, State>
+  | StartStream<ReqId, State>
+  | ReplyStream<Resp, State>
+  | Failure<State>
+
+/**
+ * What `processStream` may return.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type StreamResult<Resp, State> = Reply<Resp, State> | Ignore<State> | Done<Resp, State> | Failure<State>
+
+/**
+ * One reply.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const reply = <Resp, State>(message: Resp, state: State): Reply<Resp, State> => ({
+  _tag: "Reply",
+  replies: [message],
+  state
+})
+
+/**
+ * Several replies, written in order (and coalesced into one socket write).
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const replies = <Resp, State>(messages: ReadonlyArray<Resp>, state: State): Reply<Resp, State> => ({
+  _tag: "Reply",
+  replies: messages,
+  state
+})
+
+/**
+ * Enter streaming mode for `reqId`.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const stream = <ReqId, State>(reqId: ReqId, state: State): StartStream<ReqId, State> => ({
+  _tag: "StartStream",
+  reqId,
+  state
+})
+
+/**
+ * Stream the elements of `replies` to the client.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const streamOf = <Resp, State>(
+  replies: Stream.Stream<Resp, PbServiceError>,
+  state: State
+): ReplyStream<Resp, State> => ({ _tag: "ReplyStream", stream: replies, state })
+
+/**
+ * Reply with an `RpbErrorResp` carrying `error`.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const error = <State>(error: ErrorMessage, state: State): Failure<State> => ({ _tag: "Failure", error, state })
+
+/**
+ * Send nothing, stay in the stream.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const ignore = <State>(state: State): Ignore<State> => ({ _tag: "Ignore", state })
+
+/**
+ * End the stream, after sending `messages` if any.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const done = <State, Resp = never>(state: State, messages: ReadonlyArray<Resp> = []): Done<Resp, State> => ({
+  _tag: "Done",
+  replies: messages,
+  state
+})
+
+// ---------------------------------------------------------------------------------------------------------------
+// Context and definition
+// ---------------------------------------------------------------------------------------------------------------
+
+/**
+ * The address of the client at the other end of a connection.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Peer {
+  readonly address: string
+  readonly port: number
+}
+
+/**
+ * What a service can do with its own connection, from `process`, `processStream` or any other fiber.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface PbContext<Info> {
+  /** A number unique to the connection within the process. */
+  readonly connectionId: number
+  readonly peer: Peer
+  /** The authenticated user, when security is on. */
+  readonly user: Effect.Effect<Option.Option<string>>
+  /**
+   * Sends `info` to the connection's mailbox. While this service is streaming it goes to `processStream`; at any
+   * other time it is dropped (like a riak message arriving outside a stream). Suspends while the mailbox is full
+   * (so a producer is paced by the client's reading). `false` when the connection is gone.
+   */
+  readonly send: (info: Info) => Effect.Effect<boolean>
+  /** `send` for callbacks outside Effect: `false` when the mailbox is full or the connection is gone. */
+  readonly unsafeSend: (info: Info) => boolean
+  /**
+   * Forks work that belongs to the current request: it is interrupted when the request has finished (after its
+   * reply, or when its stream ends) or when the connection closes, so a client that goes away cancels it.
+   */
+  readonly fork: <A, E>(effect: Effect.Effect<A, E>) => Effect.Effect<Fiber.RuntimeFiber<A, E>>
+}
+
+/**
+ * A value or an Effect of it: the callbacks of a service may be plain functions or return Effects.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type Result<A> = A | Effect.Effect<A, PbServiceError>
+
+/**
+ * The callbacks of a service. `Req` is the decoded request, `Resp` the reply message, `State` the per-connection
+ * state, `Info` what other fibers send to the connection while streaming and `ReqId` the stream's identifier.
+ *
+ * Callbacks must not throw; a thrown exception or a defect is a bug in the service: the client gets a generic
+ * error reply, the defect is logged and that connection is closed (the server and other connections go on).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Definition<Req, Resp, State, Info = never, ReqId = never> {
+  /** A name for logs, metrics and `ServiceRegistry.services()` ordering. */
+  readonly name: string
+  /** The initial per-connection state (riak's `init/0`), created when a connection first uses the service. */
+  readonly init: () => State | Effect.Effect<State>
+  /** Decodes the body of a frame whose code belongs to this service (the code byte is not part of `body`). */
+  readonly decode: (code: number, body: Uint8Array) => DecodeResult<Req>
+  /** Encodes a reply, with its message code as the first byte; `Either.left` is an encoding failure. */
+  readonly encode: (reply: Resp) => Either.Either<Uint8Array, unknown>
+  /** Serves a request (riak's `process/2`). */
+  readonly process: (message: Req, state: State, ctx: PbContext<Info>) => Result<ProcessResult<Resp, State, ReqId>>
+  /** Serves a message sent with `ctx.send` while streaming `reqId` (riak's `process_stream/3`). */
+  readonly processStream?:
+    | ((info: Info, reqId: ReqId, state: State, ctx: PbContext<Info>) => Result<StreamResult<Resp, State>>)
+    | undefined
+}
+
+/**
+ * @since 0.1.0
+ * @category type ids
+ */
+export const TypeId: unique symbol = Symbol.for("@warren/pb/PbService")
+
+/**
+ * @since 0.1.0
+ * @category type ids
+ */
+export type TypeId = typeof TypeId
+
+/**
+ * A registered-able service: a `Definition` with its types erased so services of different message types share
+ * one registry. Identity matters: `deregister` and `swap` compare services by reference.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface PbService {
+  readonly [TypeId]: TypeId
+  readonly name: string
+  /** Opens the per-connection instance (used by the server). */
+  readonly open: (link: ConnectionLink) => Effect.Effect<ServiceInstance>
+}
+
+/**
+ * Builds a service from its callbacks.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const make = <Req, Resp, State, Info = never, ReqId = never>(
+  definition: Definition<Req, Resp, State, Info, ReqId>
+): PbService => {
+  const service: PbService = {
+    [TypeId]: TypeId,
+    name: definition.name,
+    open: (link) => openInstance(service, definition, link)
+  }
+  return service
+}
+
+/**
+ * @since 0.1.0
+ * @category guards
+ */
+export const isPbService = (u: unknown): u is PbService => typeof u === "object" && u !== null && TypeId in u

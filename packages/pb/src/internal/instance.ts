@@ -1,0 +1,88 @@
+/**
+ * The per-connection instance of a service: its callbacks closed over the connection's state, with the message
+ * types erased so the server can hold instances of services of different types.
+ */
+import * as Effect from "effect/Effect"
+import type * as Either from "effect/Either"
+import type * as Fiber from "effect/Fiber"
+import type * as Option from "effect/Option"
+import type {
+  DecodeResult,
+  Definition,
+  PbContext,
+  PbService,
+  PbServiceError,
+  Peer,
+  ProcessResult,
+  StreamResult
+} from "../PbService.js"
+
+/** What the server gives a service instance about its connection. */
+export interface ConnectionLink {
+  readonly connectionId: number
+  readonly peer: Peer
+  readonly user: Effect.Effect<Option.Option<string>>
+  /** Offers `info` from `instance` to the connection mailbox (suspends while it is full). */
+  readonly offer: (instance: ServiceInstance, info: unknown) => Effect.Effect<boolean>
+  readonly unsafeOffer: (instance: ServiceInstance, info: unknown) => boolean
+  readonly fork: <A, E>(effect: Effect.Effect<A, E>) => Effect.Effect<Fiber.RuntimeFiber<A, E>>
+}
+
+/** A service opened on one connection. `process`/`processStream` keep the new state. */
+export interface ServiceInstance {
+  readonly service: PbService
+  readonly streams: boolean
+  readonly decode: (code: number, body: Uint8Array) => DecodeResult<unknown>
+  readonly encode: (reply: unknown) => Either.Either<Uint8Array, unknown>
+  readonly process: (message: unknown) => Effect.Effect<ProcessResult<unknown, unknown, unknown>, PbServiceError>
+  readonly processStream: (
+    info: unknown,
+    reqId: unknown
+  ) => Effect.Effect<StreamResult<unknown, unknown>, PbServiceError>
+}
+
+const lift = <A>(result: A | Effect.Effect<A, PbServiceError>): Effect.Effect<A, PbServiceError> =>
+  Effect.isEffect(result) ? result : Effect.succeed(result)
+
+/** Runs `init` and closes the callbacks over the resulting state. */
+export const openInstance = <Req, Resp, State, Info, ReqId>(
+  service: PbService,
+  definition: Definition<Req, Resp, State, Info, ReqId>,
+  link: ConnectionLink
+): Effect.Effect<ServiceInstance> =>
+  Effect.suspend(() => {
+    const initial = definition.init()
+    return Effect.isEffect(initial) ? initial : Effect.succeed(initial)
+  }).pipe(Effect.map((initialState) => {
+    let state = initialState
+    const ctx: PbContext<Info> = {
+      connectionId: link.connectionId,
+      peer: link.peer,
+      user: link.user,
+      send: (info) => link.offer(instance, info),
+      unsafeSend: (info) => link.unsafeOffer(instance, info),
+      fork: link.fork
+    }
+    const keep = <R extends { readonly state: State }>(result: R): R => {
+      state = result.state
+      return result
+    }
+    const processStream = definition.processStream
+    const instance: ServiceInstance = {
+      service,
+      streams: processStream !== undefined,
+      // The server only hands `process` what this instance's `decode` produced, and `processStream` what this
+      // instance's `ctx.send` accepted, so these casts restore the types `decode` and `send` erased.
+      decode: (code, body) => definition.decode(code, body),
+      encode: (reply) => definition.encode(reply as Resp),
+      process: (message) =>
+        Effect.suspend(() => lift(definition.process(message as Req, state, ctx))).pipe(Effect.map(keep)),
+      processStream: (info, reqId) =>
+        processStream === undefined
+          ? Effect.dieMessage(`service ${service.name} has no processStream`)
+          : Effect.suspend(() => lift(processStream(info as Info, reqId as ReqId, state, ctx))).pipe(
+            Effect.map(keep)
+          )
+    }
+    return instance
+  }))
