@@ -1,2 +1,14 @@
-/** Placeholder until the package lands. */
-export const placeholder = true
+/**
+ * A Riak KV-compatible object service for the warren PB server.
+ *
+ * @since 0.1.0
+ */
+
+/** Failures of the KV store. @since 0.1.0 */
+export * as KvError from "./KvError.js"
+
+/** Riak KV's PB messages (codes 9..18) and their codec. @since 0.1.0 */
+export * as KvMessages from "./KvMessages.js"
+
+/** The object store behind the service, with its in-memory implementation. @since 0.1.0 */
+export * as KvStore from "./KvStore.js"

@@ -1,0 +1,240 @@
+/**
+ * The object store behind the KV service: buckets grouped by bucket type, one value per key with its
+ * metadata and an opaque causal context (vclock), conditional puts, bounded memory and an optional
+ * snapshot file that survives restarts.
+ *
+ * The default implementation keeps everything in memory (`layer`); another backend can be provided
+ * as a different `Layer` of the same `KvStore` tag.
+ *
+ * @since 0.1.0
+ */
+import * as Context from "effect/Context"
+import type * as Duration from "effect/Duration"
+import type * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import type * as Option from "effect/Option"
+import type * as ParseResult from "effect/ParseResult"
+import type * as Scope from "effect/Scope"
+import type * as Stream from "effect/Stream"
+import type { MemoryLimitExceeded, PreconditionFailed, SnapshotError } from "./KvError.js"
+import * as internal from "./internal/store.js"
+
+/**
+ * The bucket type used when a request names none (or names `"default"`).
+ *
+ * @since 0.1.0
+ * @category constants
+ */
+export const defaultType: Uint8Array = new TextEncoder().encode("default")
+
+/**
+ * A bucket inside a bucket type.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface BucketRef {
+  /** The bucket type; `undefined` means the default type. */
+  readonly type?: Uint8Array | undefined
+  readonly bucket: Uint8Array
+}
+
+/**
+ * One object's address.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Location extends BucketRef {
+  readonly key: Uint8Array
+}
+
+/**
+ * A key/value pair of user metadata or a secondary index entry.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Pair {
+  readonly key: Uint8Array
+  readonly value?: Uint8Array
+}
+
+/**
+ * A link to another object.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Link {
+  readonly bucket?: Uint8Array
+  readonly key?: Uint8Array
+  readonly tag?: Uint8Array
+}
+
+/**
+ * What a client stores: the value and its metadata.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface ContentInput {
+  readonly value: Uint8Array
+  readonly contentType?: Uint8Array
+  readonly charset?: Uint8Array
+  readonly contentEncoding?: Uint8Array
+  readonly links?: ReadonlyArray<Link>
+  readonly usermeta?: ReadonlyArray<Pair>
+  readonly indexes?: ReadonlyArray<Pair>
+}
+
+/**
+ * Stored content: the client's content plus what the server sets on every write.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Content extends ContentInput {
+  /** A tag unique to this write. */
+  readonly vtag: Uint8Array
+  /** Time of the write: whole seconds since the epoch ... */
+  readonly lastMod: number
+  /** ... and the microseconds within that second. */
+  readonly lastModUsecs: number
+}
+
+/**
+ * A stored object.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface KvObject {
+  readonly content: Content
+  /**
+   * Opaque causal context; changes on every write of the object. Clients hand it back for
+   * `if_not_modified` puts. Never equal for two different writes, even across delete and re-create.
+   */
+  readonly vclock: Uint8Array
+}
+
+/**
+ * A condition checked atomically with a put.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type PutCondition =
+  /** Write unconditionally (last write wins). */
+  | { readonly _tag: "Always" }
+  /** Write only if the key has no object (`if_none_match`). */
+  | { readonly _tag: "IfNoneMatch" }
+  /** Write only if the object exists and its vclock equals `vclock` (`if_not_modified`). */
+  | { readonly _tag: "IfNotModified"; readonly vclock: Uint8Array | undefined }
+
+/**
+ * The outcome of a put.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface PutResult {
+  /** The key written (the generated one when the put named none). */
+  readonly key: Uint8Array
+  /** Whether the store generated `key`. */
+  readonly generatedKey: boolean
+  readonly object: KvObject
+}
+
+/**
+ * Current size of the store.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Usage {
+  readonly objects: number
+  /** Approximate bytes held: payload sizes plus a fixed overhead per object. */
+  readonly bytes: number
+  readonly limitBytes: number
+}
+
+/**
+ * The store.
+ *
+ * @since 0.1.0
+ * @category tags
+ */
+export class KvStore extends Context.Tag("@warren/kv/KvStore")<KvStore, {
+  /** The object at `location`, if any. */
+  readonly get: (location: Location) => Effect.Effect<Option.Option<KvObject>>
+  /**
+   * Stores `content` under `key` (a fresh unique key when `undefined`), checking `condition`
+   * atomically with the write. Byte arrays are copied, so callers may reuse their buffers.
+   */
+  readonly put: (
+    bucket: BucketRef,
+    key: Uint8Array | undefined,
+    content: ContentInput,
+    condition?: PutCondition
+  ) => Effect.Effect<PutResult, PreconditionFailed | MemoryLimitExceeded>
+  /** Deletes the object at `location`; `true` when there was one. Deleting a missing key succeeds. */
+  readonly delete: (location: Location) => Effect.Effect<boolean>
+  /**
+   * Bucket names of a bucket type that hold at least one object, in bounded batches (never an
+   * empty batch). Not a point-in-time view: writes during the listing may or may not show.
+   */
+  readonly listBuckets: (type: Uint8Array | undefined) => Stream.Stream<ReadonlyArray<Uint8Array>>
+  /** Keys of a bucket in bounded batches (never an empty batch); lazy, so a huge bucket is never copied. */
+  readonly listKeys: (bucket: BucketRef) => Stream.Stream<ReadonlyArray<Uint8Array>>
+  /** Current object count and memory use. */
+  readonly usage: Effect.Effect<Usage>
+  /** Writes the snapshot file now (when one is configured and something changed since the last one). */
+  readonly snapshot: Effect.Effect<void, SnapshotError>
+}>() {}
+
+/**
+ * Options of the in-memory store.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Options {
+  /** Upper bound of the approximate bytes held (default 256 MiB). */
+  readonly maxBytes?: number | undefined
+  /** Snapshot file: loaded on start, written on stop (and every `snapshotInterval`). */
+  readonly dataFile?: string | undefined
+  /** Also write the snapshot periodically while running (only when something changed). */
+  readonly snapshotInterval?: Duration.DurationInput | undefined
+  /** Most keys or buckets per listing batch (default 1000). */
+  readonly listBatchSize?: number | undefined
+  /** Most bytes of names per listing batch (default 64 KiB; a single longer name still forms a batch). */
+  readonly listBatchBytes?: number | undefined
+}
+
+/**
+ * Builds the in-memory store: loads `dataFile` if it exists (removing temp files a crashed writer
+ * left next to it) and writes it when the scope closes.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const make: (
+  options?: Options
+) => Effect.Effect<
+  Context.Tag.Service<KvStore>,
+  SnapshotError | MemoryLimitExceeded | ParseResult.ParseError,
+  Scope.Scope
+> = internal.make
+
+/**
+ * The in-memory store as a layer.
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layer = (
+  options?: Options
+): Layer.Layer<KvStore, SnapshotError | MemoryLimitExceeded | ParseResult.ParseError> =>
+  Layer.scoped(KvStore, make(options))
+

@@ -1,0 +1,235 @@
+import { createHash, randomBytes } from "node:crypto"
+import * as fs from "node:fs/promises"
+import * as path from "node:path"
+import { snapshotTypes } from "./messages.js"
+
+/**
+ * Snapshot file layout (all integers big-endian):
+ *
+ *   "WKVSNAP1"                       8 bytes magic (the trailing digit is the format version)
+ *   u32 length + SnapshotHeader      server id, sequence, object count
+ *   u32 length + SnapshotEntry       `objects` times
+ *   sha256                           32 bytes over everything before it
+ *
+ * The file is written to a temporary sibling, fsynced, renamed over the target and the directory is
+ * fsynced, so a crash at any point leaves either the previous snapshot or the new one, never a mix.
+ */
+const magic = Buffer.from("WKVSNAP1", "latin1")
+const digestLength = 32
+const flushThreshold = 1024 * 1024
+
+/** One stored object as it is written to and read from the snapshot. */
+export interface SnapshotEntry {
+  readonly type: Uint8Array
+  readonly bucket: Uint8Array
+  readonly key: Uint8Array
+  readonly vclock: Uint8Array
+  readonly content: SnapshotContent
+}
+
+/** The stored content of an object (RpbContent fields, camel-cased). */
+export interface SnapshotContent {
+  readonly value: Uint8Array
+  readonly contentType?: Uint8Array
+  readonly charset?: Uint8Array
+  readonly contentEncoding?: Uint8Array
+  readonly vtag?: Uint8Array
+  readonly links?: ReadonlyArray<{ readonly bucket?: Uint8Array; readonly key?: Uint8Array; readonly tag?: Uint8Array }>
+  readonly lastMod?: number
+  readonly lastModUsecs?: number
+  readonly usermeta?: ReadonlyArray<{ readonly key: Uint8Array; readonly value?: Uint8Array }>
+  readonly indexes?: ReadonlyArray<{ readonly key: Uint8Array; readonly value?: Uint8Array }>
+}
+
+/** Store-wide values kept with the objects. */
+export interface SnapshotHeader {
+  readonly serverId: Uint8Array
+  readonly sequence: number
+  readonly objects: number
+}
+
+/** A decoded snapshot. */
+export interface Snapshot {
+  readonly header: SnapshotHeader
+  readonly entries: ReadonlyArray<SnapshotEntry>
+}
+
+/** Why reading a snapshot failed. */
+export class SnapshotFormatError extends Error {}
+
+/** Prefix of the temporary files written next to `file`; leftovers of a crash carry it. */
+export const tempPrefix = (file: string): string => `${path.basename(file)}.tmp-`
+
+const record = (bytes: Uint8Array): Buffer => {
+  const out = Buffer.allocUnsafe(4 + bytes.length)
+  out.writeUInt32BE(bytes.length, 0)
+  out.set(bytes, 4)
+  return out
+}
+
+const syncDirectory = async (dir: string): Promise<void> => {
+  let handle: fs.FileHandle | undefined
+  try {
+    handle = await fs.open(dir, "r")
+    await handle.sync()
+  } catch (e) {
+    // Some platforms and file systems cannot fsync a directory; the rename itself is still atomic.
+    const code = (e as NodeJS.ErrnoException).code
+    if (code !== "EISDIR" && code !== "EINVAL" && code !== "EPERM" && code !== "EBADF") throw e
+  } finally {
+    await handle?.close()
+  }
+}
+
+/**
+ * Writes a snapshot atomically: temp file in the same directory, fsync, rename over `file`, fsync of
+ * the directory. On failure the temp file is removed and `file` is untouched.
+ */
+export const write = async (
+  file: string,
+  header: Omit<SnapshotHeader, "objects">,
+  entries: ReadonlyArray<SnapshotEntry>
+): Promise<void> => {
+  const dir = path.dirname(file)
+  const temp = path.join(dir, `${tempPrefix(file)}${process.pid}-${randomBytes(6).toString("hex")}`)
+  const handle = await fs.open(temp, "wx", 0o600)
+  let closed = false
+  try {
+    const hash = createHash("sha256")
+    let pending: Array<Buffer> = []
+    let pendingBytes = 0
+    const push = async (chunk: Buffer): Promise<void> => {
+      hash.update(chunk)
+      pending.push(chunk)
+      pendingBytes += chunk.length
+      if (pendingBytes >= flushThreshold) await flush()
+    }
+    const flush = async (): Promise<void> => {
+      if (pendingBytes === 0) return
+      const chunk = Buffer.concat(pending, pendingBytes)
+      pending = []
+      pendingBytes = 0
+      await handle.write(chunk)
+    }
+    await push(magic)
+    await push(record(snapshotTypes.header.encode({ ...header, objects: entries.length }).finish()))
+    for (const entry of entries) {
+      await push(record(snapshotTypes.entry.encode(entry).finish()))
+    }
+    await flush()
+    await handle.write(hash.digest())
+    await handle.sync()
+    closed = true
+    await handle.close()
+    await fs.rename(temp, file)
+    await syncDirectory(dir)
+  } catch (e) {
+    if (!closed) await handle.close().catch(() => undefined)
+    await fs.rm(temp, { force: true }).catch(() => undefined)
+    throw e
+  }
+}
+
+const copy = (bytes: Uint8Array | undefined): Uint8Array | undefined =>
+  bytes === undefined ? undefined : new Uint8Array(bytes)
+
+/** Decodes a snapshot file's bytes; throws SnapshotFormatError when they are not a whole snapshot. */
+export const decode = (bytes: Uint8Array): Snapshot => {
+  const buf = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength)
+  if (buf.length < magic.length + digestLength) throw new SnapshotFormatError("file is too short")
+  if (!buf.subarray(0, magic.length).equals(magic)) throw new SnapshotFormatError("not a warren KV snapshot")
+  const bodyEnd = buf.length - digestLength
+  const digest = createHash("sha256").update(buf.subarray(0, bodyEnd)).digest()
+  if (!digest.equals(buf.subarray(bodyEnd))) throw new SnapshotFormatError("checksum mismatch (truncated or damaged)")
+  let offset = magic.length
+  const next = (): Uint8Array => {
+    if (offset + 4 > bodyEnd) throw new SnapshotFormatError("record length beyond the end")
+    const length = buf.readUInt32BE(offset)
+    offset += 4
+    if (offset + length > bodyEnd) throw new SnapshotFormatError("record beyond the end")
+    const out = buf.subarray(offset, offset + length)
+    offset += length
+    return out
+  }
+  const conversion = { defaults: false, arrays: false } as const
+  const rawHeader = snapshotTypes.header.toObject(snapshotTypes.header.decode(next()), conversion)
+  const header: SnapshotHeader = {
+    serverId: new Uint8Array(rawHeader["serverId"] as Uint8Array),
+    sequence: rawHeader["sequence"] as number,
+    objects: rawHeader["objects"] as number
+  }
+  const entries: Array<SnapshotEntry> = []
+  for (let i = 0; i < header.objects; i++) {
+    // protobufjs has checked the schema; copies detach the values from the file buffer.
+    const raw = snapshotTypes.entry.toObject(snapshotTypes.entry.decode(next()), conversion) as unknown as SnapshotEntry
+    entries.push({
+      type: new Uint8Array(raw.type),
+      bucket: new Uint8Array(raw.bucket),
+      key: new Uint8Array(raw.key),
+      vclock: new Uint8Array(raw.vclock),
+      content: copyContent(raw.content)
+    })
+  }
+  if (offset !== bodyEnd) throw new SnapshotFormatError("trailing bytes after the last object")
+  return { header, entries }
+}
+
+const copyContent = (c: SnapshotContent): SnapshotContent => {
+  const out: {
+    -readonly [K in keyof SnapshotContent]: SnapshotContent[K]
+  } = { value: new Uint8Array(c.value) }
+  if (c.contentType !== undefined) out.contentType = new Uint8Array(c.contentType)
+  if (c.charset !== undefined) out.charset = new Uint8Array(c.charset)
+  if (c.contentEncoding !== undefined) out.contentEncoding = new Uint8Array(c.contentEncoding)
+  if (c.vtag !== undefined) out.vtag = new Uint8Array(c.vtag)
+  if (c.lastMod !== undefined) out.lastMod = c.lastMod
+  if (c.lastModUsecs !== undefined) out.lastModUsecs = c.lastModUsecs
+  if (c.links !== undefined) {
+    out.links = c.links.map((l) => {
+      const link: { bucket?: Uint8Array; key?: Uint8Array; tag?: Uint8Array } = {}
+      const bucket = copy(l.bucket)
+      const key = copy(l.key)
+      const tag = copy(l.tag)
+      if (bucket !== undefined) link.bucket = bucket
+      if (key !== undefined) link.key = key
+      if (tag !== undefined) link.tag = tag
+      return link
+    })
+  }
+  const pairs = (ps: ReadonlyArray<{ readonly key: Uint8Array; readonly value?: Uint8Array }>) =>
+    ps.map((p) => {
+      const value = copy(p.value)
+      return value === undefined ? { key: new Uint8Array(p.key) } : { key: new Uint8Array(p.key), value }
+    })
+  if (c.usermeta !== undefined) out.usermeta = pairs(c.usermeta)
+  if (c.indexes !== undefined) out.indexes = pairs(c.indexes)
+  return out
+}
+
+/** Reads and decodes `file`; `undefined` when it does not exist. */
+export const read = async (file: string): Promise<Snapshot | undefined> => {
+  let bytes: Buffer
+  try {
+    bytes = await fs.readFile(file)
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === "ENOENT") return undefined
+    throw e
+  }
+  return decode(bytes)
+}
+
+/** Removes temp files a crashed writer left next to `file`; returns their names. */
+export const removeLeftovers = async (file: string): Promise<ReadonlyArray<string>> => {
+  const dir = path.dirname(file)
+  const prefix = tempPrefix(file)
+  let names: Array<string>
+  try {
+    names = await fs.readdir(dir)
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === "ENOENT") return []
+    throw e
+  }
+  const leftovers = names.filter((name) => name.startsWith(prefix))
+  for (const name of leftovers) await fs.rm(path.join(dir, name), { force: true })
+  return leftovers
+}
