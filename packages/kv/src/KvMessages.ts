@@ -1,245 +1,41 @@
 /**
- * Riak KV's Protocol Buffers messages (codes 9..18) as typed records, with a decoder and an encoder
- * that are byte-compatible with riak_pb (proto2, same field numbers; unknown fields are skipped).
+ * Riak KV's Protocol Buffers messages (codes 9..18) and their codec, built with `@warren/pb`'s `PbCodec` on the
+ * shared riak_pb schema (`RiakPb`), so the message shapes are the same as everywhere else in warren: riak_pb's
+ * field names as written in the .proto files (`content_type`, `return_body`), tagged with the message name.
  *
- * Field names are the camel-cased riak_pb names (`content_type` -> `contentType`). Optional fields
- * that were absent on the wire are absent from the record (never defaulted), so a zero-length
- * `key` and a missing `key` stay distinguishable, as Riak needs.
+ * Optional fields that were absent on the wire are absent from the decoded record (never defaulted), so a
+ * zero-length `key` and a missing `key` stay distinguishable, as Riak needs. Unknown fields are skipped.
  *
  * @since 0.1.0
  */
-import * as Data from "effect/Data"
-import * as Either from "effect/Either"
-import * as internal from "./internal/messages.js"
+import { PbCodec, PbService, RiakPb } from "@warren/pb"
 
 /**
- * Message codes of the KV object and listing messages (riak_pb `riak_pb_messages.csv`).
- *
- * @since 0.1.0
- * @category constants
- */
-export const Code = {
-  ErrorResp: 0,
-  GetReq: 9,
-  GetResp: 10,
-  PutReq: 11,
-  PutResp: 12,
-  DelReq: 13,
-  DelResp: 14,
-  ListBucketsReq: 15,
-  ListBucketsResp: 16,
-  ListKeysReq: 17,
-  ListKeysResp: 18
-} as const
-
-/**
- * The first and last code served by the KV service (requests and replies, 9..18).
- *
- * @since 0.1.0
- * @category constants
- */
-export const codeRange = { min: Code.GetReq, max: Code.ListKeysResp } as const
-
-/**
- * A key/value pair (user metadata and secondary index entries).
+ * The KV messages by name.
  *
  * @since 0.1.0
  * @category models
  */
-export interface RpbPair {
-  readonly key: Uint8Array
-  readonly value?: Uint8Array
+export interface Messages {
+  readonly RpbGetReq: RiakPb.RpbGetReq
+  readonly RpbGetResp: RiakPb.RpbGetResp
+  readonly RpbPutReq: RiakPb.RpbPutReq
+  readonly RpbPutResp: RiakPb.RpbPutResp
+  readonly RpbDelReq: RiakPb.RpbDelReq
+  readonly RpbDelResp: {}
+  readonly RpbListBucketsReq: RiakPb.RpbListBucketsReq
+  readonly RpbListBucketsResp: RiakPb.RpbListBucketsResp
+  readonly RpbListKeysReq: RiakPb.RpbListKeysReq
+  readonly RpbListKeysResp: RiakPb.RpbListKeysResp
 }
 
 /**
- * A link to another object (stored and returned verbatim; link walking is not supported).
+ * A KV message, tagged with its name.
  *
  * @since 0.1.0
  * @category models
  */
-export interface RpbLink {
-  readonly bucket?: Uint8Array
-  readonly key?: Uint8Array
-  readonly tag?: Uint8Array
-}
-
-/**
- * One value of an object with its metadata.
- *
- * @since 0.1.0
- * @category models
- */
-export interface RpbContent {
-  readonly value: Uint8Array
-  readonly contentType?: Uint8Array
-  readonly charset?: Uint8Array
-  readonly contentEncoding?: Uint8Array
-  readonly vtag?: Uint8Array
-  readonly links?: ReadonlyArray<RpbLink>
-  readonly lastMod?: number
-  readonly lastModUsecs?: number
-  readonly usermeta?: ReadonlyArray<RpbPair>
-  readonly indexes?: ReadonlyArray<RpbPair>
-  readonly deleted?: boolean
-}
-
-/**
- * Fetch one object (code 9).
- *
- * @since 0.1.0
- * @category models
- */
-export interface RpbGetReq {
-  readonly _tag: "RpbGetReq"
-  readonly bucket: Uint8Array
-  readonly key: Uint8Array
-  readonly r?: number
-  readonly pr?: number
-  readonly basicQuorum?: boolean
-  readonly notfoundOk?: boolean
-  readonly ifModified?: Uint8Array
-  readonly head?: boolean
-  readonly deletedvclock?: boolean
-  readonly timeout?: number
-  readonly sloppyQuorum?: boolean
-  readonly nVal?: number
-  readonly type?: Uint8Array
-}
-
-/**
- * Reply to a fetch (code 10); empty (code-only on the wire) when the object is not found.
- *
- * @since 0.1.0
- * @category models
- */
-export interface RpbGetResp {
-  readonly _tag: "RpbGetResp"
-  readonly content?: ReadonlyArray<RpbContent>
-  readonly vclock?: Uint8Array
-  readonly unchanged?: boolean
-}
-
-/**
- * Store one object (code 11); without `key` the server generates one.
- *
- * @since 0.1.0
- * @category models
- */
-export interface RpbPutReq {
-  readonly _tag: "RpbPutReq"
-  readonly bucket: Uint8Array
-  readonly key?: Uint8Array
-  readonly vclock?: Uint8Array
-  readonly content: RpbContent
-  readonly w?: number
-  readonly dw?: number
-  readonly returnBody?: boolean
-  readonly pw?: number
-  readonly ifNotModified?: boolean
-  readonly ifNoneMatch?: boolean
-  readonly returnHead?: boolean
-  readonly timeout?: number
-  readonly asis?: boolean
-  readonly sloppyQuorum?: boolean
-  readonly nVal?: number
-  readonly type?: Uint8Array
-}
-
-/**
- * Reply to a store (code 12); empty unless a body, head or generated key is returned.
- *
- * @since 0.1.0
- * @category models
- */
-export interface RpbPutResp {
-  readonly _tag: "RpbPutResp"
-  readonly content?: ReadonlyArray<RpbContent>
-  readonly vclock?: Uint8Array
-  readonly key?: Uint8Array
-}
-
-/**
- * Delete one object (code 13).
- *
- * @since 0.1.0
- * @category models
- */
-export interface RpbDelReq {
-  readonly _tag: "RpbDelReq"
-  readonly bucket: Uint8Array
-  readonly key: Uint8Array
-  readonly rw?: number
-  readonly vclock?: Uint8Array
-  readonly r?: number
-  readonly w?: number
-  readonly pr?: number
-  readonly pw?: number
-  readonly dw?: number
-  readonly timeout?: number
-  readonly sloppyQuorum?: boolean
-  readonly nVal?: number
-  readonly type?: Uint8Array
-}
-
-/**
- * Reply to a delete (code 14, always code-only on the wire).
- *
- * @since 0.1.0
- * @category models
- */
-export interface RpbDelResp {
-  readonly _tag: "RpbDelResp"
-}
-
-/**
- * List the buckets of a bucket type (code 15); streamed only when `stream` is true.
- *
- * @since 0.1.0
- * @category models
- */
-export interface RpbListBucketsReq {
-  readonly _tag: "RpbListBucketsReq"
-  readonly timeout?: number
-  readonly stream?: boolean
-  readonly type?: Uint8Array
-}
-
-/**
- * One batch of bucket names (code 16).
- *
- * @since 0.1.0
- * @category models
- */
-export interface RpbListBucketsResp {
-  readonly _tag: "RpbListBucketsResp"
-  readonly buckets?: ReadonlyArray<Uint8Array>
-  readonly done?: boolean
-}
-
-/**
- * List the keys of a bucket (code 17); always streamed.
- *
- * @since 0.1.0
- * @category models
- */
-export interface RpbListKeysReq {
-  readonly _tag: "RpbListKeysReq"
-  readonly bucket: Uint8Array
-  readonly timeout?: number
-  readonly type?: Uint8Array
-}
-
-/**
- * One batch of keys (code 18).
- *
- * @since 0.1.0
- * @category models
- */
-export interface RpbListKeysResp {
-  readonly _tag: "RpbListKeysResp"
-  readonly keys?: ReadonlyArray<Uint8Array>
-  readonly done?: boolean
-}
+export type Message<K extends keyof Messages> = PbCodec.Message<Messages, K>
 
 /**
  * Every request the KV service accepts.
@@ -247,7 +43,12 @@ export interface RpbListKeysResp {
  * @since 0.1.0
  * @category models
  */
-export type KvRequest = RpbGetReq | RpbPutReq | RpbDelReq | RpbListBucketsReq | RpbListKeysReq
+export type KvRequest =
+  | Message<"RpbGetReq">
+  | Message<"RpbPutReq">
+  | Message<"RpbDelReq">
+  | Message<"RpbListBucketsReq">
+  | Message<"RpbListKeysReq">
 
 /**
  * Every reply the KV service sends.
@@ -255,54 +56,65 @@ export type KvRequest = RpbGetReq | RpbPutReq | RpbDelReq | RpbListBucketsReq | 
  * @since 0.1.0
  * @category models
  */
-export type KvResponse = RpbGetResp | RpbPutResp | RpbDelResp | RpbListBucketsResp | RpbListKeysResp
+export type KvResponse =
+  | Message<"RpbGetResp">
+  | Message<"RpbPutResp">
+  | Message<"RpbDelResp">
+  | Message<"RpbListBucketsResp">
+  | Message<"RpbListKeysResp">
 
 /**
- * A body that could not be decoded, or a code that is not a KV request.
+ * Decoder and encoder of all KV messages (requests and replies, for servers, clients and tests).
+ * `RpbDelResp` is code-only on the wire.
  *
  * @since 0.1.0
- * @category errors
+ * @category codec
  */
-export class KvDecodeError extends Data.TaggedError("KvDecodeError")<{
-  readonly code: number
-  readonly reason: string
-}> {
-  /** @since 0.1.0 */
-  override get message(): string {
-    return this.reason
-  }
+export const codec: PbCodec.Codec<Messages> = PbCodec.make<Messages>(RiakPb.schema(), {
+  RpbGetReq: RiakPb.MessageCode.RpbGetReq,
+  RpbGetResp: RiakPb.MessageCode.RpbGetResp,
+  RpbPutReq: RiakPb.MessageCode.RpbPutReq,
+  RpbPutResp: RiakPb.MessageCode.RpbPutResp,
+  RpbDelReq: RiakPb.MessageCode.RpbDelReq,
+  RpbDelResp: PbCodec.codeOnly(RiakPb.MessageCode.RpbDelResp),
+  RpbListBucketsReq: RiakPb.MessageCode.RpbListBucketsReq,
+  RpbListBucketsResp: RiakPb.MessageCode.RpbListBucketsResp,
+  RpbListKeysReq: RiakPb.MessageCode.RpbListKeysReq,
+  RpbListKeysResp: RiakPb.MessageCode.RpbListKeysResp
+})
+
+const requestCodes: ReadonlySet<number> = new Set([
+  RiakPb.MessageCode.RpbGetReq,
+  RiakPb.MessageCode.RpbPutReq,
+  RiakPb.MessageCode.RpbDelReq,
+  RiakPb.MessageCode.RpbListBucketsReq,
+  RiakPb.MessageCode.RpbListKeysReq
+])
+
+const isRequest = (message: PbCodec.AnyMessage<Messages>): message is KvRequest =>
+  message._tag === "RpbGetReq" || message._tag === "RpbPutReq" || message._tag === "RpbDelReq" ||
+  message._tag === "RpbListBucketsReq" || message._tag === "RpbListKeysReq"
+
+/**
+ * Decodes a request body for the server: reply codes of the range (10, 12, ...) are refused, so a client that
+ * sends one gets `Message decoding error: ...` instead of a confused service.
+ *
+ * @since 0.1.0
+ * @category codec
+ */
+export const decodeRequest = (code: number, body: Uint8Array): PbService.DecodeResult<KvRequest> => {
+  if (!requestCodes.has(code)) return PbService.decodeFailed(`code ${code} is not a KV request`)
+  const result = codec.decode(code, body)
+  if (result._tag === "DecodeFailed") return result
+  return isRequest(result.message)
+    ? PbService.decoded(result.message)
+    : PbService.decodeFailed(`code ${code} is not a KV request`)
 }
 
 /**
- * Decodes the body of a request frame (the code byte already removed).
+ * The first and last code served by the KV service (requests and replies, 9..18).
  *
  * @since 0.1.0
- * @category decoding
+ * @category constants
  */
-export const decodeRequest = (code: number, body: Uint8Array): Either.Either<KvRequest, KvDecodeError> =>
-  Either.mapLeft(internal.decodeRequest(code, body), (reason) => new KvDecodeError({ code, reason }))
-
-/**
- * Encodes a reply as a frame payload: the code byte followed by the protobuf body.
- *
- * @since 0.1.0
- * @category encoding
- */
-export const encodeResponse: (message: KvResponse) => Uint8Array = internal.encodeResponse
-
-/**
- * Encodes a request as a frame payload (code byte first); for clients and tests.
- *
- * @since 0.1.0
- * @category encoding
- */
-export const encodeRequest: (message: KvRequest) => Uint8Array = internal.encodeRequest
-
-/**
- * Decodes the body of a reply frame of the given code; for clients and tests.
- *
- * @since 0.1.0
- * @category decoding
- */
-export const decodeResponse = (code: number, body: Uint8Array): Either.Either<KvResponse, KvDecodeError> =>
-  Either.mapLeft(internal.decodeResponse(code, body), (reason) => new KvDecodeError({ code, reason }))
+export const codeRange = { min: codec.minCode, max: codec.maxCode } as const

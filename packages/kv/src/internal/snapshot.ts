@@ -1,7 +1,8 @@
 import { createHash, randomBytes } from "node:crypto"
 import * as fs from "node:fs/promises"
 import * as path from "node:path"
-import { snapshotTypes } from "./messages.js"
+import protobuf from "protobufjs"
+import { snapshotProto } from "./schema.js"
 
 /**
  * Snapshot file layout (all integers big-endian):
@@ -14,6 +15,14 @@ import { snapshotTypes } from "./messages.js"
  * The file is written to a temporary sibling, fsynced, renamed over the target and the directory is
  * fsynced, so a crash at any point leaves either the previous snapshot or the new one, never a mix.
  */
+const root: protobuf.Root = protobuf.parse(snapshotProto).root
+
+/** The protobufjs types of the records (camel-cased field names). */
+const snapshotTypes = {
+  header: root.lookupType("warren.kv.snapshot.Header"),
+  entry: root.lookupType("warren.kv.snapshot.Entry")
+} as const
+
 const magic = Buffer.from("WKVSNAP1", "latin1")
 const digestLength = 32
 const flushThreshold = 1024 * 1024
