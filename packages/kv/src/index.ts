@@ -12,3 +12,6 @@ export * as KvMessages from "./KvMessages.js"
 
 /** The object store behind the service, with its in-memory implementation. @since 0.1.0 */
 export * as KvStore from "./KvStore.js"
+
+/** The Riak KV PB service (codes 9..18) over the store. @since 0.1.0 */
+export * as KvService from "./KvService.js"

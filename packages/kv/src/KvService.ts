@@ -1,0 +1,267 @@
+/**
+ * The Riak KV object service on the warren PB server: get, put, delete, list buckets and list keys
+ * (codes 9..18), with Riak's semantics and error texts, served from the `KvStore`.
+ *
+ * ```ts
+ * const program = Layer.mergeAll(KvService.layer, ...).pipe(Layer.provide(KvStore.layer({ dataFile })))
+ * ```
+ *
+ * @since 0.1.0
+ */
+import * as PbService from "@warren/pb/PbService"
+import * as ServiceRegistry from "@warren/pb/ServiceRegistry"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Metric from "effect/Metric"
+import * as Option from "effect/Option"
+import * as Stream from "effect/Stream"
+import type { MemoryLimitExceeded, PreconditionFailed } from "./KvError.js"
+import * as KvMessages from "./KvMessages.js"
+import { KvStore } from "./KvStore.js"
+import type * as Store from "./KvStore.js"
+
+type Req = KvMessages.KvRequest
+type Resp = KvMessages.KvResponse
+/** The service keeps no per-connection state. */
+type State = null
+
+const defaultTypeName = "default"
+
+const requests = Metric.counter("warren_kv_requests", {
+  description: "KV requests served, by operation",
+  incremental: true
+})
+
+/** riak_kv_pb_object's texts for zero-length names. */
+const zeroLength = {
+  bucket: "Bucket cannot be zero-length",
+  key: "Key cannot be zero-length",
+  type: "Type cannot be zero-length"
+} as const
+
+const checkNames = (
+  request: { readonly bucket: Uint8Array; readonly key?: Uint8Array | undefined; readonly type?: Uint8Array | undefined }
+): string | undefined => {
+  if (request.bucket.length === 0) return zeroLength.bucket
+  if (request.key !== undefined && request.key.length === 0) return zeroLength.key
+  if (request.type !== undefined && request.type.length === 0) return zeroLength.type
+  return undefined
+}
+
+/** The security check of a request (riak_kv_pb_object / riak_kv_pb_bucket `decode/2`). */
+const permissionOf = (request: Req): PbService.PermissionCheck => {
+  switch (request._tag) {
+    case "RpbGetReq":
+      return { permission: "riak_kv.get", target: { type: request.type ?? defaultTypeName, bucket: request.bucket } }
+    case "RpbPutReq":
+      return { permission: "riak_kv.put", target: { type: request.type ?? defaultTypeName, bucket: request.bucket } }
+    case "RpbDelReq":
+      return {
+        permission: "riak_kv.delete",
+        target: { type: request.type ?? defaultTypeName, bucket: request.bucket }
+      }
+    case "RpbListKeysReq":
+      return {
+        permission: "riak_kv.list_keys",
+        target: { type: request.type ?? defaultTypeName, bucket: request.bucket }
+      }
+    case "RpbListBucketsReq":
+      return { permission: "riak_kv.list_buckets", target: request.type ?? defaultTypeName }
+  }
+}
+
+/** Client content (riak_pb field names) to store content. `vtag`, `last_mod*` and `deleted` are the server's. */
+const toContentInput = (content: KvMessages.Message<"RpbPutReq">["content"]): Store.ContentInput => {
+  const out: { -readonly [K in keyof Store.ContentInput]: Store.ContentInput[K] } = { value: content.value }
+  if (content.content_type !== undefined) out.contentType = content.content_type
+  if (content.charset !== undefined) out.charset = content.charset
+  if (content.content_encoding !== undefined) out.contentEncoding = content.content_encoding
+  if (content.links !== undefined) out.links = content.links
+  if (content.usermeta !== undefined) out.usermeta = content.usermeta
+  if (content.indexes !== undefined) out.indexes = content.indexes
+  return out
+}
+
+const empty = new Uint8Array(0)
+
+type RpbContent = NonNullable<KvMessages.Message<"RpbGetResp">["content"]>[number]
+
+/** Store content to the wire; `head` blanks the value (Riak's HEAD-like get and `return_head`). */
+const toRpbContent = (content: Store.Content, head: boolean): RpbContent => {
+  const out: { -readonly [K in keyof RpbContent]: RpbContent[K] } = {
+    value: head ? empty : content.value,
+    vtag: content.vtag,
+    last_mod: content.lastMod,
+    last_mod_usecs: content.lastModUsecs
+  }
+  if (content.contentType !== undefined) out.content_type = content.contentType
+  if (content.charset !== undefined) out.charset = content.charset
+  if (content.contentEncoding !== undefined) out.content_encoding = content.contentEncoding
+  if (content.links !== undefined) out.links = content.links
+  if (content.usermeta !== undefined) out.usermeta = content.usermeta
+  if (content.indexes !== undefined) out.indexes = content.indexes
+  return out
+}
+
+const equalBytes = (a: Uint8Array, b: Uint8Array): boolean =>
+  a.length === b.length && Buffer.from(a.buffer, a.byteOffset, a.byteLength).equals(b)
+
+/** Frames listing batches: no empty batch is sent, the last frame carries `done`, an empty listing is one `done`. */
+const framed = <R extends Resp>(
+  batches: Stream.Stream<ReadonlyArray<Uint8Array>>,
+  frame: (names: ReadonlyArray<Uint8Array> | undefined, done: boolean) => R
+): Stream.Stream<R> =>
+  batches.pipe(
+    Stream.filter((batch) => batch.length > 0),
+    Stream.zipWithNext,
+    Stream.map(([batch, next]) => frame(batch, Option.isNone(next))),
+    Stream.orElseIfEmpty(() => frame(undefined, true))
+  )
+
+const storeErrorText = (e: PreconditionFailed | MemoryLimitExceeded): string => e.message
+
+/**
+ * Builds the KV service over the `KvStore` in context.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const make: Effect.Effect<PbService.PbService, never, KvStore> = Effect.gen(function*() {
+  const store = yield* KvStore
+
+  const counted = (op: string) => Metric.increment(Metric.tagged(requests, "op", op))
+
+  const get = (request: KvMessages.Message<"RpbGetReq">, state: State) =>
+    Effect.gen(function*() {
+      const invalid = checkNames(request)
+      if (invalid !== undefined) return PbService.error(invalid, state)
+      const found = yield* store.get(request)
+      if (Option.isNone(found)) return PbService.reply<Resp, State>({ _tag: "RpbGetResp" }, state)
+      const object = found.value
+      if (request.if_modified !== undefined && equalBytes(request.if_modified, object.vclock)) {
+        return PbService.reply<Resp, State>({ _tag: "RpbGetResp", unchanged: true }, state)
+      }
+      return PbService.reply<Resp, State>({
+        _tag: "RpbGetResp",
+        content: [toRpbContent(object.content, request.head === true)],
+        vclock: object.vclock
+      }, state)
+    }).pipe(Effect.tap(counted("get")), Effect.withSpan("KvService.get"))
+
+  const put = (request: KvMessages.Message<"RpbPutReq">, state: State) =>
+    Effect.gen(function*() {
+      const invalid = checkNames(request)
+      if (invalid !== undefined) return PbService.error(invalid, state)
+      const condition: Store.PutCondition = request.if_none_match === true
+        ? { _tag: "IfNoneMatch" }
+        : request.if_not_modified === true
+        ? { _tag: "IfNotModified", vclock: request.vclock }
+        : { _tag: "Always" }
+      const result = yield* Effect.either(store.put(request, request.key, toContentInput(request.content), condition))
+      if (result._tag === "Left") return PbService.error(storeErrorText(result.left), state)
+      const { generatedKey, key, object } = result.right
+      const withBody = request.return_body === true || request.return_head === true
+      const reply: { -readonly [K in keyof KvMessages.Message<"RpbPutResp">]: KvMessages.Message<"RpbPutResp">[K] } = {
+        _tag: "RpbPutResp"
+      }
+      if (withBody) {
+        // Riak: return_head wins over return_body (the content comes back without its value).
+        reply.content = [toRpbContent(object.content, request.return_head === true)]
+        reply.vclock = object.vclock
+      }
+      if (generatedKey) reply.key = key
+      return PbService.reply<Resp, State>(reply, state)
+    }).pipe(Effect.tap(counted("put")), Effect.withSpan("KvService.put"))
+
+  const del = (request: KvMessages.Message<"RpbDelReq">, state: State) =>
+    store.delete(request).pipe(
+      Effect.as(PbService.reply<Resp, State>({ _tag: "RpbDelResp" }, state)),
+      Effect.tap(counted("delete")),
+      Effect.withSpan("KvService.delete")
+    )
+
+  const listBuckets = (request: KvMessages.Message<"RpbListBucketsReq">, state: State) => {
+    if (request.type !== undefined && request.type.length === 0) {
+      return Effect.succeed(PbService.error(zeroLength.type, state))
+    }
+    const batches = store.listBuckets(request.type)
+    if (request.stream === true) {
+      const replies = framed(batches, (names, done): Resp => {
+        const frame: { -readonly [K in keyof KvMessages.Message<"RpbListBucketsResp">]: KvMessages.Message<"RpbListBucketsResp">[K] } = {
+          _tag: "RpbListBucketsResp",
+          done
+        }
+        if (names !== undefined) frame.buckets = names
+        return frame
+      })
+      return Effect.as(counted("list_buckets"), PbService.streamOf(replies, state))
+    }
+    // Not streamed: Riak's protocol has one reply holding every bucket name.
+    return Stream.runFold(batches, [] as Array<Uint8Array>, (all, batch) => {
+      for (const name of batch) all.push(name)
+      return all
+    }).pipe(
+      Effect.map((buckets) =>
+        PbService.reply<Resp, State>(
+          buckets.length === 0 ? { _tag: "RpbListBucketsResp" } : { _tag: "RpbListBucketsResp", buckets },
+          state
+        )
+      ),
+      Effect.tap(counted("list_buckets")),
+      Effect.withSpan("KvService.listBuckets")
+    )
+  }
+
+  const listKeys = (request: KvMessages.Message<"RpbListKeysReq">, state: State) => {
+    if (request.type !== undefined && request.type.length === 0) {
+      return Effect.succeed(PbService.error(zeroLength.type, state))
+    }
+    const replies = framed(store.listKeys(request), (keys, done): Resp => {
+      const frame: { -readonly [K in keyof KvMessages.Message<"RpbListKeysResp">]: KvMessages.Message<"RpbListKeysResp">[K] } = {
+        _tag: "RpbListKeysResp",
+        done
+      }
+      if (keys !== undefined) frame.keys = keys
+      return frame
+    })
+    return Effect.as(counted("list_keys"), PbService.streamOf(replies, state))
+  }
+
+  return PbService.make<Req, Resp, State>({
+    name: "riak_kv",
+    init: () => null,
+    decode: (code, body) => {
+      const result = KvMessages.decodeRequest(code, body)
+      return result._tag === "Decoded" ? PbService.decoded(result.message, permissionOf(result.message)) : result
+    },
+    encode: (reply) => KvMessages.codec.encode(reply),
+    process: (request, state): Effect.Effect<PbService.ProcessResult<Resp, State>> => {
+      switch (request._tag) {
+        case "RpbGetReq":
+          return get(request, state)
+        case "RpbPutReq":
+          return put(request, state)
+        case "RpbDelReq":
+          return del(request, state)
+        case "RpbListBucketsReq":
+          return listBuckets(request, state)
+        case "RpbListKeysReq":
+          return listKeys(request, state)
+      }
+    }
+  })
+})
+
+/**
+ * Registers the KV service for codes 9..18 in the `ServiceRegistry` for the lifetime of the layer.
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layer: Layer.Layer<never, ServiceRegistry.AlreadyRegistered | ServiceRegistry.InvalidCodeRange, KvStore | ServiceRegistry.ServiceRegistry> =
+  Layer.unwrapEffect(
+    Effect.map(make, (service) =>
+      ServiceRegistry.registered([
+        ServiceRegistry.registration(service, KvMessages.codeRange.min, KvMessages.codeRange.max)
+      ]))
+  )
