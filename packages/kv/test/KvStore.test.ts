@@ -309,11 +309,16 @@ describe("KvStore snapshot", () => {
       yield* Effect.scoped(Effect.flatMap(KvStore.make({ dataFile }), (s) => s.put(bucket, enc("k"), { value: enc("v") })))
       const good = fs.readFileSync(dataFile)
       // What a writer killed mid-write leaves: a partial copy under a temp name.
-      const leftover = path.join(dir, `${snapshotFile.tempPrefix(dataFile)}999-abc`)
+      // (pid 2147483646 cannot be a running process)
+      const leftover = path.join(dir, `${snapshotFile.tempPrefix(dataFile)}2147483646-abc`)
       fs.writeFileSync(leftover, good.subarray(0, good.length - 10))
+      // A temp file of a live writer (here: our parent process) is not touched.
+      const live = path.join(dir, `${snapshotFile.tempPrefix(dataFile)}${process.ppid}-def`)
+      fs.writeFileSync(live, "partial")
       const store = yield* KvStore.make({ dataFile })
       assert.deepStrictEqual(yield* getValue(store, "k"), Option.some("v"))
       assert.isFalse(fs.existsSync(leftover))
+      assert.isTrue(fs.existsSync(live))
     }))
 
   it.scoped("a damaged or truncated snapshot fails start-up instead of starting empty", () =>

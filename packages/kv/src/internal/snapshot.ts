@@ -227,7 +227,19 @@ export const read = async (file: string): Promise<Snapshot | undefined> => {
   return decode(bytes)
 }
 
-/** Removes temp files a crashed writer left next to `file`; returns their names. */
+/** Whether the process that named a temp file `<pid>-<random>` is still running (then it is not a leftover). */
+const writerAlive = (suffix: string): boolean => {
+  const pid = Number.parseInt(suffix.split("-")[0] ?? "", 10)
+  if (!Number.isInteger(pid) || pid <= 0 || pid === process.pid) return false
+  try {
+    process.kill(pid, 0)
+    return true
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === "EPERM"
+  }
+}
+
+/** Removes temp files a crashed writer left next to `file` (not those of a live process); returns their names. */
 export const removeLeftovers = async (file: string): Promise<ReadonlyArray<string>> => {
   const dir = path.dirname(file)
   const prefix = tempPrefix(file)
@@ -238,7 +250,7 @@ export const removeLeftovers = async (file: string): Promise<ReadonlyArray<strin
     if ((e as NodeJS.ErrnoException).code === "ENOENT") return []
     throw e
   }
-  const leftovers = names.filter((name) => name.startsWith(prefix))
+  const leftovers = names.filter((name) => name.startsWith(prefix) && !writerAlive(name.slice(prefix.length)))
   for (const name of leftovers) await fs.rm(path.join(dir, name), { force: true })
   return leftovers
 }
