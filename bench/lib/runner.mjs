@@ -1,0 +1,119 @@
+// Runs workloads with interleaved contenders, summarizes (median, min, max), checks goals, prints, writes JSON.
+import { mkdirSync, writeFileSync } from "node:fs"
+import { cpus, release } from "node:os"
+import { dirname } from "node:path"
+import { summarize } from "./stats.mjs"
+
+/**
+ * For each workload, runs every contender once per round, in the listed order (ours first, then the baselines),
+ * `rounds` times: ours, baseline, ours, baseline, ... A contender that reports "not available" is tried once and
+ * then kept as a "not available yet" row.
+ *
+ * `workload`: { id, title, params, contenders: [{ id, label }], fields: [...], goals: [{ text, contender, versus,
+ * field, op: ">=" | "<=" | ">", ratio }] }
+ * `runOne(workload, contender, round)` resolves with one run's metrics.
+ */
+export const runWorkloads = async ({ name, workloads, rounds, runOne, options }) => {
+  const report = {
+    name,
+    date: new Date().toISOString(),
+    machine: { cpus: cpus().length, cpuModel: cpus()[0]?.model, node: process.version, kernel: release() },
+    options,
+    workloads: []
+  }
+  for (const workload of workloads) {
+    console.log(`\n== ${name}: ${workload.title}`)
+    const entries = workload.contenders.map((c) => ({ id: c.id, label: c.label, available: true, note: undefined, runs: [] }))
+    for (let round = 1; round <= rounds; round++) {
+      for (const entry of entries) {
+        if (!entry.available) continue
+        const contender = workload.contenders.find((c) => c.id === entry.id)
+        try {
+          const result = await runOne(workload, contender, round)
+          entry.runs.push(result)
+          console.log(`  round ${round} ${entry.label.padEnd(18)} ${workload.describe(result)}`)
+        } catch (error) {
+          if (error.notAvailable) {
+            entry.available = false
+            entry.note = firstLine(error.message)
+            console.log(`  round ${round} ${entry.label.padEnd(18)} not available yet: ${entry.note}`)
+          } else {
+            entry.failures = (entry.failures ?? 0) + 1
+            entry.note = firstLine(error.message)
+            console.log(`  round ${round} ${entry.label.padEnd(18)} FAILED: ${error.message}`)
+          }
+        }
+      }
+    }
+    for (const entry of entries) Object.assign(entry, summarize(entry.runs, workload.fields))
+    const goals = (workload.goals ?? []).map((goal) => checkGoal(goal, entries))
+    const ratios = {}
+    for (const goal of goals) ratios[`${goal.contender}/${goal.versus} ${goal.field}`] = goal.actual
+    const result = {
+      id: workload.id,
+      title: workload.title,
+      params: workload.params,
+      primary: workload.primary,
+      higherIsBetter: workload.higherIsBetter !== false,
+      contenders: entries,
+      ratios,
+      goals
+    }
+    report.workloads.push(result)
+    printTable(result, workload)
+  }
+  return report
+}
+
+const firstLine = (s) => String(s).split("\n").find((l) => l.trim() !== "")?.trim() ?? String(s)
+
+const checkGoal = (goal, entries) => {
+  const ours = entries.find((e) => e.id === goal.contender)
+  const theirs = entries.find((e) => e.id === goal.versus)
+  const a = ours?.runs.length ? ours.median[goal.field] : NaN
+  const b = theirs?.runs.length ? theirs.median[goal.field] : NaN
+  const actual = a / b
+  const met = !Number.isFinite(actual) ? null
+    : goal.op === ">=" ? actual >= goal.ratio
+    : goal.op === ">" ? actual > goal.ratio
+    : actual <= goal.ratio
+  return { ...goal, actual: Number.isFinite(actual) ? actual : null, met }
+}
+
+const fmt = (x, digits = 2) => {
+  if (x === undefined || x === null || !Number.isFinite(x)) return "-"
+  if (Math.abs(x) >= 1000) return Math.round(x).toLocaleString("en-US")
+  return x.toFixed(digits)
+}
+
+const printTable = (result, workload) => {
+  const columns = workload.columns
+  const header = ["contender", "runs", ...columns.map((c) => c.title)]
+  const rows = result.contenders.map((e) => {
+    if (!e.available) return [e.label, "0", ...columns.map(() => ""), `not available yet: ${e.note}`]
+    return [
+      e.label,
+      String(e.runs.length),
+      ...columns.map((c) =>
+        e.runs.length === 0 ? "-" : `${fmt(e.median[c.field], c.digits)} (${fmt(e.min[c.field], c.digits)}..${fmt(e.max[c.field], c.digits)})`
+      )
+    ]
+  })
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? "").length)))
+  const line = (cells) => "  " + cells.map((c, i) => (c ?? "").padEnd(widths[i] ?? 0)).join("  ")
+  console.log(`\n  median (min..max) over rounds`)
+  console.log(line(header))
+  console.log(line(widths.map((w) => "-".repeat(w))))
+  for (const row of rows) console.log(line(row))
+  for (const goal of result.goals) {
+    const verdict = goal.met === null ? "n/a" : goal.met ? "met" : "MISSED"
+    console.log(`  goal: ${goal.text}: ${goal.actual === null ? "-" : goal.actual.toFixed(2) + "x"} -> ${verdict}`)
+  }
+}
+
+/** Writes the report as pretty JSON. */
+export const writeReport = (path, report) => {
+  mkdirSync(dirname(path), { recursive: true })
+  writeFileSync(path, JSON.stringify(report, (_k, v) => (typeof v === "number" && !Number.isFinite(v) ? null : v), 2) + "\n")
+  console.log(`\nwrote ${path}`)
+}

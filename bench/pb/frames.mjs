@@ -1,0 +1,51 @@
+// Riak PB framing for the bench: 4-byte big-endian length (code byte + body), 1 code byte, body.
+
+export const PING_REQ = 1
+export const PING_RESP = 2
+/** Spare codes the bench uses for its 1 KiB echo service (unused by Riak). */
+export const ECHO_REQ = 200
+export const ECHO_RESP = 201
+
+/** One frame. */
+export const frame = (code, body = Buffer.alloc(0)) => {
+  const out = Buffer.allocUnsafe(5 + body.length)
+  out.writeUInt32BE(1 + body.length, 0)
+  out[4] = code
+  body.copy(out, 5)
+  return out
+}
+
+/** An RpbErrorResp (errmsg = 1 bytes, errcode = 2 uint32 = 0) for `text`. */
+export const errorFrame = (text) => {
+  const msg = Buffer.from(text, "utf8")
+  const varint = []
+  let n = msg.length
+  while (n > 0x7f) {
+    varint.push((n & 0x7f) | 0x80)
+    n >>>= 7
+  }
+  varint.push(n)
+  return frame(0, Buffer.concat([Buffer.from([0x0a, ...varint]), msg, Buffer.from([0x10, 0x00])]))
+}
+
+/**
+ * Splits a byte stream into frames: `push(chunk)` calls `onFrame(code, body)` for each complete frame (body is a view,
+ * valid during the call) and keeps any partial frame for the next chunk. Returns false on a zero-length frame.
+ */
+export const frameReader = (onFrame) => {
+  let pending = null
+  return (chunk) => {
+    let buf = pending === null ? chunk : Buffer.concat([pending, chunk])
+    let off = 0
+    const end = buf.length
+    while (end - off >= 4) {
+      const len = buf.readUInt32BE(off)
+      if (len === 0) return false
+      if (end - off - 4 < len) break
+      onFrame(buf[off + 4], buf.subarray(off + 5, off + 4 + len))
+      off += 4 + len
+    }
+    pending = off === end ? null : buf.subarray(off)
+    return true
+  }
+}

@@ -1,0 +1,81 @@
+// The RPC benchmark: warren's RPC client against a raw amqplib client and rabbitmq-client's RPCClient, all talking
+// to the same plain-amqplib echo server (its own process) through one RabbitMQ node.
+import { fileURLToPath } from "node:url"
+import { startBroker } from "../lib/broker.mjs"
+import { start } from "../lib/child.mjs"
+import { runWorkloads } from "../lib/runner.mjs"
+
+const here = (p) => fileURLToPath(new URL(p, import.meta.url))
+
+export const contenders = [
+  { id: "warren", label: "warren RpcClient" },
+  { id: "amqplib", label: "raw amqplib" },
+  { id: "rabbitmq-client", label: "rabbitmq-client" }
+]
+
+const columns = [
+  { field: "throughput", title: "req/s", digits: 0 },
+  { field: "p50Ms", title: "p50 ms", digits: 3 },
+  { field: "p99Ms", title: "p99 ms", digits: 3 },
+  { field: "cpuUsPerReq", title: "client CPU µs/req", digits: 1 },
+  { field: "cpuUtil", title: "client CPU util", digits: 2 },
+  { field: "rssMB", title: "client RSS MB", digits: 1 }
+]
+
+/** Runs the RPC workloads; `options`: { durationMs, warmupMs, rounds, concurrencies, payloadSize, only, profile }. */
+export const runRpc = async (options) => {
+  const broker = await startBroker()
+  console.log(`broker: ${broker.kind} ${broker.url.replace(/\/\/[^@]*@/, "//")}`)
+  const queue = "warren.bench.echo"
+  const server = start(here("./echo-server.mjs"), { url: broker.url, queue })
+  try {
+    await server.next("ready", 30_000)
+    const workloads = options.concurrencies.map((concurrency) => ({
+      id: `c${concurrency}`,
+      title: `${options.payloadSize}-byte echo RPC, concurrency ${concurrency}`,
+      params: { concurrency, payloadSize: options.payloadSize },
+      primary: "throughput",
+      contenders: contenders.filter((c) => options.only === undefined || options.only.includes(c.id)),
+      fields: columns.map((c) => c.field),
+      columns,
+      describe: (r) =>
+        `${Math.round(r.throughput)} req/s  p50 ${r.p50Ms.toFixed(3)} ms  p99 ${r.p99Ms.toFixed(3)} ms  ` +
+        `cpu ${r.cpuUsPerReq.toFixed(1)} µs/req  rss ${r.rssMB.toFixed(1)} MB`,
+      goals: [
+        { text: `warren >= 0.9x raw amqplib throughput at concurrency ${concurrency}`, contender: "warren", versus: "amqplib", field: "throughput", op: ">=", ratio: 0.9 },
+        { text: `warren ahead of rabbitmq-client throughput at concurrency ${concurrency}`, contender: "warren", versus: "rabbitmq-client", field: "throughput", op: ">", ratio: 1 }
+      ]
+    }))
+    return await runWorkloads({
+      name: "rpc",
+      rounds: options.rounds,
+      options: { ...options, broker: broker.kind },
+      workloads,
+      runOne: async (workload, contender) => {
+        const client = start(here("./client.mjs"), {
+          url: broker.url,
+          queue,
+          contender: contender.id,
+          concurrency: workload.params.concurrency,
+          payloadSize: workload.params.payloadSize,
+          warmupMs: options.warmupMs,
+          durationMs: options.durationMs
+        }, { execArgv: profileArgs(options, contender, workload) })
+        try {
+          const { result } = await client.next("result", options.warmupMs + options.durationMs + 60_000)
+          return result
+        } finally {
+          await client.stop()
+        }
+      }
+    })
+  } finally {
+    await server.stop()
+    await broker.stop()
+  }
+}
+
+const profileArgs = (options, contender, workload) =>
+  options.profile && contender.id === "warren"
+    ? ["--cpu-prof", `--cpu-prof-dir=${options.profileDir}`, `--cpu-prof-name=rpc-${workload.id}-${Date.now()}.cpuprofile`]
+    : []

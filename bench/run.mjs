@@ -1,0 +1,63 @@
+// `npm run bench [-- rpc|pb] [--duration 5s] [--warmup 1s] [--rounds 3] [--only warren,amqplib]
+//   [--workloads ping-1x1,idle] [--idle-connections 5000] [--profile]`
+// Runs the benchmarks (both by default), prints tables, writes bench/results/<name>.json and the SVG charts.
+// --profile runs only warren's contender, once, under `node --cpu-prof` and prints the top costs of each profile.
+import { mkdirSync } from "node:fs"
+import { fileURLToPath } from "node:url"
+import { writeCharts } from "./chart.mjs"
+import { writeReport } from "./lib/runner.mjs"
+import { summarizeProfiles } from "./profile.mjs"
+import { runPb } from "./pb/bench.mjs"
+import { runRpc } from "./rpc/bench.mjs"
+
+const usage = `usage: node bench/run.mjs [rpc] [pb] [--duration 5s] [--warmup 1s] [--rounds 3] [--only ids]
+  [--workloads ids] [--concurrency 1,64] [--idle-connections 5000] [--profile]`
+
+const parseDuration = (s) => {
+  const m = /^(\d+(?:\.\d+)?)(ms|s)?$/.exec(s)
+  if (!m) throw new Error(`bad duration ${s}\n${usage}`)
+  return m[2] === "ms" ? Number(m[1]) : Number(m[1]) * 1000
+}
+
+const argv = process.argv.slice(2)
+const names = []
+const opts = { durationMs: 5000, warmupMs: 1000, rounds: 3, idleConnections: 5000, payloadSize: 256, concurrencies: [1, 64], profile: false }
+for (let i = 0; i < argv.length; i++) {
+  const a = argv[i]
+  const value = () => {
+    const v = argv[++i]
+    if (v === undefined) throw new Error(`${a} needs a value\n${usage}`)
+    return v
+  }
+  if (a === "rpc" || a === "pb") names.push(a)
+  else if (a === "--duration") opts.durationMs = parseDuration(value())
+  else if (a === "--warmup") opts.warmupMs = parseDuration(value())
+  else if (a === "--rounds") opts.rounds = Number(value())
+  else if (a === "--only") opts.only = value().split(",")
+  else if (a === "--workloads") opts.workloads = value().split(",")
+  else if (a === "--concurrency") opts.concurrencies = value().split(",").map(Number)
+  else if (a === "--idle-connections") opts.idleConnections = Number(value())
+  else if (a === "--profile") opts.profile = true
+  else if (a === "--help" || a === "-h") {
+    console.log(usage)
+    process.exit(0)
+  } else throw new Error(`unknown argument ${a}\n${usage}`)
+}
+if (names.length === 0) names.push("rpc", "pb")
+
+const resultsDir = fileURLToPath(new URL("./results/", import.meta.url))
+if (opts.profile) {
+  opts.only = ["warren"]
+  opts.rounds = 1
+  opts.profileDir = `${resultsDir}profiles/${Date.now()}`
+  mkdirSync(opts.profileDir, { recursive: true })
+}
+
+for (const name of names) {
+  const report = name === "rpc" ? await runRpc(opts) : await runPb(opts)
+  if (opts.profile) continue
+  writeReport(`${resultsDir}${name}.json`, report)
+}
+if (opts.profile) summarizeProfiles(opts.profileDir)
+else writeCharts(names)
+process.exit(0)
