@@ -1,0 +1,346 @@
+/**
+ * The Riak-compatible PB server (riak_api's `riak_api_pb_listener` + `riak_api_pb_server`), on @effect/platform's
+ * `SocketServer` (Node's `NodeSocketServer`).
+ *
+ * One fiber per connection; per connection, per service state from the service's `init`; dispatch through the
+ * `ServiceRegistry` on every request, so services registered or swapped while the server runs are picked up by
+ * live connections.
+ *
+ * ```ts
+ * const program = Effect.gen(function*() {
+ *   const server = yield* PbServer.PbServer
+ *   yield* Effect.log(`listening on ${server.address.host}:${server.address.port}`)
+ *   return yield* Effect.never
+ * }).pipe(
+ *   Effect.provide(PbServer.layer({ port: 8087 })),
+ *   Effect.provide(ServiceRegistry.registered(BasicService.registrations(BasicService.make()))),
+ *   Effect.provide(ServiceRegistry.layer)
+ * )
+ * ```
+ *
+ * The connection reads the socket itself (the raw `Net.Socket` from `NodeSocket.NetSocket`, not `Socket.run`):
+ * it has to pause reads while replies are not drained, and STARTTLS replaces the socket by a `TLSSocket` in the
+ * middle of the connection, which the platform `Socket` cannot do.
+ *
+ * @since 0.1.0
+ */
+import * as NodeSocket from "@effect/platform-node/NodeSocket"
+import * as NodeSocketServer from "@effect/platform-node/NodeSocketServer"
+import type * as Socket from "@effect/platform/Socket"
+import * as Context from "effect/Context"
+import * as Data from "effect/Data"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
+import * as Schema from "effect/Schema"
+import type * as Scope from "effect/Scope"
+import * as NodeTls from "node:tls"
+import type { ConnectionInfo as InternalConnectionInfo, SecurityConfig, ServerState } from "./internal/connection.js"
+import { serve, Texts } from "./internal/connection.js"
+import * as Metrics from "./internal/metrics.js"
+import { Authenticator, Authorizer } from "./Security.js"
+import { ServiceRegistry } from "./ServiceRegistry.js"
+
+// ---------------------------------------------------------------------------------------------------------------
+// Options
+// ---------------------------------------------------------------------------------------------------------------
+
+const isDurationInput = (u: unknown): u is Duration.DurationInput => Option.isSome(Duration.decodeUnknown(u))
+
+/**
+ * A duration given as anything `Duration.decode` accepts (`"5 seconds"`, a number of milliseconds, a `Duration`).
+ *
+ * @since 0.1.0
+ * @category schemas
+ */
+export const DurationInput = Schema.transform(
+  Schema.declare(isDurationInput, { identifier: "DurationInput" }),
+  Schema.DurationFromSelf,
+  { strict: true, decode: (input) => Duration.decode(input), encode: (duration) => duration }
+)
+
+const Pem = Schema.Union(Schema.String, Schema.Uint8ArrayFromSelf)
+const PositiveInt = Schema.Int.pipe(Schema.positive())
+
+/**
+ * TLS settings used after STARTTLS (PEM key and certificate; a CA and `requestCert` for client certificates).
+ *
+ * @since 0.1.0
+ * @category schemas
+ */
+export const TlsOptions = Schema.Struct({
+  key: Pem,
+  cert: Pem,
+  passphrase: Schema.optional(Schema.String),
+  ca: Schema.optional(Schema.Union(Pem, Schema.Array(Pem))),
+  requestCert: Schema.optionalWith(Schema.Boolean, { default: () => false }),
+  rejectUnauthorized: Schema.optionalWith(Schema.Boolean, { default: () => false }),
+  minVersion: Schema.optionalWith(Schema.Literal("TLSv1.2", "TLSv1.3"), { default: () => "TLSv1.2" as const }),
+  ciphers: Schema.optional(Schema.String)
+})
+
+/**
+ * Security: STARTTLS, then login, then permission checks on every request that declares a permission.
+ *
+ * @since 0.1.0
+ * @category schemas
+ */
+export const SecurityOptions = Schema.Struct({
+  tls: TlsOptions,
+  /** How long a failed login waits before its error reply. */
+  authFailureDelay: Schema.optionalWith(DurationInput, { default: () => Duration.seconds(1) }),
+  /** Consecutive failed logins after which the connection is closed (riak: 3). */
+  maxAuthFailures: Schema.optionalWith(PositiveInt, { default: () => 3 }),
+  handshakeTimeout: Schema.optionalWith(DurationInput, { default: () => Duration.seconds(10) })
+})
+
+/**
+ * Server settings. Defaults follow riak (127.0.0.1:8087, backlog 128, nodelay and keepalive on); the limits are
+ * this server's own.
+ *
+ * @since 0.1.0
+ * @category schemas
+ */
+export const Options = Schema.Struct({
+  host: Schema.optionalWith(Schema.String, { default: () => "127.0.0.1" }),
+  /** 0 listens on any free port; the real one is in `PbServer.address`. */
+  port: Schema.optionalWith(Schema.Int.pipe(Schema.between(0, 65535)), { default: () => 8087 }),
+  backlog: Schema.optionalWith(PositiveInt, { default: () => 128 }),
+  nodelay: Schema.optionalWith(Schema.Boolean, { default: () => true }),
+  keepalive: Schema.optionalWith(Schema.Boolean, { default: () => true }),
+  /** Largest accepted frame (code + body), checked from the length header: error reply, then close. */
+  maxFrameSize: Schema.optionalWith(Schema.Int.pipe(Schema.between(1, 0x7ffffffb)), {
+    default: () => 64 * 1024 * 1024
+  }),
+  /** Connections beyond this get an error reply and are closed. */
+  maxConnections: Schema.optional(PositiveInt),
+  /** A connection with no request (and no stream) for this long is closed. */
+  idleTimeout: Schema.optional(DurationInput),
+  /** A stream with nothing to send for this long is ended with an error reply. */
+  streamIdleTimeout: Schema.optional(DurationInput),
+  /** Messages sent to a connection (`ctx.send`) that may wait; senders suspend beyond it. */
+  mailboxCapacity: Schema.optionalWith(PositiveInt, { default: () => 256 }),
+  /** Replies are written when this many bytes are ready, or as soon as the connection has nothing else to do. */
+  flushBytes: Schema.optionalWith(PositiveInt, { default: () => 64 * 1024 }),
+  /** Unprocessed request bytes after which reading pauses. */
+  readBufferBytes: Schema.optionalWith(PositiveInt, { default: () => 1024 * 1024 }),
+  /** How long a closing connection may take to flush its last replies before it is destroyed. */
+  closeTimeout: Schema.optionalWith(DurationInput, { default: () => Duration.seconds(5) }),
+  security: Schema.optional(SecurityOptions)
+})
+
+/**
+ * What `make`/`layer` accept (before defaults).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type Options = typeof Options.Encoded
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export type SecurityOptions = typeof SecurityOptions.Encoded
+
+// ---------------------------------------------------------------------------------------------------------------
+// Service
+// ---------------------------------------------------------------------------------------------------------------
+
+/**
+ * A snapshot of one connection.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type ConnectionInfo = InternalConnectionInfo
+
+/**
+ * A running server.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Server {
+  /** Where it listens (the real port when configured with port 0). */
+  readonly address: { readonly host: string; readonly port: number }
+  /** The live connections. */
+  readonly connections: Effect.Effect<ReadonlyArray<ConnectionInfo>>
+}
+
+/**
+ * @since 0.1.0
+ * @category tags
+ */
+export class PbServer extends Context.Tag("@warren/pb/PbServer")<PbServer, Server>() {}
+
+/**
+ * The server could not start: invalid options (`Config`), TLS material rejected (`Tls`), or the port could not be
+ * opened (`Open`).
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class PbServerError extends Data.TaggedError("PbServerError")<{
+  readonly reason: "Config" | "Tls" | "Open"
+  readonly cause: unknown
+}> {
+  override get message(): string {
+    return `PB server ${this.reason} error: ${String(this.cause)}`
+  }
+}
+
+/**
+ * The exact error texts sent to clients (riak's, plus this server's own for its limits).
+ *
+ * @since 0.1.0
+ * @category constants
+ */
+export const ErrorTexts = Texts
+
+/**
+ * The server's metrics: `pb_connections_accepted`, `pb_connections_active`, `pb_requests` (tag `code`),
+ * `pb_errors` (tag `kind`), `pb_request_duration` (milliseconds).
+ *
+ * @since 0.1.0
+ * @category metrics
+ */
+export const metrics = {
+  connectionsAccepted: Metrics.connectionsAccepted,
+  connectionsActive: Metrics.connectionsActive,
+  requests: Metrics.requests,
+  errors: Metrics.errors,
+  requestDuration: Metrics.requestDuration
+} as const
+
+interface SecurityServices {
+  readonly authenticator: Authenticator["Type"]
+  readonly authorizer: Authorizer["Type"]
+}
+
+const start = (
+  input: Options,
+  services: SecurityServices | undefined
+): Effect.Effect<Server, PbServerError, Scope.Scope | ServiceRegistry> =>
+  Effect.gen(function*() {
+    const options = yield* Schema.decodeUnknown(Options)(input).pipe(
+      Effect.mapError((cause) => new PbServerError({ reason: "Config", cause }))
+    )
+    let security: SecurityConfig | undefined
+    if (options.security !== undefined) {
+      if (services === undefined) {
+        return yield* new PbServerError({ reason: "Config", cause: "security options need layerSecure/makeSecure" })
+      }
+      const tls = options.security.tls
+      const secureContext = yield* Effect.try({
+        try: () =>
+          NodeTls.createSecureContext({
+            key: toPem(tls.key),
+            cert: toPem(tls.cert),
+            minVersion: tls.minVersion,
+            ...(tls.passphrase === undefined ? {} : { passphrase: tls.passphrase }),
+            ...(tls.ca === undefined ? {} : { ca: typeof tls.ca === "string" || tls.ca instanceof Uint8Array ? toPem(tls.ca) : tls.ca.map(toPem) }),
+            ...(tls.ciphers === undefined ? {} : { ciphers: tls.ciphers })
+          }),
+        catch: (cause) => new PbServerError({ reason: "Tls", cause })
+      })
+      security = {
+        secureContext,
+        requestCert: tls.requestCert,
+        rejectUnauthorized: tls.rejectUnauthorized,
+        handshakeTimeout: options.security.handshakeTimeout,
+        authFailureDelay: options.security.authFailureDelay,
+        maxAuthFailures: options.security.maxAuthFailures,
+        authenticator: services.authenticator,
+        authorizer: services.authorizer
+      }
+    }
+    const registry = yield* ServiceRegistry
+    const state: ServerState = {
+      config: {
+        nodelay: options.nodelay,
+        keepalive: options.keepalive,
+        maxFrameSize: options.maxFrameSize,
+        maxConnections: options.maxConnections,
+        idleTimeout: options.idleTimeout,
+        streamIdleTimeout: options.streamIdleTimeout,
+        mailboxCapacity: options.mailboxCapacity,
+        flushBytes: options.flushBytes,
+        readBufferBytes: options.readBufferBytes,
+        closeTimeout: options.closeTimeout,
+        security
+      },
+      registry,
+      connections: new Map(),
+      nextId: 0
+    }
+    const server = yield* NodeSocketServer.make({
+      host: options.host,
+      port: options.port,
+      backlog: options.backlog,
+      noDelay: options.nodelay,
+      keepAlive: options.keepalive,
+      allowHalfOpen: true
+    }).pipe(Effect.mapError((cause) => new PbServerError({ reason: "Open", cause })))
+    const handle = (_: Socket.Socket) =>
+      Effect.flatMap(Effect.serviceOption(NodeSocket.NetSocket), (raw) =>
+        Option.isSome(raw) ? serve(raw.value, state) : Effect.logError("PB server: connection without a Net.Socket"))
+    yield* server.run(handle).pipe(
+      Effect.catchAllCause((cause) => Effect.logError("PB server stopped accepting connections", cause)),
+      Effect.withSpan("PbServer.run"),
+      Effect.forkScoped
+    )
+    const address = server.address._tag === "TcpAddress"
+      ? { host: server.address.hostname, port: server.address.port }
+      : { host: server.address.path, port: 0 }
+    yield* Effect.annotateCurrentSpan("pb.port", address.port)
+    return {
+      address,
+      connections: Effect.sync(() => Array.from(state.connections.values(), (connection) => connection.info()))
+    }
+  }).pipe(Effect.withSpan("PbServer.start"))
+
+const toPem = (value: string | Uint8Array): string | Buffer => typeof value === "string" ? value : Buffer.from(value)
+
+/**
+ * Starts a server without security (`options.security` must be absent); it stops when the scope closes.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const make = (
+  options: Options & { readonly security?: undefined }
+): Effect.Effect<Server, PbServerError, Scope.Scope | ServiceRegistry> => start(options, undefined)
+
+/**
+ * Starts a server with security: STARTTLS, login checked by the `Authenticator`, permissions by the `Authorizer`.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const makeSecure = (
+  options: Options & { readonly security: SecurityOptions }
+): Effect.Effect<Server, PbServerError, Scope.Scope | ServiceRegistry | Authenticator | Authorizer> =>
+  Effect.gen(function*() {
+    const authenticator = yield* Authenticator
+    const authorizer = yield* Authorizer
+    return yield* start(options, { authenticator, authorizer })
+  })
+
+/**
+ * @since 0.1.0
+ * @category layers
+ */
+export const layer = (
+  options: Options & { readonly security?: undefined }
+): Layer.Layer<PbServer, PbServerError, ServiceRegistry> => Layer.scoped(PbServer, make(options))
+
+/**
+ * @since 0.1.0
+ * @category layers
+ */
+export const layerSecure = (
+  options: Options & { readonly security: SecurityOptions }
+): Layer.Layer<PbServer, PbServerError, ServiceRegistry | Authenticator | Authorizer> =>
+  Layer.scoped(PbServer, makeSecure(options))

@@ -1,0 +1,249 @@
+/**
+ * Which service owns which message code (riak_api's `riak_api_pb_registrar`). The table lives in STM, so every
+ * change is one atomic step: a connection dispatching at the same time sees the table before or after it.
+ *
+ * Registration after the server started is normal: live connections see new services on their next request.
+ *
+ * Differences from riak: codes must be in 1..255 (riak accepts codes that can never be dispatched), list forms
+ * are all-or-nothing (riak stops at the first error and keeps what it did), and `swap` validates its range.
+ *
+ * @since 0.1.0
+ */
+import * as Context from "effect/Context"
+import * as Data from "effect/Data"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
+import * as STM from "effect/STM"
+import * as TMap from "effect/TMap"
+import type { PbService } from "./PbService.js"
+
+/**
+ * `min > max`, or a code outside 1..255 (riak's `invalid_message_code_range`).
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class InvalidCodeRange extends Data.TaggedError("InvalidCodeRange")<{
+  readonly min: number
+  readonly max: number
+}> {
+  override get message(): string {
+    return `invalid message code range ${this.min}..${this.max} (codes are 1..255, min <= max)`
+  }
+}
+
+/**
+ * Some codes of the range already belong to a service (riak's `{already_registered, Codes}`).
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class AlreadyRegistered extends Data.TaggedError("AlreadyRegistered")<{
+  readonly codes: ReadonlyArray<number>
+}> {
+  override get message(): string {
+    return `message codes already registered: ${this.codes.join(", ")}`
+  }
+}
+
+/**
+ * The first code of the range that no service owns (riak's `{unregistered, Code}`).
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class Unregistered extends Data.TaggedError("Unregistered")<{ readonly code: number }> {
+  override get message(): string {
+    return `message code ${this.code} is not registered`
+  }
+}
+
+/**
+ * The first code of the range that another service owns (riak's `{not_owned, Code}`).
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class NotOwned extends Data.TaggedError("NotOwned")<{ readonly code: number; readonly owner: string }> {
+  override get message(): string {
+    return `message code ${this.code} belongs to ${this.owner}`
+  }
+}
+
+/**
+ * `swap` of a range with a code no service owns (riak's `{range_not_registered, Range}`).
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class RangeNotRegistered extends Data.TaggedError("RangeNotRegistered")<{
+  readonly min: number
+  readonly max: number
+}> {
+  override get message(): string {
+    return `message code range ${this.min}..${this.max} is not fully registered`
+  }
+}
+
+/**
+ * Any registry error.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export type RegistryError = InvalidCodeRange | AlreadyRegistered | Unregistered | NotOwned | RangeNotRegistered
+
+/**
+ * A service with its code range (riak's `{Module, MinCode, MaxCode}`).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Registration {
+  readonly service: PbService
+  readonly min: number
+  readonly max: number
+}
+
+/**
+ * @since 0.1.0
+ * @category constructors
+ */
+export const registration = (service: PbService, min: number, max: number = min): Registration => ({
+  service,
+  min,
+  max
+})
+
+/**
+ * The registry.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Registry {
+  /** Gives `min..max` (or the single code `min`) to `service`. */
+  readonly register: (
+    service: PbService,
+    min: number,
+    max?: number
+  ) => Effect.Effect<void, InvalidCodeRange | AlreadyRegistered>
+  /** Registers every entry, or none of them. */
+  readonly registerAll: (
+    registrations: Iterable<Registration>
+  ) => Effect.Effect<void, InvalidCodeRange | AlreadyRegistered>
+  /** Takes `min..max` (or `min`) back from `service`; nothing changes unless `service` owns every code. */
+  readonly deregister: (
+    service: PbService,
+    min: number,
+    max?: number
+  ) => Effect.Effect<void, InvalidCodeRange | Unregistered | NotOwned>
+  /** Deregisters every entry, or none of them. */
+  readonly deregisterAll: (
+    registrations: Iterable<Registration>
+  ) => Effect.Effect<void, InvalidCodeRange | Unregistered | NotOwned>
+  /** Gives every code of `min..max`, each already registered to some service, to `service` in one step. */
+  readonly swap: (
+    service: PbService,
+    min: number,
+    max: number
+  ) => Effect.Effect<void, InvalidCodeRange | RangeNotRegistered>
+  /** The service owning `code`. */
+  readonly lookup: (code: number) => Effect.Effect<Option.Option<PbService>>
+  /** The registered services, each once, sorted by name. */
+  readonly services: Effect.Effect<ReadonlyArray<PbService>>
+}
+
+/**
+ * @since 0.1.0
+ * @category tags
+ */
+export class ServiceRegistry extends Context.Tag("@warren/pb/ServiceRegistry")<ServiceRegistry, Registry>() {}
+
+const validate = (min: number, max: number): STM.STM<void, InvalidCodeRange> =>
+  Number.isInteger(min) && Number.isInteger(max) && min >= 1 && max <= 255 && min <= max
+    ? STM.void
+    : STM.fail(new InvalidCodeRange({ min, max }))
+
+/**
+ * Makes an empty registry.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const make: Effect.Effect<Registry> = Effect.gen(function*() {
+  const table = yield* TMap.empty<number, PbService>()
+
+  const registerSTM = (service: PbService, min: number, max: number) =>
+    STM.gen(function*() {
+      yield* validate(min, max)
+      const taken: Array<number> = []
+      for (let code = min; code <= max; code++) {
+        if (yield* TMap.has(table, code)) taken.push(code)
+      }
+      if (taken.length > 0) return yield* STM.fail(new AlreadyRegistered({ codes: taken }))
+      for (let code = min; code <= max; code++) yield* TMap.set(table, code, service)
+    })
+
+  const deregisterSTM = (service: PbService, min: number, max: number) =>
+    STM.gen(function*() {
+      yield* validate(min, max)
+      for (let code = min; code <= max; code++) {
+        const owner = yield* TMap.get(table, code)
+        if (Option.isNone(owner)) return yield* STM.fail(new Unregistered({ code }))
+        if (owner.value !== service) return yield* STM.fail(new NotOwned({ code, owner: owner.value.name }))
+      }
+      for (let code = min; code <= max; code++) yield* TMap.remove(table, code)
+    })
+
+  const swapSTM = (service: PbService, min: number, max: number) =>
+    STM.gen(function*() {
+      yield* validate(min, max)
+      for (let code = min; code <= max; code++) {
+        if (!(yield* TMap.has(table, code))) return yield* STM.fail(new RangeNotRegistered({ min, max }))
+      }
+      for (let code = min; code <= max; code++) yield* TMap.set(table, code, service)
+    })
+
+  const registry: Registry = {
+    register: (service, min, max = min) => STM.commit(registerSTM(service, min, max)),
+    registerAll: (registrations) =>
+      STM.commit(STM.forEach(registrations, (r) => registerSTM(r.service, r.min, r.max), { discard: true })),
+    deregister: (service, min, max = min) => STM.commit(deregisterSTM(service, min, max)),
+    deregisterAll: (registrations) =>
+      STM.commit(STM.forEach(registrations, (r) => deregisterSTM(r.service, r.min, r.max), { discard: true })),
+    swap: (service, min, max) => STM.commit(swapSTM(service, min, max)),
+    lookup: (code) => STM.commit(TMap.get(table, code)),
+    services: STM.commit(TMap.values(table)).pipe(
+      Effect.map((all) => [...new Set(all)].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0)))
+    )
+  }
+  return registry
+})
+
+/**
+ * An empty registry.
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layer: Layer.Layer<ServiceRegistry> = Layer.effect(ServiceRegistry, make)
+
+/**
+ * Registers `registrations` when the layer is built and deregisters them when it is released (a host
+ * application's start and stop, as riak applications do).
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const registered = (
+  registrations: ReadonlyArray<Registration>
+): Layer.Layer<never, InvalidCodeRange | AlreadyRegistered, ServiceRegistry> =>
+  Layer.scopedDiscard(
+    Effect.flatMap(ServiceRegistry, (registry) =>
+      Effect.acquireRelease(
+        registry.registerAll(registrations),
+        () => Effect.ignore(registry.deregisterAll(registrations))
+      ))
+  )

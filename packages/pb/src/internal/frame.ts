@@ -1,0 +1,155 @@
+/**
+ * Riak PB framing: a 4-byte big-endian length (code byte + body), the code byte, the body.
+ */
+
+/** One complete frame. `body` may be a view into a received chunk (chunks are never reused by Node). */
+export interface Frame {
+  readonly code: number
+  readonly body: Uint8Array
+}
+
+/** What a chunk of bytes gave besides frames: a frame too large, or a zero-length frame. */
+export type FrameProblem =
+  | { readonly _tag: "Oversized"; readonly length: number }
+  | { readonly _tag: "Empty" }
+
+/**
+ * Reassembles frames from chunks. A length above `maxFrameSize` is reported from the header alone, before any of
+ * the body is buffered; after a problem the decoder stops (the connection is closing).
+ */
+export class FrameDecoder {
+  private readonly header = new Uint8Array(4)
+  private headerFill = 0
+  private body: Uint8Array | undefined = undefined
+  private bodyFill = 0
+  private stopped = false
+
+  constructor(private readonly maxFrameSize: number) {}
+
+  /** Bytes of the frame being reassembled (header and body so far). */
+  get partialBytes(): number {
+    return this.headerFill + this.bodyFill
+  }
+
+  /** Appends the frames found in `chunk` to `out`; returns a problem if one stops the stream. */
+  push(chunk: Uint8Array, out: Array<Frame>): FrameProblem | undefined {
+    if (this.stopped) return undefined
+    let offset = 0
+    const end = chunk.length
+    while (offset < end) {
+      if (this.body !== undefined) {
+        const body = this.body
+        const n = Math.min(body.length - this.bodyFill, end - offset)
+        body.set(chunk.subarray(offset, offset + n), this.bodyFill)
+        this.bodyFill += n
+        offset += n
+        if (this.bodyFill === body.length) {
+          out.push({ code: body[0]!, body: body.subarray(1) })
+          this.body = undefined
+          this.bodyFill = 0
+        }
+        continue
+      }
+      let length: number
+      if (this.headerFill === 0 && end - offset >= 4) {
+        length = readLength(chunk, offset)
+        offset += 4
+      } else {
+        const n = Math.min(4 - this.headerFill, end - offset)
+        this.header.set(chunk.subarray(offset, offset + n), this.headerFill)
+        this.headerFill += n
+        offset += n
+        if (this.headerFill < 4) continue
+        this.headerFill = 0
+        length = readLength(this.header, 0)
+      }
+      if (length === 0) {
+        this.stopped = true
+        return { _tag: "Empty" }
+      }
+      if (length > this.maxFrameSize) {
+        this.stopped = true
+        return { _tag: "Oversized", length }
+      }
+      if (end - offset >= length) {
+        out.push({ code: chunk[offset]!, body: chunk.subarray(offset + 1, offset + length) })
+        offset += length
+      } else {
+        this.body = new Uint8Array(length)
+        this.bodyFill = 0
+      }
+    }
+    return undefined
+  }
+}
+
+const readLength = (bytes: Uint8Array, at: number): number =>
+  ((bytes[at]! << 24) >>> 0) + (bytes[at + 1]! << 16) + (bytes[at + 2]! << 8) + bytes[at + 3]!
+
+/** Frames `payload` (code byte + body) into a new buffer. */
+export const frame = (payload: Uint8Array): Uint8Array => {
+  const out = new Uint8Array(payload.length + 4)
+  writeLength(out, 0, payload.length)
+  out.set(payload, 4)
+  return out
+}
+
+const writeLength = (out: Uint8Array, at: number, length: number): void => {
+  out[at] = (length >>> 24) & 0xff
+  out[at + 1] = (length >>> 16) & 0xff
+  out[at + 2] = (length >>> 8) & 0xff
+  out[at + 3] = length & 0xff
+}
+
+/**
+ * Replies waiting to be written, coalesced into as few writes as possible. Small frames are copied into one
+ * buffer; a large one is kept as its own piece (no copy).
+ */
+export class OutBuffer {
+  private pieces: Array<Uint8Array> = []
+  private current: Uint8Array | undefined = undefined
+  private used = 0
+  private total = 0
+
+  /** Bytes waiting. */
+  get size(): number {
+    return this.total
+  }
+
+  /** Appends one framed reply (`payload` = code byte + body). */
+  push(payload: Uint8Array): void {
+    const needed = payload.length + 4
+    this.total += needed
+    if (payload.length > 16_384) {
+      this.seal()
+      const header = new Uint8Array(4)
+      writeLength(header, 0, payload.length)
+      this.pieces.push(header, payload)
+      return
+    }
+    if (this.current === undefined || this.current.length - this.used < needed) {
+      this.seal()
+      this.current = new Uint8Array(Math.max(needed, 8192))
+    }
+    writeLength(this.current, this.used, payload.length)
+    this.current.set(payload, this.used + 4)
+    this.used += needed
+  }
+
+  /** Takes everything waiting, in order. */
+  take(): Array<Uint8Array> {
+    this.seal()
+    const pieces = this.pieces
+    this.pieces = []
+    this.total = 0
+    return pieces
+  }
+
+  private seal(): void {
+    if (this.current !== undefined && this.used > 0) {
+      this.pieces.push(this.current.subarray(0, this.used))
+      this.current = this.current.length - this.used >= 1024 ? this.current.subarray(this.used) : undefined
+      this.used = 0
+    }
+  }
+}
