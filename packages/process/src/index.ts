@@ -1,2 +1,2 @@
-/** Placeholder until the package lands. */
-export const placeholder = true
+/** Erlang-style processes (gen_server behaviours) on Effect. */
+export * as Process from "./Process.js"
