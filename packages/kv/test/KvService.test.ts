@@ -1,0 +1,332 @@
+import { assert, describe, it } from "@effect/vitest"
+import { KvMessages } from "@warren/kv"
+import { Effect, Either } from "effect"
+import * as fs from "node:fs"
+import * as os from "node:os"
+import * as path from "node:path"
+import type { Connection, Reply } from "./support/pbClient.js"
+import { call, callStream, connect, decodeReply } from "./support/pbClient.js"
+import { startServer } from "./support/server.js"
+
+const enc = (s: string): Uint8Array => new TextEncoder().encode(s)
+const dec = (b: Uint8Array | undefined): string | undefined => (b === undefined ? undefined : new TextDecoder().decode(b))
+
+const getReq = (bucket: string, key: string, extra: Partial<KvMessages.Message<"RpbGetReq">> = {}): KvMessages.KvRequest => ({
+  _tag: "RpbGetReq",
+  bucket: enc(bucket),
+  key: enc(key),
+  ...extra
+})
+
+const putReq = (
+  bucket: string,
+  key: string | undefined,
+  value: string,
+  extra: Partial<KvMessages.Message<"RpbPutReq">> = {}
+): KvMessages.KvRequest => ({
+  _tag: "RpbPutReq",
+  bucket: enc(bucket),
+  ...(key === undefined ? {} : { key: enc(key) }),
+  content: { value: enc(value) },
+  ...extra
+})
+
+const delReq = (bucket: string, key: string, extra: Partial<KvMessages.Message<"RpbDelReq">> = {}): KvMessages.KvRequest => ({
+  _tag: "RpbDelReq",
+  bucket: enc(bucket),
+  key: enc(key),
+  ...extra
+})
+
+const expectTag = <T extends Reply["_tag"]>(reply: Reply, tag: T): Extract<Reply, { _tag: T }> => {
+  assert.strictEqual(reply._tag, tag, JSON.stringify(reply))
+  return reply as Extract<Reply, { _tag: T }>
+}
+
+const errorText = (reply: Reply): string => expectTag(reply, "Error").errmsg
+
+/** A fresh server and one connection to it. */
+const setup = Effect.gen(function*() {
+  const server = yield* startServer()
+  const conn = yield* connect(server.port)
+  return { server, conn }
+})
+
+/** Sends a raw payload and returns the raw next frame (to check code-only frames). */
+const raw = (conn: Connection, request: KvMessages.KvRequest) =>
+  Effect.gen(function*() {
+    yield* conn.send(Either.getOrThrow(KvMessages.codec.encode(request)))
+    return yield* conn.next
+  })
+
+describe("KvService over the PB server", () => {
+  it.scopedLive("a missing key is a code-only RpbGetResp", () =>
+    Effect.gen(function*() {
+      const { conn } = yield* setup
+      const frame = yield* raw(conn, getReq("b", "missing"))
+      assert.strictEqual(frame.code, 10)
+      assert.strictEqual(frame.body.length, 0)
+    }))
+
+  it.scopedLive("put then get returns content, metadata and vclock", () =>
+    Effect.gen(function*() {
+      const { conn } = yield* setup
+      const before = Math.floor(Date.now() / 1000)
+      const putFrame = yield* raw(conn, {
+        _tag: "RpbPutReq",
+        bucket: enc("b"),
+        key: enc("k"),
+        content: {
+          value: enc("hello"),
+          content_type: enc("text/plain"),
+          charset: enc("utf-8"),
+          content_encoding: enc("identity"),
+          usermeta: [{ key: enc("who"), value: enc("me") }],
+          indexes: [{ key: enc("age_int"), value: enc("42") }],
+          links: [{ bucket: enc("b"), key: enc("other"), tag: enc("friend") }]
+        },
+        w: 3,
+        dw: 2,
+        pw: 1,
+        timeout: 1000,
+        n_val: 3,
+        sloppy_quorum: true
+      })
+      assert.deepStrictEqual([putFrame.code, putFrame.body.length], [12, 0])
+      const got = expectTag(yield* call(conn, getReq("b", "k", { r: 2, pr: 1, notfound_ok: true })), "RpbGetResp")
+      assert.strictEqual(got.content?.length, 1)
+      const content = got.content![0]!
+      assert.strictEqual(dec(content.value), "hello")
+      assert.strictEqual(dec(content.content_type), "text/plain")
+      assert.strictEqual(dec(content.charset), "utf-8")
+      assert.strictEqual(dec(content.content_encoding), "identity")
+      assert.strictEqual(dec(content.usermeta?.[0]?.value), "me")
+      assert.strictEqual(dec(content.indexes?.[0]?.value), "42")
+      assert.strictEqual(dec(content.links?.[0]?.tag), "friend")
+      assert.isAtLeast(content.last_mod ?? 0, before)
+      assert.isAtLeast(content.last_mod_usecs ?? -1, 0)
+      assert.isAbove(content.vtag?.length ?? 0, 0)
+      assert.isAbove(got.vclock?.length ?? 0, 0)
+    }))
+
+  it.scopedLive("a put without key gets a generated key back", () =>
+    Effect.gen(function*() {
+      const { conn } = yield* setup
+      const put = expectTag(yield* call(conn, putReq("b", undefined, "v")), "RpbPutResp")
+      const key = dec(put.key)
+      assert.isDefined(key)
+      assert.deepStrictEqual(put.content ?? [], [])
+      const got = expectTag(yield* call(conn, getReq("b", key!)), "RpbGetResp")
+      assert.strictEqual(dec(got.content?.[0]?.value), "v")
+      // With return_body the generated key comes with the body.
+      const withBody = expectTag(yield* call(conn, putReq("b", undefined, "w", { return_body: true })), "RpbPutResp")
+      assert.isDefined(withBody.key)
+      assert.strictEqual(dec(withBody.content?.[0]?.value), "w")
+    }))
+
+  it.scopedLive("return_body, return_head and head", () =>
+    Effect.gen(function*() {
+      const { conn } = yield* setup
+      const body = expectTag(
+        yield* call(conn, putReq("b", "k", "value", { return_body: true, content: { value: enc("value"), content_type: enc("text/plain") } })),
+        "RpbPutResp"
+      )
+      assert.strictEqual(dec(body.content?.[0]?.value), "value")
+      assert.isAbove(body.vclock?.length ?? 0, 0)
+      assert.isUndefined(body.key)
+
+      const head = expectTag(yield* call(conn, putReq("b", "k", "value2", { return_head: true })), "RpbPutResp")
+      assert.strictEqual(head.content?.[0]?.value.length, 0)
+      assert.isAbove(head.vclock?.length ?? 0, 0)
+
+      yield* call(conn, {
+        _tag: "RpbPutReq",
+        bucket: enc("b"),
+        key: enc("k"),
+        content: { value: enc("value3"), content_type: enc("application/json") }
+      })
+      const got = expectTag(yield* call(conn, getReq("b", "k", { head: true })), "RpbGetResp")
+      assert.strictEqual(got.content?.[0]?.value.length, 0)
+      assert.strictEqual(dec(got.content?.[0]?.content_type), "application/json")
+      assert.isAbove(got.vclock?.length ?? 0, 0)
+    }))
+
+  it.scopedLive("if_none_match fails with match_found and the connection stays usable", () =>
+    Effect.gen(function*() {
+      const { conn } = yield* setup
+      expectTag(yield* call(conn, putReq("b", "k", "1", { if_none_match: true })), "RpbPutResp")
+      const error = expectTag(yield* call(conn, putReq("b", "k", "2", { if_none_match: true })), "Error")
+      assert.deepStrictEqual([error.errmsg, error.errcode], ["match_found", 0])
+      const got = expectTag(yield* call(conn, getReq("b", "k")), "RpbGetResp")
+      assert.strictEqual(dec(got.content?.[0]?.value), "1")
+    }))
+
+  it.scopedLive("if_not_modified: notfound, modified, then success with the current vclock", () =>
+    Effect.gen(function*() {
+      const { conn } = yield* setup
+      assert.strictEqual(errorText(yield* call(conn, putReq("b", "k", "x", { if_not_modified: true }))), "notfound")
+      const first = expectTag(yield* call(conn, putReq("b", "k", "1", { return_head: true })), "RpbPutResp")
+      const second = expectTag(yield* call(conn, putReq("b", "k", "2", { return_head: true })), "RpbPutResp")
+      assert.strictEqual(
+        errorText(yield* call(conn, putReq("b", "k", "3", { if_not_modified: true, vclock: first.vclock! }))),
+        "modified"
+      )
+      assert.strictEqual(errorText(yield* call(conn, putReq("b", "k", "3", { if_not_modified: true }))), "modified")
+      expectTag(yield* call(conn, putReq("b", "k", "3", { if_not_modified: true, vclock: second.vclock! })), "RpbPutResp")
+      const got = expectTag(yield* call(conn, getReq("b", "k")), "RpbGetResp")
+      assert.strictEqual(dec(got.content?.[0]?.value), "3")
+    }))
+
+  it.scopedLive("get with if_modified replies unchanged while the vclock matches", () =>
+    Effect.gen(function*() {
+      const { conn } = yield* setup
+      const put = expectTag(yield* call(conn, putReq("b", "k", "1", { return_head: true })), "RpbPutResp")
+      const same = expectTag(yield* call(conn, getReq("b", "k", { if_modified: put.vclock! })), "RpbGetResp")
+      assert.isTrue(same.unchanged)
+      assert.deepStrictEqual(same.content ?? [], [])
+      yield* call(conn, putReq("b", "k", "2"))
+      const changed = expectTag(yield* call(conn, getReq("b", "k", { if_modified: put.vclock! })), "RpbGetResp")
+      assert.isUndefined(changed.unchanged)
+      assert.strictEqual(dec(changed.content?.[0]?.value), "2")
+    }))
+
+  it.scopedLive("delete of a missing key succeeds with a code-only 14; delete removes", () =>
+    Effect.gen(function*() {
+      const { conn } = yield* setup
+      const missing = yield* raw(conn, delReq("b", "nope"))
+      assert.deepStrictEqual([missing.code, missing.body.length], [14, 0])
+      yield* call(conn, putReq("b", "k", "v"))
+      expectTag(yield* call(conn, delReq("b", "k", { rw: 2, vclock: enc("whatever") })), "RpbDelResp")
+      const got = yield* raw(conn, getReq("b", "k"))
+      assert.deepStrictEqual([got.code, got.body.length], [10, 0])
+    }))
+
+  it.scopedLive("zero-length bucket, key and type get riak_kv's errors", () =>
+    Effect.gen(function*() {
+      const { conn } = yield* setup
+      assert.strictEqual(errorText(yield* call(conn, getReq("", "k"))), "Bucket cannot be zero-length")
+      assert.strictEqual(errorText(yield* call(conn, getReq("b", ""))), "Key cannot be zero-length")
+      assert.strictEqual(errorText(yield* call(conn, getReq("b", "k", { type: enc("") }))), "Type cannot be zero-length")
+      assert.strictEqual(errorText(yield* call(conn, putReq("", "k", "v"))), "Bucket cannot be zero-length")
+      assert.strictEqual(errorText(yield* call(conn, putReq("b", "", "v"))), "Key cannot be zero-length")
+      assert.strictEqual(
+        errorText(yield* call(conn, putReq("b", "k", "v", { type: enc("") }))),
+        "Type cannot be zero-length"
+      )
+      expectTag(yield* call(conn, getReq("b", "k")), "RpbGetResp")
+    }))
+
+  it.scopedLive("bucket types are separate namespaces; 'default' is the absent type", () =>
+    Effect.gen(function*() {
+      const { conn } = yield* setup
+      yield* call(conn, putReq("b", "k", "plain"))
+      yield* call(conn, putReq("b", "k", "typed", { type: enc("t") }))
+      const viaDefault = expectTag(yield* call(conn, getReq("b", "k", { type: enc("default") })), "RpbGetResp")
+      assert.strictEqual(dec(viaDefault.content?.[0]?.value), "plain")
+      const typed = expectTag(yield* call(conn, getReq("b", "k", { type: enc("t") })), "RpbGetResp")
+      assert.strictEqual(dec(typed.content?.[0]?.value), "typed")
+      const keys = yield* callStream(conn, { _tag: "RpbListKeysReq", bucket: enc("b"), type: enc("t") })
+      assert.deepStrictEqual(keys.map((r) => expectTag(r, "RpbListKeysResp").keys?.map(dec)), [["k"]])
+    }))
+
+  it.scopedLive("list keys streams bounded batches; the last one carries done", () =>
+    Effect.gen(function*() {
+      const { conn, server } = yield* setup
+      for (let i = 0; i < 2500; i++) yield* server.store.put({ bucket: enc("big") }, enc(`key-${i}`), { value: enc("") })
+      const frames: Array<{ code: number; bodyLength: number; reply: Reply }> = []
+      yield* conn.send(Either.getOrThrow(KvMessages.codec.encode({ _tag: "RpbListKeysReq", bucket: enc("big"), timeout: 60_000 })))
+      for (;;) {
+        const frame = yield* conn.next
+        const reply = decodeReply(frame)
+        frames.push({ code: frame.code, bodyLength: frame.body.length, reply })
+        if (reply._tag !== "RpbListKeysResp" || reply.done === true) break
+      }
+      assert.deepStrictEqual(frames.map((f) => f.code), [18, 18, 18])
+      const replies = frames.map((f) => expectTag(f.reply, "RpbListKeysResp"))
+      assert.deepStrictEqual(replies.map((r) => r.keys?.length), [1000, 1000, 500])
+      assert.deepStrictEqual(replies.map((r) => r.done === true), [false, false, true])
+      assert.isTrue(frames.every((f) => f.bodyLength > 0))
+      assert.strictEqual(new Set(replies.flatMap((r) => (r.keys ?? []).map(dec))).size, 2500)
+      // The connection is out of streaming mode again.
+      expectTag(yield* call(conn, getReq("big", "key-1")), "RpbGetResp")
+    }))
+
+  it.scopedLive("list keys of an empty bucket is one done frame with a body", () =>
+    Effect.gen(function*() {
+      const { conn } = yield* setup
+      const frame = yield* raw(conn, { _tag: "RpbListKeysReq", bucket: enc("empty") })
+      assert.strictEqual(frame.code, 18)
+      assert.isAbove(frame.body.length, 0)
+      const reply = expectTag(decodeReply(frame), "RpbListKeysResp")
+      assert.isTrue(reply.done)
+      assert.deepStrictEqual(reply.keys ?? [], [])
+    }))
+
+  it.scopedLive("list buckets: one reply, or a stream when asked", () =>
+    Effect.gen(function*() {
+      const { conn } = yield* setup
+      const empty = yield* raw(conn, { _tag: "RpbListBucketsReq" })
+      assert.deepStrictEqual([empty.code, empty.body.length], [16, 0])
+      for (const b of ["b1", "b2", "b3"]) yield* call(conn, putReq(b, "k", "v"))
+      yield* call(conn, putReq("tb", "k", "v", { type: enc("t") }))
+
+      const single = expectTag(yield* call(conn, { _tag: "RpbListBucketsReq" }), "RpbListBucketsResp")
+      assert.deepStrictEqual(single.buckets?.map(dec).sort(), ["b1", "b2", "b3"])
+      assert.isUndefined(single.done)
+
+      const streamed = yield* callStream(conn, { _tag: "RpbListBucketsReq", stream: true })
+      const frames = streamed.map((r) => expectTag(r, "RpbListBucketsResp"))
+      assert.strictEqual(frames.at(-1)?.done, true)
+      assert.deepStrictEqual(frames.flatMap((f) => f.buckets ?? []).map(dec).sort(), ["b1", "b2", "b3"])
+
+      const typed = yield* callStream(conn, { _tag: "RpbListBucketsReq", stream: true, type: enc("t") })
+      assert.deepStrictEqual(typed.map((r) => expectTag(r, "RpbListBucketsResp").buckets?.map(dec)), [["tb"]])
+      const none = yield* callStream(conn, { _tag: "RpbListBucketsReq", stream: true, type: enc("none") })
+      assert.deepStrictEqual(
+        none.map((r) => expectTag(r, "RpbListBucketsResp")).map((r) => [r.buckets ?? [], r.done]),
+        [[[], true]]
+      )
+    }))
+
+  it.scopedLive("a reply code sent as a request is a decoding error", () =>
+    Effect.gen(function*() {
+      const { conn } = yield* setup
+      yield* conn.send(Uint8Array.of(10))
+      const reply = decodeReply(yield* conn.next)
+      assert.match(errorText(reply), /^Message decoding error: /)
+      yield* conn.send(Uint8Array.of(9, 0xff))
+      assert.match(errorText(decodeReply(yield* conn.next)), /^Message decoding error: /)
+      expectTag(yield* call(conn, getReq("b", "k")), "RpbGetResp")
+    }))
+
+  it.scopedLive("a put beyond the memory bound gets an error; stored objects stay", () =>
+    Effect.gen(function*() {
+      const server = yield* startServer({ maxBytes: 4096 })
+      const conn = yield* connect(server.port)
+      expectTag(yield* call(conn, putReq("b", "small", "x".repeat(1000))), "RpbPutResp")
+      const error = errorText(yield* call(conn, putReq("b", "big", "x".repeat(5000))))
+      assert.match(error, /^Memory limit exceeded/)
+      const got = expectTag(yield* call(conn, getReq("b", "small")), "RpbGetResp")
+      assert.strictEqual(got.content?.[0]?.value.length, 1000)
+    }))
+
+  it.scopedLive("objects survive a server restart through the snapshot file", () =>
+    Effect.gen(function*() {
+      const dir = yield* Effect.acquireRelease(
+        Effect.sync(() => fs.mkdtempSync(path.join(os.tmpdir(), "warren-kv-svc-"))),
+        (d) => Effect.sync(() => fs.rmSync(d, { recursive: true, force: true }))
+      )
+      const dataFile = path.join(dir, "kv.snapshot")
+      const vclock = yield* Effect.scoped(Effect.gen(function*() {
+        const server = yield* startServer({ dataFile })
+        const conn = yield* connect(server.port)
+        const put = expectTag(yield* call(conn, putReq("b", "k", "persisted", { return_head: true })), "RpbPutResp")
+        return put.vclock!
+      }))
+      const server = yield* startServer({ dataFile })
+      const conn = yield* connect(server.port)
+      const got = expectTag(yield* call(conn, getReq("b", "k")), "RpbGetResp")
+      assert.strictEqual(dec(got.content?.[0]?.value), "persisted")
+      assert.deepStrictEqual(Buffer.from(got.vclock!), Buffer.from(vclock))
+    }))
+})
