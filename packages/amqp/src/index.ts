@@ -1,2 +1,3 @@
-/** Placeholder until the package lands. */
-export const placeholder = true
+/** AMQP on Effect: a reconnecting connection, reconnect policies, an RPC server and an RPC client (Hare ports). */
+export * as AmqpConnection from "./AmqpConnection.js"
+export * as Reconnect from "./Reconnect.js"

@@ -1,0 +1,531 @@
+import amqp from "amqplib"
+import type * as Amqp from "amqplib"
+import * as Clock from "effect/Clock"
+import * as Deferred from "effect/Deferred"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
+import * as Exit from "effect/Exit"
+import * as Metric from "effect/Metric"
+import * as Option from "effect/Option"
+import * as ParseResult from "effect/ParseResult"
+import * as Runtime from "effect/Runtime"
+import * as ScheduleDecision from "effect/ScheduleDecision"
+import * as ScheduleIntervals from "effect/ScheduleIntervals"
+import * as Schema from "effect/Schema"
+import * as Scope from "effect/Scope"
+import * as Stream from "effect/Stream"
+import * as SubscriptionRef from "effect/SubscriptionRef"
+import * as Reconnect from "../Reconnect.js"
+import { AmqpError, describe } from "./amqpError.js"
+
+/** Connection lifecycle as seen by channel owners. */
+export type ConnectionState =
+  | { readonly _tag: "Connecting"; readonly attempt: number }
+  | { readonly _tag: "Connected"; readonly generation: number; readonly url: string }
+  | { readonly _tag: "Disconnected"; readonly error: AmqpError; readonly retryIn: Option.Option<Duration.Duration> }
+  | { readonly _tag: "Closed" }
+
+/** Options of `AmqpConnection.make` / `layer`. */
+export interface ConnectionOptions {
+  /** Broker URL(s), `amqp://` or `amqps://`; each attempt tries them in order and takes the first that works. */
+  readonly urls: string | readonly [string, ...ReadonlyArray<string>]
+  /** AMQP heartbeat, rounded up to whole seconds; 0 disables it. Default 10 s. Overrides a `heartbeat` URL parameter. */
+  readonly heartbeat?: Duration.DurationInput
+  /** Time allowed for one URL's TCP connect plus AMQP handshake. Default 10 s. */
+  readonly connectTimeout?: Duration.DurationInput
+  /** Time allowed for a clean close (connection.close / close-ok) before the socket is destroyed. Default 5 s. */
+  readonly closeTimeout?: Duration.DurationInput
+  /** Waits between attempts; the connection gives up (state Closed) when it ends. Default `Reconnect.defaultPolicy`. */
+  readonly reconnect?: Reconnect.Policy
+  /** TCP_NODELAY on the socket. Default true (with Nagle on, a request/reply round trip costs ~40 ms). */
+  readonly noDelay?: boolean
+  /** The `connection_name` client property (shown by the broker's management tools, used by tests to find it). */
+  readonly connectionName?: string
+  /** Maximum AMQP frame size in bytes (at least 4096). Default: amqplib's (128 KiB). Overrides a `frameMax` URL parameter. */
+  readonly frameMax?: number
+  /** Extra client properties sent in connection.start-ok. */
+  readonly clientProperties?: Readonly<Record<string, unknown>>
+}
+
+/** The service: the connection state and a way to get channels on whatever connection is current. */
+export interface AmqpConnectionShape {
+  /** The connection state; read-only by convention (only the connection sets it). */
+  readonly state: SubscriptionRef.SubscriptionRef<ConnectionState>
+  /**
+   * Opens a channel, waiting while disconnected (as long as the caller waits: bound it with the caller's own
+   * timeout). Nothing leaks when the caller gives up: a channel that opens after the caller left is closed at
+   * once. The channel is closed when the caller's scope closes. A channel error never closes the connection.
+   */
+  readonly openChannel: OpenChannel
+  /** Waits until connected, or fails with AmqpError "Closed" if the connection is closed or gave up. */
+  readonly awaitConnected: Effect.Effect<void, AmqpError>
+}
+
+/** `openChannel`'s overloads: `{ confirm: true }` gives a ConfirmChannel (publisher confirms). */
+export interface OpenChannel {
+  (options: { readonly confirm: true }): Effect.Effect<Amqp.ConfirmChannel, AmqpError, Scope.Scope>
+  (options?: { readonly confirm?: false | undefined }): Effect.Effect<Amqp.Channel, AmqpError, Scope.Scope>
+  (options?: { readonly confirm?: boolean | undefined }): Effect.Effect<Amqp.Channel | Amqp.ConfirmChannel, AmqpError, Scope.Scope>
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Configuration
+
+const isAmqpUrl = (input: string): boolean | string => {
+  try {
+    const url = new URL(input)
+    return url.protocol === "amqp:" || url.protocol === "amqps:" || `expected an amqp:// or amqps:// URL, got ${url.protocol}//`
+  } catch {
+    return "not a URL"
+  }
+}
+
+const AmqpUrl = Schema.String.pipe(Schema.filter(isAmqpUrl, { identifier: "AmqpUrl" }))
+
+const StaticOptions = Schema.Struct({
+  urls: Schema.Union(AmqpUrl, Schema.NonEmptyArray(AmqpUrl)),
+  noDelay: Schema.optional(Schema.Boolean),
+  connectionName: Schema.optional(Schema.String),
+  frameMax: Schema.optional(Schema.Int.pipe(Schema.greaterThanOrEqualTo(4096))),
+  clientProperties: Schema.optional(Schema.Record({ key: Schema.String, value: Schema.Unknown }))
+})
+
+interface Target {
+  /** The URL given to amqplib (with heartbeat / frameMax parameters). */
+  readonly connectUrl: string
+  /** The URL as given, password redacted: for states, logs and errors. */
+  readonly display: string
+}
+
+interface Config {
+  readonly targets: ReadonlyArray<Target>
+  readonly connectTimeout: Duration.Duration
+  readonly closeTimeout: Duration.Duration
+  readonly reconnect: Reconnect.Policy
+  readonly socketOptions: Amqp.SocketOptions
+  readonly connectionName: string | undefined
+}
+
+const configError = (message: string, cause?: unknown) =>
+  new AmqpError({ reason: "Config", message: `invalid AMQP connection options: ${message}`, cause })
+
+const duration = (name: string, input: Duration.DurationInput | undefined, fallback: Duration.DurationInput) =>
+  Option.match(Duration.decodeUnknown(input ?? fallback), {
+    onNone: () => Effect.fail(configError(`${name} is not a duration`)),
+    onSome: (value) => Effect.succeed(value)
+  })
+
+/** The URL with its password replaced by `***`. */
+export const redact = (input: string): string => {
+  const url = new URL(input)
+  if (url.password !== "") url.password = "***"
+  return url.toString()
+}
+
+const resolveConfig = (options: ConnectionOptions): Effect.Effect<Config, AmqpError> =>
+  Effect.gen(function*() {
+    const decoded = yield* Schema.decodeUnknown(StaticOptions)(options).pipe(
+      Effect.mapError((error) => configError(ParseResult.TreeFormatter.formatErrorSync(error), error))
+    )
+    const heartbeat = yield* duration("heartbeat", options.heartbeat, "10 seconds")
+    const connectTimeout = yield* duration("connectTimeout", options.connectTimeout, "10 seconds")
+    const closeTimeout = yield* duration("closeTimeout", options.closeTimeout, "5 seconds")
+    if (!Duration.isFinite(heartbeat)) return yield* configError("heartbeat must be finite")
+    if (Duration.toMillis(connectTimeout) <= 0) return yield* configError("connectTimeout must be positive")
+    const heartbeatSeconds = Math.ceil(Duration.toSeconds(heartbeat))
+    const urls: ReadonlyArray<string> = typeof decoded.urls === "string" ? [decoded.urls] : decoded.urls
+    const targets = urls.map((raw): Target => {
+      const url = new URL(raw)
+      url.searchParams.set("heartbeat", String(heartbeatSeconds))
+      if (decoded.frameMax !== undefined) url.searchParams.set("frameMax", String(decoded.frameMax))
+      return { connectUrl: url.toString(), display: redact(raw) }
+    })
+    const clientProperties: Record<string, unknown> = { ...decoded.clientProperties }
+    if (decoded.connectionName !== undefined) clientProperties["connection_name"] = decoded.connectionName
+    return {
+      targets,
+      connectTimeout,
+      closeTimeout,
+      reconnect: options.reconnect ?? Reconnect.defaultPolicy,
+      socketOptions: { noDelay: decoded.noDelay ?? true, clientProperties },
+      connectionName: decoded.connectionName
+    }
+  })
+
+// ---------------------------------------------------------------------------------------------------------------
+// Connections and channels as amqplib objects plus what their events told us
+
+interface Live {
+  readonly model: Amqp.ChannelModel
+  readonly display: string
+  readonly lost: Deferred.Deferred<AmqpError>
+  generation: number
+  closed: boolean
+  error: Error | undefined
+}
+
+interface ChannelInfo {
+  readonly live: Live
+  closed: boolean
+  error: Error | undefined
+}
+
+const channelInfos = new WeakMap<Amqp.Channel, ChannelInfo>()
+
+/** Destroys the model's socket (last resort when a clean close does not complete). */
+const destroySocket = (model: Amqp.ChannelModel): void => {
+  const connection: object = model.connection
+  if (!("stream" in connection)) return
+  const stream = connection.stream
+  if (typeof stream === "object" && stream !== null && "destroy" in stream && typeof stream.destroy === "function") {
+    Reflect.apply(stream.destroy, stream, [])
+  }
+}
+
+const closeModel = (model: Amqp.ChannelModel, timeout: Duration.Duration): Effect.Effect<void> =>
+  Effect.async<void>((resume) => {
+    model.close().then(() => resume(Effect.void), () => resume(Effect.void))
+  }).pipe(
+    Effect.timeout(timeout),
+    Effect.catchAll(() => Effect.sync(() => destroySocket(model)))
+  )
+
+const closeChannel = (channel: Amqp.Channel, timeout: Duration.Duration): Effect.Effect<void> =>
+  Effect.suspend(() => {
+    if (channelInfos.get(channel)?.closed === true) return Effect.void
+    return Effect.async<void>((resume) => {
+      channel.close().then(() => resume(Effect.void), () => resume(Effect.void))
+    }).pipe(Effect.timeout(timeout), Effect.ignore)
+  })
+
+/** Why a closed channel is gone. Evaluate it after the close event's call stack (connection close emits the
+ *  channels' 'close' before its own). */
+const lostError = (channel: Amqp.Channel): AmqpError => {
+  const info = channelInfos.get(channel)
+  if (info !== undefined && info.live.closed) {
+    return new AmqpError({
+      reason: "ConnectionLost",
+      message: `channel closed with its connection: ${info.live.error?.message ?? "connection closed"}`,
+      cause: info.live.error
+    })
+  }
+  return new AmqpError({
+    reason: "ChannelLost",
+    message: info?.error === undefined ? "channel closed" : `channel closed: ${info.error.message}`,
+    cause: info?.error
+  })
+}
+
+/**
+ * Fails (never succeeds) once the channel is closed: AmqpError "ChannelLost" for a channel-level close (the
+ * broker's error is the cause), "ConnectionLost" when the whole connection went away.
+ */
+export const channelLost = (channel: Amqp.Channel): Effect.Effect<never, AmqpError> =>
+  Effect.async<never, AmqpError>((resume) => {
+    const fail = () => resume(Effect.suspend(() => Effect.fail(lostError(channel))))
+    if (channelInfos.get(channel)?.closed === true) {
+      fail()
+      return
+    }
+    channel.once("close", fail)
+    return Effect.sync(() => {
+      channel.removeListener("close", fail)
+    })
+  })
+
+// ---------------------------------------------------------------------------------------------------------------
+// The service
+
+const stateCode = (state: ConnectionState): number =>
+  state._tag === "Connected" ? 1 : 0
+
+/** Builds a reconnecting connection whose life is the current scope. */
+export const make = (options: ConnectionOptions): Effect.Effect<AmqpConnectionShape, AmqpError, Scope.Scope> =>
+  Effect.gen(function*() {
+    const config = yield* resolveConfig(options)
+    const runFork = Runtime.runFork(yield* Effect.runtime<never>())
+    const tag = config.connectionName ?? "default"
+    const connects = Metric.counter("amqp_connection_connects_total", {
+      description: "Successful AMQP connects (including reconnects)",
+      incremental: true
+    }).pipe(Metric.tagged("connection", tag))
+    const connectFailures = Metric.counter("amqp_connection_connect_failures_total", {
+      description: "Failed AMQP connect attempts (every URL of an attempt failed)",
+      incremental: true
+    }).pipe(Metric.tagged("connection", tag))
+    const disconnects = Metric.counter("amqp_connection_disconnects_total", {
+      description: "Established AMQP connections that were lost",
+      incremental: true
+    }).pipe(Metric.tagged("connection", tag))
+    const connectedGauge = Metric.gauge("amqp_connection_connected", {
+      description: "1 while the AMQP connection is up, else 0"
+    }).pipe(Metric.tagged("connection", tag))
+
+    const state = yield* SubscriptionRef.make<ConnectionState>({ _tag: "Connecting", attempt: 1 })
+    let current: Live | undefined
+    let generation = 0
+    let lastError: AmqpError | undefined
+    const openChannels = new Set<Amqp.Channel>()
+
+    const setState = (next: ConnectionState) =>
+      SubscriptionRef.set(state, next).pipe(Effect.zipRight(Metric.set(connectedGauge, stateCode(next))))
+
+    const closedError = () =>
+      new AmqpError({
+        reason: "Closed",
+        message: lastError === undefined
+          ? "AMQP connection closed"
+          : `AMQP connection closed (gave up reconnecting after: ${lastError.message})`,
+        cause: lastError
+      })
+
+    const logFromCallback = (message: string, cause: unknown) =>
+      runFork(
+        Effect.logWarning(message, describe(cause)).pipe(Effect.annotateLogs("amqp.connection", tag))
+      )
+
+    // -- connecting ------------------------------------------------------------------------------------------
+
+    const attach = (model: Amqp.ChannelModel, target: Target, lost: Deferred.Deferred<AmqpError>): Live => {
+      const live: Live = { model, display: target.display, lost, generation: 0, closed: false, error: undefined }
+      model.on("error", (error: Error) => {
+        live.error = error
+      })
+      model.on("close", (error?: Error) => {
+        live.closed = true
+        if (error !== undefined) live.error = error
+        Deferred.unsafeDone(
+          lost,
+          Exit.succeed(
+            new AmqpError({
+              reason: "ConnectionLost",
+              message: `connection to ${target.display} lost: ${live.error?.message ?? "closed"}`,
+              cause: live.error
+            })
+          )
+        )
+      })
+      model.on("blocked", (reason: string) => logFromCallback("AMQP connection blocked by the broker", reason))
+      model.on("unblocked", () => logFromCallback("AMQP connection unblocked", "unblocked"))
+      return live
+    }
+
+    const connectOne = (target: Target): Effect.Effect<Live, AmqpError> =>
+      Effect.flatMap(Deferred.make<AmqpError>(), (lost) => {
+        const box: { live: Live | undefined; abandoned: boolean } = { live: undefined, abandoned: false }
+        return Effect.uninterruptibleMask((restore) =>
+          restore(
+            Effect.async<Live, AmqpError>((resume) => {
+              amqp.connect(target.connectUrl, config.socketOptions).then(
+                (model) => {
+                  const live = attach(model, target, lost)
+                  if (box.abandoned) {
+                    runFork(closeModel(model, config.closeTimeout))
+                    return
+                  }
+                  box.live = live
+                  resume(Effect.succeed(live))
+                },
+                (cause: unknown) =>
+                  resume(
+                    Effect.fail(
+                      new AmqpError({ reason: "Connect", message: `${target.display}: ${describe(cause)}`, cause })
+                    )
+                  )
+              )
+              return Effect.sync(() => {
+                box.abandoned = true
+              })
+            }).pipe(
+              Effect.timeoutFail({
+                duration: config.connectTimeout,
+                onTimeout: () =>
+                  new AmqpError({
+                    reason: "Connect",
+                    message: `${target.display}: no connection within ${Duration.format(config.connectTimeout)}`
+                  })
+              })
+            )
+          ).pipe(
+            // Whatever went wrong after the connection opened (timeout race, interruption): close it.
+            Effect.onExit((exit) =>
+              Exit.isFailure(exit) && box.live !== undefined ? closeModel(box.live.model, config.closeTimeout) : Effect.void
+            )
+          )
+        )
+      })
+
+    const connectAny: Effect.Effect<Live, AmqpError> = Effect.gen(function*() {
+      const failures: Array<string> = []
+      let lastCause: unknown
+      for (const target of config.targets) {
+        const result = yield* Effect.either(connectOne(target))
+        if (Either.isRight(result)) return result.right
+        failures.push(result.left.message)
+        lastCause = result.left.cause
+      }
+      return yield* new AmqpError({ reason: "Connect", message: failures.join("; "), cause: lastCause })
+    })
+
+    /** Publishes a fresh connection, waits until it is lost; closes it cleanly if interrupted. */
+    const session = (live: Live): Effect.Effect<AmqpError> =>
+      Effect.acquireUseRelease(
+        Effect.sync(() => {
+          generation += 1
+          live.generation = generation
+          current = live
+        }),
+        () =>
+          setState({ _tag: "Connected", generation: live.generation, url: live.display }).pipe(
+            Effect.zipRight(Metric.increment(connects)),
+            Effect.zipRight(Effect.logInfo(`AMQP connected to ${live.display}`)),
+            Effect.zipRight(Deferred.await(live.lost)),
+            Effect.tap((error) =>
+              Metric.increment(disconnects).pipe(Effect.zipRight(Effect.logWarning("AMQP connection lost", error.message)))
+            )
+          ),
+        () =>
+          Effect.suspend(() => {
+            if (current === live) current = undefined
+            if (live.closed) return Effect.void
+            const channels = Array.from(openChannels).filter((channel) => channelInfos.get(channel)?.live === live)
+            return Effect.forEach(channels, (channel) => closeChannel(channel, config.closeTimeout), {
+              concurrency: "unbounded",
+              discard: true
+            }).pipe(Effect.zipRight(closeModel(live.model, config.closeTimeout)))
+          })
+      )
+
+    const loop: Effect.Effect<void> = Effect.gen(function*() {
+      const schedule = config.reconnect
+      let scheduleState: unknown = schedule.initial
+      let attempt = 0
+      while (true) {
+        attempt += 1
+        yield* setState({ _tag: "Connecting", attempt })
+        const connected = yield* Effect.either(connectAny)
+        let error: AmqpError
+        if (Either.isRight(connected)) {
+          attempt = 0
+          scheduleState = schedule.initial
+          error = yield* session(connected.right)
+        } else {
+          error = connected.left
+          yield* Metric.increment(connectFailures)
+        }
+        lastError = error
+        const now = yield* Clock.currentTimeMillis
+        const [nextState, , decision] = yield* schedule.step(now, error, scheduleState)
+        scheduleState = nextState
+        if (ScheduleDecision.isDone(decision)) {
+          yield* Effect.logWarning("AMQP connection gave up reconnecting", error.message)
+          yield* setState({ _tag: "Closed" })
+          return
+        }
+        const retryIn = Duration.millis(Math.max(0, ScheduleIntervals.start(decision.intervals) - now))
+        yield* setState({ _tag: "Disconnected", error, retryIn: Option.some(retryIn) })
+        yield* Effect.sleep(retryIn)
+      }
+    }).pipe(Effect.annotateLogs("amqp.connection", tag))
+
+    yield* Effect.addFinalizer(() => setState({ _tag: "Closed" }))
+    yield* Effect.forkScoped(Effect.interruptible(loop))
+
+    // -- channels --------------------------------------------------------------------------------------------
+
+    const liveFor = (s: ConnectionState): Option.Option<Either.Either<Live, AmqpError>> => {
+      if (s._tag === "Closed") return Option.some(Either.left(closedError()))
+      if (s._tag === "Connected" && current !== undefined && current.generation === s.generation && !current.closed) {
+        return Option.some(Either.right(current))
+      }
+      return Option.none()
+    }
+
+    const awaitLive: Effect.Effect<Live, AmqpError> = state.changes.pipe(
+      Stream.filterMap(liveFor),
+      Stream.runHead,
+      Effect.flatMap(Option.match({
+        onNone: () => Effect.fail(closedError()),
+        onSome: (result) => result
+      }))
+    )
+
+    const track = (channel: Amqp.Channel, live: Live) => {
+      const info: ChannelInfo = { live, closed: false, error: undefined }
+      channelInfos.set(channel, info)
+      openChannels.add(channel)
+      // Always listen for 'error': with no listener, amqplib would throw it out of its frame handler and the
+      // whole connection would die (amqplib #649).
+      channel.on("error", (error: Error) => {
+        info.error = error
+        logFromCallback("AMQP channel error (the connection stays up)", error)
+      })
+      channel.on("handler-error", (error: unknown, event: string) => {
+        logFromCallback(`AMQP channel '${event}' listener threw`, error)
+      })
+      channel.once("close", () => {
+        info.closed = true
+        openChannels.delete(channel)
+      })
+    }
+
+    const openOn = (
+      live: Live,
+      confirm: boolean,
+      scope: Scope.Scope
+    ): Effect.Effect<Amqp.Channel, AmqpError> => {
+      const box: { channel: Amqp.Channel | undefined; abandoned: boolean } = { channel: undefined, abandoned: false }
+      return Effect.uninterruptibleMask((restore) =>
+        restore(
+          Effect.async<Amqp.Channel, AmqpError>((resume) => {
+            const opening: Promise<Amqp.Channel> = confirm ? live.model.createConfirmChannel() : live.model.createChannel()
+            opening.then(
+              (channel) => {
+                track(channel, live)
+                if (box.abandoned) {
+                  runFork(closeChannel(channel, config.closeTimeout))
+                  return
+                }
+                box.channel = channel
+                resume(Effect.succeed(channel))
+              },
+              (cause: unknown) =>
+                resume(
+                  Effect.fail(
+                    new AmqpError({ reason: "ChannelOpen", message: `could not open a channel: ${describe(cause)}`, cause })
+                  )
+                )
+            )
+            return Effect.sync(() => {
+              box.abandoned = true
+            })
+          })
+        ).pipe(
+          // Opened, but the caller left at that very moment: close it.
+          Effect.onExit((exit) =>
+            Exit.isFailure(exit) && box.channel !== undefined ? closeChannel(box.channel, config.closeTimeout) : Effect.void
+          ),
+          Effect.tap((channel) => Scope.addFinalizer(scope, closeChannel(channel, config.closeTimeout)))
+        )
+      )
+    }
+
+    const openChannelAny = (options?: { readonly confirm?: boolean | undefined }) =>
+      Effect.gen(function*() {
+        const scope = yield* Effect.scope
+        while (true) {
+          const live = yield* awaitLive
+          const opened = yield* Effect.either(openOn(live, options?.confirm === true, scope))
+          if (Either.isRight(opened)) return opened.right
+          // The connection went away while the channel was opening: wait for the next one.
+          if (!live.closed) return yield* Effect.fail(opened.left)
+        }
+      }).pipe(Effect.withSpan("AmqpConnection.openChannel", { attributes: { "amqp.connection": tag } }))
+
+    return {
+      state,
+      openChannel: openChannelAny as OpenChannel,
+      awaitConnected: Effect.asVoid(awaitLive)
+    }
+  })
