@@ -1,3 +1,4 @@
 /** AMQP on Effect: a reconnecting connection, reconnect policies, an RPC server and an RPC client (Hare ports). */
 export * as AmqpConnection from "./AmqpConnection.js"
 export * as Reconnect from "./Reconnect.js"
+export * as RpcClient from "./RpcClient.js"
