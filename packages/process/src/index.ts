@@ -1,2 +1,3 @@
-/** Erlang-style processes (gen_server behaviours) on Effect. */
+/** Erlang-style processes (gen_server behaviours) and one-for-one supervisors on Effect. */
 export * as Process from "./Process.js"
+export * as Supervisor from "./Supervisor.js"
