@@ -1,0 +1,66 @@
+import { assert, describe, it } from "@effect/vitest"
+import type { Frame } from "../src/internal/frame.js"
+import { FrameDecoder, OutBuffer } from "../src/internal/frame.js"
+import { encodeFrame } from "./utils/pbClient.js"
+
+const decodeAll = (decoder: FrameDecoder, chunks: ReadonlyArray<Uint8Array>) => {
+  const out: Array<Frame> = []
+  const problems = chunks.map((chunk) => decoder.push(chunk, out)).filter((p) => p !== undefined)
+  return { frames: out.map((f) => [f.code, Buffer.from(f.body).toString()]), problems }
+}
+
+describe("framing", () => {
+  const stream = Buffer.concat([encodeFrame(1), encodeFrame(101, "hello"), encodeFrame(7), encodeFrame(9, "x".repeat(300))])
+  const expected = [[1, ""], [101, "hello"], [7, ""], [9, "x".repeat(300)]]
+
+  it("every split point of a byte stream gives the same frames", () => {
+    for (let cut = 0; cut <= stream.length; cut++) {
+      for (const second of [cut, Math.min(stream.length, cut + 3)]) {
+        const chunks = [stream.subarray(0, cut), stream.subarray(cut, second), stream.subarray(second)]
+        assert.deepStrictEqual(decodeAll(new FrameDecoder(1024), chunks).frames, expected, `cut at ${cut}/${second}`)
+      }
+    }
+  })
+
+  it("one byte at a time", () => {
+    const chunks = Array.from(stream, (byte) => Uint8Array.of(byte))
+    assert.deepStrictEqual(decodeAll(new FrameDecoder(1024), chunks).frames, expected)
+  })
+
+  it("an oversized length is reported from the header, before the body", () => {
+    const decoder = new FrameDecoder(100)
+    const header = Buffer.alloc(4)
+    header.writeUInt32BE(101)
+    const result = decodeAll(decoder, [encodeFrame(1), header.subarray(0, 2), header.subarray(2)])
+    assert.deepStrictEqual(result.frames, [[1, ""]])
+    assert.deepStrictEqual(result.problems, [{ _tag: "Oversized", length: 101 }])
+    assert.strictEqual(decoder.partialBytes, 0)
+  })
+
+  it("a zero length is reported", () => {
+    const result = decodeAll(new FrameDecoder(100), [Buffer.concat([encodeFrame(2), Buffer.alloc(4), encodeFrame(3)])])
+    assert.deepStrictEqual(result.frames, [[2, ""]])
+    assert.deepStrictEqual(result.problems, [{ _tag: "Empty" }])
+  })
+
+  it("a length above 2^31 is read unsigned", () => {
+    const result = decodeAll(new FrameDecoder(100), [Uint8Array.of(0xff, 0xff, 0xff, 0xff)])
+    assert.deepStrictEqual(result.problems, [{ _tag: "Oversized", length: 0xffffffff }])
+  })
+
+  it("OutBuffer frames replies in order, small ones coalesced, large ones not copied", () => {
+    const out = new OutBuffer()
+    const large = new Uint8Array(20_000).fill(5)
+    out.push(Uint8Array.of(2))
+    out.push(Uint8Array.of(102, 0x6f, 0x6b))
+    out.push(large)
+    out.push(Uint8Array.of(2))
+    assert.strictEqual(out.size, 5 + 7 + 20_004 + 5)
+    const pieces = out.take()
+    assert.strictEqual(out.size, 0)
+    assert.isTrue(pieces.includes(large))
+    const all = Buffer.concat(pieces)
+    assert.deepStrictEqual(decodeAll(new FrameDecoder(1 << 20), [all]).frames.map(([code]) => code), [2, 102, 5, 2])
+    assert.isAtMost(pieces.length, 4)
+  })
+})
