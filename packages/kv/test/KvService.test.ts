@@ -1,12 +1,15 @@
 import { assert, describe, it } from "@effect/vitest"
-import { KvMessages } from "@warren/kv"
-import { Effect, Either } from "effect"
+import { KvMessages, KvStore } from "@warren/kv"
+import type { PbService } from "@warren/pb"
+import { PbServer, Security, ServiceRegistry } from "@warren/pb"
+import { Context, Effect, Either, Layer, Option } from "effect"
+import { execFileSync } from "node:child_process"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
 import type { Connection, Reply } from "./support/pbClient.js"
-import { call, callStream, connect, decodeReply } from "./support/pbClient.js"
-import { startServer } from "./support/server.js"
+import { call, callStream, connect, connectSecure, decodeReply } from "./support/pbClient.js"
+import { servicesLayer, startServer } from "./support/server.js"
 
 const enc = (s: string): Uint8Array => new TextEncoder().encode(s)
 const dec = (b: Uint8Array | undefined): string | undefined => (b === undefined ? undefined : new TextDecoder().decode(b))
@@ -328,5 +331,161 @@ describe("KvService over the PB server", () => {
       const got = expectTag(yield* call(conn, getReq("b", "k")), "RpbGetResp")
       assert.strictEqual(dec(got.content?.[0]?.value), "persisted")
       assert.deepStrictEqual(Buffer.from(got.vclock!), Buffer.from(vclock))
+    }))
+})
+
+/** A value that names its writer and write and can be checked byte for byte (a torn value fails the check). */
+const makeValue = (writer: number, seq: number): Uint8Array => {
+  const header = enc(`${writer}:${seq}:`)
+  const length = 500 + ((writer * 7919 + seq * 104729) % 6000)
+  const out = new Uint8Array(header.length + length)
+  out.set(header, 0)
+  for (let j = 0; j < length; j++) out[header.length + j] = (writer * 31 + seq * 17 + j) & 0xff
+  return out
+}
+
+const parseValue = (value: Uint8Array): { writer: number; seq: number } => {
+  const text = new TextDecoder("latin1").decode(value.subarray(0, 24))
+  const match = /^(\d+):(\d+):/.exec(text)
+  assert.isNotNull(match, "value has no header")
+  const writer = Number(match![1])
+  const seq = Number(match![2])
+  assert.deepStrictEqual(Buffer.from(value), Buffer.from(makeValue(writer, seq)), `torn value ${writer}:${seq}`)
+  return { writer, seq }
+}
+
+describe("KvService under concurrency", () => {
+  it.scopedLive("100 connections doing mixed puts and gets lose and tear nothing", () =>
+    Effect.gen(function*() {
+      const server = yield* startServer()
+      const connections = 100
+      const rounds = 30
+      const sharedKeys = 5
+      yield* Effect.forEach(
+        Array.from({ length: connections }, (_, c) => c),
+        (c) =>
+          Effect.gen(function*() {
+            const conn = yield* connect(server.port)
+            for (let i = 0; i < rounds; i++) {
+              const own = makeValue(c, i)
+              expectTag(
+                yield* call(conn, { _tag: "RpbPutReq", bucket: enc("own"), key: enc(`k${c}`), content: { value: own } }),
+                "RpbPutResp"
+              )
+              const mine = expectTag(yield* call(conn, getReq("own", `k${c}`)), "RpbGetResp")
+              assert.deepStrictEqual(parseValue(mine.content![0]!.value), { writer: c, seq: i })
+
+              const shared = `s${(c + i) % sharedKeys}`
+              expectTag(
+                yield* call(conn, {
+                  _tag: "RpbPutReq",
+                  bucket: enc("shared"),
+                  key: enc(shared),
+                  content: { value: makeValue(c, i) },
+                  return_body: i % 2 === 0
+                }),
+                "RpbPutResp"
+              )
+              const read = expectTag(yield* call(conn, getReq("shared", `s${i % sharedKeys}`)), "RpbGetResp")
+              if ((read.content ?? []).length > 0) parseValue(read.content![0]!.value)
+            }
+          }).pipe(Effect.scoped),
+        { concurrency: "unbounded", discard: true }
+      )
+      const check = yield* connect(server.port)
+      for (let c = 0; c < connections; c++) {
+        const got = expectTag(yield* call(check, getReq("own", `k${c}`)), "RpbGetResp")
+        assert.deepStrictEqual(parseValue(got.content![0]!.value), { writer: c, seq: rounds - 1 })
+      }
+      for (let s = 0; s < sharedKeys; s++) {
+        const got = expectTag(yield* call(check, getReq("shared", `s${s}`)), "RpbGetResp")
+        parseValue(got.content![0]!.value)
+      }
+      const keys = yield* callStream(check, { _tag: "RpbListKeysReq", bucket: enc("own") })
+      assert.strictEqual(keys.flatMap((r) => expectTag(r, "RpbListKeysResp").keys ?? []).length, connections)
+      assert.strictEqual((yield* server.store.usage).objects, connections + sharedKeys)
+    }), 120_000)
+})
+
+/** A throwaway self-signed certificate (openssl), removed with the scope. */
+const selfSigned = Effect.acquireRelease(
+  Effect.sync(() => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "warren-kv-tls-"))
+    const key = path.join(dir, "key.pem")
+    const cert = path.join(dir, "cert.pem")
+    execFileSync("openssl", [
+      "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+      "-keyout", key, "-out", cert, "-days", "1", "-subj", "/CN=localhost"
+    ], { stdio: "ignore" })
+    return { dir, key: fs.readFileSync(key, "utf8"), cert: fs.readFileSync(cert, "utf8") }
+  }),
+  ({ dir }) => Effect.sync(() => fs.rmSync(dir, { recursive: true, force: true }))
+)
+
+describe("KvService with security on", () => {
+  it.scopedLive("asks for riak_kv.* permissions on type/bucket and is denied without them", () =>
+    Effect.gen(function*() {
+      const { cert, key } = yield* selfSigned
+      const checks: Array<{ user: string; check: PbService.PermissionCheck }> = []
+      const allowed = new Set(["riak_kv.get", "riak_kv.list_keys"])
+      const security = Layer.mergeAll(
+        Layer.succeed(Security.Authenticator, {
+          authenticate: (request) => Effect.succeed(request.user === "reader" && request.password === "secret")
+        }),
+        Layer.succeed(Security.Authorizer, {
+          check: (user, check) =>
+            Effect.sync(() => {
+              checks.push({ user, check })
+              return allowed.has(check.permission)
+            })
+        })
+      )
+      const context = yield* Layer.build(
+        PbServer.layerSecure({ port: 0, security: { tls: { key, cert } } }).pipe(
+          Layer.merge(servicesLayer()),
+          Layer.provideMerge(ServiceRegistry.layer),
+          Layer.provide(security)
+        )
+      )
+      const port = Context.get(context, PbServer.PbServer).address.port
+      const store = Context.get(context, KvStore.KvStore)
+      yield* store.put({ bucket: enc("b") }, enc("k"), { value: enc("v") })
+
+      const conn = yield* connectSecure(port, "reader", "secret")
+      const got = expectTag(yield* call(conn, getReq("b", "k")), "RpbGetResp")
+      assert.strictEqual(dec(got.content?.[0]?.value), "v")
+      assert.strictEqual(
+        errorText(yield* call(conn, putReq("b", "k", "w"))),
+        "Permission denied: User 'reader' does not have 'riak_kv.put' on default/b"
+      )
+      assert.strictEqual(
+        errorText(yield* call(conn, delReq("b", "k", { type: enc("t") }))),
+        "Permission denied: User 'reader' does not have 'riak_kv.delete' on t/b"
+      )
+      assert.strictEqual(
+        errorText(yield* call(conn, { _tag: "RpbListBucketsReq", stream: true })),
+        "Permission denied: User 'reader' does not have 'riak_kv.list_buckets' on default"
+      )
+      const keys = yield* callStream(conn, { _tag: "RpbListKeysReq", bucket: enc("b") })
+      assert.deepStrictEqual(keys.flatMap((r) => expectTag(r, "RpbListKeysResp").keys ?? []).map(dec), ["k"])
+      // The denied writes changed nothing.
+      assert.strictEqual(dec(Option.getOrThrow(yield* store.get({ bucket: enc("b"), key: enc("k") })).content.value), "v")
+
+      const rendered = checks.map(({ check, user }) => {
+        const target = check.target
+        const text = (v: string | Uint8Array) => (typeof v === "string" ? v : dec(v))
+        return `${user} ${check.permission} ${
+          target === undefined ? "-" : typeof target === "string" || target instanceof Uint8Array
+            ? text(target)
+            : `${text(target.type)}/${text(target.bucket)}`
+        }`
+      })
+      assert.deepStrictEqual(rendered, [
+        "reader riak_kv.get default/b",
+        "reader riak_kv.put default/b",
+        "reader riak_kv.delete t/b",
+        "reader riak_kv.list_buckets default",
+        "reader riak_kv.list_keys default/b"
+      ])
     }))
 })

@@ -7,6 +7,7 @@ import { PbCodec, RiakPb } from "@warren/pb"
 import { Effect, Either, Queue } from "effect"
 import type { Scope } from "effect"
 import * as net from "node:net"
+import * as tls from "node:tls"
 
 export interface Frame {
   readonly code: number
@@ -31,21 +32,24 @@ export const frame = (payload: Uint8Array): Buffer => {
   return out
 }
 
-export const connect = (port: number, host = "127.0.0.1"): Effect.Effect<Connection, Error, Scope.Scope> =>
+const openSocket = (port: number, host: string) =>
+  Effect.acquireRelease(
+    Effect.async<net.Socket, Error>((resume) => {
+      const s = net.connect({ port, host })
+      const onError = (e: Error) => resume(Effect.fail(e))
+      s.once("error", onError)
+      s.once("connect", () => {
+        s.off("error", onError)
+        resume(Effect.succeed(s))
+      })
+    }),
+    (s) => Effect.sync(() => s.destroy())
+  )
+
+/** Frames from any socket (plain or TLS). */
+const fromSocket = (socket: net.Socket): Effect.Effect<Connection> =>
   Effect.gen(function*() {
     const frames = yield* Queue.unbounded<Frame>()
-    const socket = yield* Effect.acquireRelease(
-      Effect.async<net.Socket, Error>((resume) => {
-        const s = net.connect({ port, host })
-        const onError = (e: Error) => resume(Effect.fail(e))
-        s.once("error", onError)
-        s.once("connect", () => {
-          s.off("error", onError)
-          resume(Effect.succeed(s))
-        })
-      }),
-      (s) => Effect.sync(() => s.destroy())
-    )
     let buffer: Buffer = Buffer.alloc(0)
     socket.on("data", (chunk: Buffer) => {
       buffer = buffer.length === 0 ? chunk : Buffer.concat([buffer, chunk])
@@ -73,6 +77,59 @@ export const connect = (port: number, host = "127.0.0.1"): Effect.Effect<Connect
       closed
     }
   })
+
+export const connect = (port: number, host = "127.0.0.1"): Effect.Effect<Connection, Error, Scope.Scope> =>
+  Effect.flatMap(openSocket(port, host), fromSocket)
+
+/**
+ * Connects to a server with security on: STARTTLS (code 255, acked by a code-only 255), the TLS handshake on the
+ * same socket, then RpbAuthReq (253) acked by a code-only 254.
+ */
+export const connectSecure = (
+  port: number,
+  user: string,
+  password: string,
+  host = "127.0.0.1"
+): Effect.Effect<Connection, Error, Scope.Scope> =>
+  Effect.gen(function*() {
+    const plain = yield* openSocket(port, host)
+    const ack = yield* Effect.async<Buffer, Error>((resume) => {
+      let buffer: Buffer = Buffer.alloc(0)
+      const onData = (chunk: Buffer) => {
+        buffer = Buffer.concat([buffer, chunk])
+        if (buffer.length >= 5) {
+          plain.off("data", onData)
+          resume(Effect.succeed(buffer))
+        }
+      }
+      plain.on("data", onData)
+      plain.write(frame(Uint8Array.of(255)))
+    })
+    if (ack.length !== 5 || ack.readUInt32BE(0) !== 1 || ack[4] !== 255) {
+      return yield* Effect.fail(new Error(`unexpected STARTTLS reply ${ack.toString("hex")}`))
+    }
+    const secure = yield* Effect.acquireRelease(
+      Effect.async<tls.TLSSocket, Error>((resume) => {
+        const s = tls.connect({ socket: plain, rejectUnauthorized: false })
+        s.once("error", (e) => resume(Effect.fail(e)))
+        s.once("secureConnect", () => resume(Effect.succeed(s)))
+      }),
+      (s) => Effect.sync(() => s.destroy())
+    )
+    const conn = yield* fromSocket(secure)
+    const encoder = new TextEncoder()
+    yield* conn.send(Either.getOrThrow(auth.encode(auth.message("RpbAuthReq", {
+      user: encoder.encode(user),
+      password: encoder.encode(password)
+    }))))
+    const reply = yield* conn.next
+    if (reply.code !== 254) {
+      return yield* Effect.fail(new Error(`authentication failed: ${JSON.stringify(decodeReply(reply))}`))
+    }
+    return conn
+  })
+
+const auth = PbCodec.make<{ RpbAuthReq: RiakPb.RpbAuthReq }>(RiakPb.schema(), { RpbAuthReq: 253 })
 
 /** A decoded reply, or the text of an RpbErrorResp. */
 export type Reply = KvMessages.KvResponse | { readonly _tag: "Error"; readonly errmsg: string; readonly errcode: number }

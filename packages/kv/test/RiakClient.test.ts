@@ -1,0 +1,121 @@
+/**
+ * The stock Riak PB client for Node (basho-riak-client 2.4.0) against the KV service on the real PB server.
+ */
+import { assert, describe, it } from "@effect/vitest"
+import { Effect } from "effect"
+import { createRequire } from "node:module"
+import { startServer } from "./support/server.js"
+
+/** The parts of basho-riak-client used here (the package ships no types). */
+interface RiakObjectLike {
+  readonly value: Buffer
+  readonly contentType: string
+  readonly vclock: Buffer
+}
+interface FetchResult {
+  readonly isNotFound: boolean
+  readonly values: ReadonlyArray<RiakObjectLike>
+}
+type Callback<A> = (error: unknown, result: A) => void
+interface RiakClient {
+  storeValue(options: Record<string, unknown>, callback: Callback<{ readonly generatedKey?: string }>): void
+  fetchValue(options: Record<string, unknown>, callback: Callback<FetchResult>): void
+  deleteValue(options: Record<string, unknown>, callback: Callback<boolean>): void
+  listBuckets(options: Record<string, unknown>, callback: Callback<{ readonly buckets: ReadonlyArray<string> }>): void
+  listKeys(options: Record<string, unknown>, callback: Callback<{ readonly keys: ReadonlyArray<string> }>): void
+  ping(callback: Callback<boolean>): void
+  stop(callback: Callback<unknown>): void
+}
+interface RiakModule {
+  readonly Client: new(nodes: ReadonlyArray<string>, callback: Callback<RiakClient>) => RiakClient
+}
+
+const Riak = createRequire(import.meta.url)("basho-riak-client") as RiakModule
+
+const promised = <A>(f: (callback: Callback<A>) => void): Effect.Effect<A, Error> =>
+  Effect.async<A, Error>((resume) => {
+    f((error, result) =>
+      resume(error ? Effect.fail(error instanceof Error ? error : new Error(String(error))) : Effect.succeed(result))
+    )
+  })
+
+const riakClient = (port: number) =>
+  Effect.acquireRelease(
+    promised<RiakClient>((cb) => new Riak.Client([`127.0.0.1:${port}`], cb)),
+    (client) => promised((cb) => client.stop(cb)).pipe(Effect.ignore)
+  )
+
+describe("basho-riak-client 2.4.0", () => {
+  it.scopedLive("StoreValue, FetchValue, DeleteValue, ListBuckets and ListKeys", () =>
+    Effect.gen(function*() {
+      const server = yield* startServer()
+      const client = yield* riakClient(server.port)
+      assert.isTrue(yield* promised<boolean>((cb) => client.ping(cb)))
+
+      yield* promised((cb) =>
+        client.storeValue({ bucket: "users", key: "alice", value: { name: "Alice" } }, cb)
+      )
+      yield* promised((cb) => client.storeValue({ bucket: "users", key: "bob", value: "plain text" }, cb))
+      yield* promised((cb) =>
+        client.storeValue({ bucketType: "other", bucket: "things", key: "t1", value: "typed" }, cb)
+      )
+      const generated = yield* promised<{ readonly generatedKey?: string }>((cb) =>
+        client.storeValue({ bucket: "users", value: "anonymous" }, cb)
+      )
+      assert.isString(generated.generatedKey)
+
+      const alice = yield* promised<FetchResult>((cb) => client.fetchValue({ bucket: "users", key: "alice" }, cb))
+      assert.isFalse(alice.isNotFound)
+      assert.strictEqual(alice.values.length, 1)
+      assert.deepStrictEqual(JSON.parse(alice.values[0]!.value.toString("utf8")), { name: "Alice" })
+      assert.strictEqual(alice.values[0]!.contentType, "application/json")
+
+      const typed = yield* promised<FetchResult>((cb) =>
+        client.fetchValue({ bucketType: "other", bucket: "things", key: "t1" }, cb)
+      )
+      assert.strictEqual(typed.values[0]!.value.toString("utf8"), "typed")
+
+      const anonymous = yield* promised<FetchResult>((cb) =>
+        client.fetchValue({ bucket: "users", key: generated.generatedKey }, cb)
+      )
+      assert.strictEqual(anonymous.values[0]!.value.toString("utf8"), "anonymous")
+
+      const buckets = yield* promised<{ readonly buckets: ReadonlyArray<string> }>((cb) =>
+        client.listBuckets({ stream: false }, cb)
+      )
+      assert.deepStrictEqual([...buckets.buckets].sort(), ["users"])
+
+      const keys = yield* promised<{ readonly keys: ReadonlyArray<string> }>((cb) =>
+        client.listKeys({ bucket: "users", stream: false }, cb)
+      )
+      assert.deepStrictEqual([...keys.keys].sort(), ["alice", "bob", generated.generatedKey!].sort())
+
+      assert.isTrue(yield* promised<boolean>((cb) => client.deleteValue({ bucket: "users", key: "bob" }, cb)))
+      assert.isTrue(yield* promised<boolean>((cb) => client.deleteValue({ bucket: "users", key: "bob" }, cb)))
+      const bob = yield* promised<FetchResult>((cb) => client.fetchValue({ bucket: "users", key: "bob" }, cb))
+      assert.isTrue(bob.isNotFound)
+    }))
+
+  it.scopedLive("conditional stores report Riak's errors to the client", () =>
+    Effect.gen(function*() {
+      const server = yield* startServer()
+      const client = yield* riakClient(server.port)
+      yield* promised((cb) => client.storeValue({ bucket: "b", key: "k", value: "1", ifNoneMatch: true }, cb))
+      const again = yield* Effect.flip(
+        promised((cb) => client.storeValue({ bucket: "b", key: "k", value: "2", ifNoneMatch: true }, cb))
+      )
+      assert.match(again.message, /match_found/)
+    }))
+
+  it.scopedLive("ListKeys of a large bucket arrives whole over many frames", () =>
+    Effect.gen(function*() {
+      const server = yield* startServer()
+      const enc = (s: string) => new TextEncoder().encode(s)
+      for (let i = 0; i < 5000; i++) yield* server.store.put({ bucket: enc("big") }, enc(`k${i}`), { value: enc("") })
+      const client = yield* riakClient(server.port)
+      const keys = yield* promised<{ readonly keys: ReadonlyArray<string> }>((cb) =>
+        client.listKeys({ bucket: "big", stream: false }, cb)
+      )
+      assert.strictEqual(new Set(keys.keys).size, 5000)
+    }))
+})
