@@ -36,7 +36,8 @@ export class MemoryLimitExceeded extends Data.TaggedError("MemoryLimitExceeded")
 }> {
   /** @since 0.1.0 */
   override get message(): string {
-    return `Memory limit exceeded: the store holds ${this.usedBytes} of ${this.limitBytes} bytes and this write needs ${this.requiredBytes}`
+    return `Memory limit exceeded: the store holds ${this.usedBytes} of ${this.limitBytes} bytes ` +
+      `and this write needs ${this.requiredBytes}`
   }
 }
 

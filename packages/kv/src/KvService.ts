@@ -25,6 +25,8 @@ type Resp = KvMessages.KvResponse
 /** The service keeps no per-connection state. */
 type State = null
 
+type Mutable<A> = { -readonly [K in keyof A]: A[K] }
+
 const defaultTypeName = "default"
 
 const requests = Metric.counter("warren_kv_requests", {
@@ -39,9 +41,13 @@ const zeroLength = {
   type: "Type cannot be zero-length"
 } as const
 
-const checkNames = (
-  request: { readonly bucket: Uint8Array; readonly key?: Uint8Array | undefined; readonly type?: Uint8Array | undefined }
-): string | undefined => {
+interface Names {
+  readonly bucket: Uint8Array
+  readonly key?: Uint8Array | undefined
+  readonly type?: Uint8Array | undefined
+}
+
+const checkNames = (request: Names): string | undefined => {
   if (request.bucket.length === 0) return zeroLength.bucket
   if (request.key !== undefined && request.key.length === 0) return zeroLength.key
   if (request.type !== undefined && request.type.length === 0) return zeroLength.type
@@ -72,7 +78,7 @@ const permissionOf = (request: Req): PbService.PermissionCheck => {
 
 /** Client content (riak_pb field names) to store content. `vtag`, `last_mod*` and `deleted` are the server's. */
 const toContentInput = (content: KvMessages.Message<"RpbPutReq">["content"]): Store.ContentInput => {
-  const out: { -readonly [K in keyof Store.ContentInput]: Store.ContentInput[K] } = { value: content.value }
+  const out: Mutable<Store.ContentInput> = { value: content.value }
   if (content.content_type !== undefined) out.contentType = content.content_type
   if (content.charset !== undefined) out.charset = content.charset
   if (content.content_encoding !== undefined) out.contentEncoding = content.content_encoding
@@ -88,7 +94,7 @@ type RpbContent = NonNullable<KvMessages.Message<"RpbGetResp">["content"]>[numbe
 
 /** Store content to the wire; `head` blanks the value (Riak's HEAD-like get and `return_head`). */
 const toRpbContent = (content: Store.Content, head: boolean): RpbContent => {
-  const out: { -readonly [K in keyof RpbContent]: RpbContent[K] } = {
+  const out: Mutable<RpbContent> = {
     value: head ? empty : content.value,
     vtag: content.vtag,
     last_mod: content.lastMod,
@@ -157,13 +163,12 @@ export const make: Effect.Effect<PbService.PbService, never, KvStore> = Effect.g
         : request.if_not_modified === true
         ? { _tag: "IfNotModified", vclock: request.vclock }
         : { _tag: "Always" }
-      const result = yield* Effect.either(store.put(request, request.key, toContentInput(request.content), condition))
+      const content = toContentInput(request.content)
+      const result = yield* Effect.either(store.put(request, request.key, content, condition))
       if (result._tag === "Left") return PbService.error(storeErrorText(result.left), state)
       const { generatedKey, key, object } = result.right
       const withBody = request.return_body === true || request.return_head === true
-      const reply: { -readonly [K in keyof KvMessages.Message<"RpbPutResp">]: KvMessages.Message<"RpbPutResp">[K] } = {
-        _tag: "RpbPutResp"
-      }
+      const reply: Mutable<KvMessages.Message<"RpbPutResp">> = { _tag: "RpbPutResp" }
       if (withBody) {
         // Riak: return_head wins over return_body (the content comes back without its value).
         reply.content = [toRpbContent(object.content, request.return_head === true)]
@@ -187,10 +192,7 @@ export const make: Effect.Effect<PbService.PbService, never, KvStore> = Effect.g
     const batches = store.listBuckets(request.type)
     if (request.stream === true) {
       const replies = framed(batches, (names, done): Resp => {
-        const frame: { -readonly [K in keyof KvMessages.Message<"RpbListBucketsResp">]: KvMessages.Message<"RpbListBucketsResp">[K] } = {
-          _tag: "RpbListBucketsResp",
-          done
-        }
+        const frame: Mutable<KvMessages.Message<"RpbListBucketsResp">> = { _tag: "RpbListBucketsResp", done }
         if (names !== undefined) frame.buckets = names
         return frame
       })
@@ -217,10 +219,7 @@ export const make: Effect.Effect<PbService.PbService, never, KvStore> = Effect.g
       return Effect.succeed(PbService.error(zeroLength.type, state))
     }
     const replies = framed(store.listKeys(request), (keys, done): Resp => {
-      const frame: { -readonly [K in keyof KvMessages.Message<"RpbListKeysResp">]: KvMessages.Message<"RpbListKeysResp">[K] } = {
-        _tag: "RpbListKeysResp",
-        done
-      }
+      const frame: Mutable<KvMessages.Message<"RpbListKeysResp">> = { _tag: "RpbListKeysResp", done }
       if (keys !== undefined) frame.keys = keys
       return frame
     })
@@ -258,10 +257,13 @@ export const make: Effect.Effect<PbService.PbService, never, KvStore> = Effect.g
  * @since 0.1.0
  * @category layers
  */
-export const layer: Layer.Layer<never, ServiceRegistry.AlreadyRegistered | ServiceRegistry.InvalidCodeRange, KvStore | ServiceRegistry.ServiceRegistry> =
-  Layer.unwrapEffect(
-    Effect.map(make, (service) =>
-      ServiceRegistry.registered([
-        ServiceRegistry.registration(service, KvMessages.codeRange.min, KvMessages.codeRange.max)
-      ]))
-  )
+export const layer: Layer.Layer<
+  never,
+  ServiceRegistry.AlreadyRegistered | ServiceRegistry.InvalidCodeRange,
+  KvStore | ServiceRegistry.ServiceRegistry
+> = Layer.unwrapEffect(
+  Effect.map(make, (service) =>
+    ServiceRegistry.registered([
+      ServiceRegistry.registration(service, KvMessages.codeRange.min, KvMessages.codeRange.max)
+    ]))
+)

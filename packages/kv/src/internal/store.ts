@@ -57,7 +57,8 @@ const defaultTypeBytes = new TextEncoder().encode("default")
 const defaultTypeId = "default"
 
 /** A byte string as a Map key: latin1 maps every byte to one char, so the mapping is one to one. */
-const id = (bytes: Uint8Array): string => Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString("latin1")
+const id = (bytes: Uint8Array): string =>
+  Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString("latin1")
 
 const typeId = (type: Uint8Array | undefined): string => (type === undefined ? defaultTypeId : id(type))
 
@@ -340,7 +341,8 @@ export const make = (
           }
           sequence = nextSequence
           insert({ ...address, vclock, content, size })
-          return Effect.as(updateGauges, { key: finalKey, generatedKey: key === undefined, object: { content, vclock } })
+          const result = { key: finalKey, generatedKey: key === undefined, object: { content, vclock } }
+          return Effect.as(updateGauges, result)
         })
       )
 
