@@ -20,23 +20,28 @@ try {
 
   const histogram = new Histogram()
   let measuring = false
-  let stopping = false
+  const control = { stopping: false }
   let completed = 0
   let mismatches = 0
-
-  const worker = async () => {
-    while (!stopping) {
-      const t0 = performance.now()
-      const reply = await client.request(payload)
-      const elapsed = performance.now() - t0
-      if (!sameBytes(reply, payload)) mismatches++
-      if (measuring) {
-        histogram.record(elapsed * 1e6)
-        completed++
-      }
+  /** Called by the workers after every reply, with the time the request was sent (performance.now()). */
+  const onReply = (t0, reply) => {
+    const elapsed = performance.now() - t0
+    if (!sameBytes(reply, payload)) mismatches++
+    if (measuring) {
+      histogram.record(elapsed * 1e6)
+      completed++
     }
   }
-  const workers = Array.from({ length: concurrency }, worker)
+  // A contender may drive the loop itself (warren runs its workers as Effect fibers, as an Effect program would);
+  // otherwise `concurrency` async loops await `request` one after the other.
+  const workers = client.runWorkers !== undefined
+    ? client.runWorkers({ concurrency, payload, control, onReply })
+    : Promise.all(Array.from({ length: concurrency }, async () => {
+      while (!control.stopping) {
+        const t0 = performance.now()
+        onReply(t0, await client.request(payload))
+      }
+    }))
 
   await new Promise((resolve) => setTimeout(resolve, warmupMs))
   const cpu0 = process.cpuUsage()
@@ -48,8 +53,8 @@ try {
   const elapsedMs = performance.now() - t0
   const count = completed
   const rss = process.memoryUsage().rss
-  stopping = true
-  await Promise.all(workers)
+  control.stopping = true
+  await workers
   await client.close()
   if (mismatches > 0) throw new Error(`${mismatches} echo replies differed from their requests`)
   const cpu = cpuMicros(cpu0, cpu1)

@@ -1,17 +1,41 @@
-// warren's RPC client (@warren/amqp), driven from plain JS through an Effect runtime.
+// warren's RPC client (@warren/amqp RpcClient over AmqpConnection), defaults except a 30 s request timeout.
+// The workers run as Effect fibers inside the client's runtime, the way an Effect program would call it.
 import { NotAvailable } from "../../lib/child.mjs"
 
 export const label = "warren RpcClient"
 
 export const open = async ({ url, queue }) => {
   let amqp
+  let effect
   try {
     amqp = await import("@warren/amqp")
+    effect = await import("effect")
   } catch (error) {
     throw new NotAvailable(`@warren/amqp could not be loaded (${error.message}); run tsc -b`)
   }
-  if (amqp.RpcClient === undefined || amqp.AmqpConnection === undefined) {
-    throw new NotAvailable("@warren/amqp does not export RpcClient and AmqpConnection yet")
+  const { AmqpConnection, RpcClient } = amqp
+  if (RpcClient?.layer === undefined || AmqpConnection?.layer === undefined) {
+    throw new NotAvailable("@warren/amqp does not export RpcClient.layer and AmqpConnection.layer yet")
   }
-  throw new NotAvailable("the warren RPC contender is not wired to the RpcClient API yet")
+  const { Effect, Layer, ManagedRuntime } = effect
+  const layer = RpcClient.layer({ timeout: "30 seconds" }).pipe(
+    Layer.provide(AmqpConnection.layer({ urls: url, noDelay: true }))
+  )
+  const runtime = ManagedRuntime.make(layer)
+  const client = await runtime.runPromise(RpcClient.RpcClient)
+  return {
+    request: (payload) => runtime.runPromise(client.request(payload, queue)),
+    runWorkers: ({ concurrency, payload, control, onReply }) => {
+      const worker = Effect.gen(function*() {
+        while (!control.stopping) {
+          const t0 = performance.now()
+          onReply(t0, yield* client.request(payload, queue))
+        }
+      })
+      return runtime.runPromise(
+        Effect.forEach(Array.from({ length: concurrency }), () => worker, { concurrency: "unbounded", discard: true })
+      )
+    },
+    close: () => runtime.dispose()
+  }
 }
