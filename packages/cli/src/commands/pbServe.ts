@@ -1,5 +1,77 @@
-/** `warren pb serve`: runs the PB server until SIGINT/SIGTERM. (Filled in by the PB work.) */
-export const runPbServe = (_args: ReadonlyArray<string>): void => {
-  process.stderr.write("warren pb serve: not implemented yet\n")
-  process.exitCode = 1
+/**
+ * `warren pb serve [--host 127.0.0.1] [--port 8087]`: a Riak-compatible PB server with the services of
+ * `pbServices.ts`, until SIGINT/SIGTERM (exit 0). Prints `listening on HOST:PORT` (the real port, also with
+ * `--port 0`) once it accepts connections.
+ */
+import { NodeRuntime } from "@effect/platform-node"
+import { PbServer, ServiceRegistry } from "@warren/pb"
+import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
+import * as NodeUtil from "node:util"
+import { pbServices } from "./pbServices.js"
+
+/** Options of `warren pb serve`. */
+export interface PbServeOptions {
+  readonly host: string
+  readonly port: number
+}
+
+/** The usage line of the command. */
+export const pbServeUsage = "usage: warren pb serve [--host 127.0.0.1] [--port 8087]"
+
+/** Parses the command line (after `pb serve`). */
+export const parsePbServeArgs = (args: ReadonlyArray<string>): Either.Either<PbServeOptions, string> => {
+  let parsed: { values: { host?: string | undefined; port?: string | undefined; help?: boolean | undefined } }
+  try {
+    parsed = NodeUtil.parseArgs({
+      args: [...args],
+      options: {
+        host: { type: "string" },
+        port: { type: "string" },
+        help: { type: "boolean", short: "h" }
+      },
+      allowPositionals: false,
+      strict: true
+    })
+  } catch (error) {
+    return Either.left(error instanceof Error ? error.message : String(error))
+  }
+  if (parsed.values.help === true) return Either.left("help")
+  const host = parsed.values.host ?? "127.0.0.1"
+  const portText = parsed.values.port ?? "8087"
+  const port = Number(portText)
+  if (!/^\d+$/.test(portText) || port > 65535) return Either.left(`invalid port: ${portText}`)
+  if (host === "") return Either.left("invalid host: (empty)")
+  return Either.right({ host, port })
+}
+
+/**
+ * The server program: registers the services, starts the server, calls `onListening` with its real address, then
+ * runs until interrupted (which stops the server and closes its connections).
+ */
+export const pbServeProgram = <E = never>(
+  options: PbServeOptions,
+  onListening: (address: PbServer.Server["address"]) => Effect.Effect<void, E> = (address) =>
+    Effect.sync(() => process.stdout.write(`listening on ${address.host}:${address.port}\n`))
+) =>
+  Effect.gen(function*() {
+    const registry = yield* ServiceRegistry.make
+    yield* registry.registerAll(yield* pbServices)
+    const server = yield* PbServer.make({ host: options.host, port: options.port }).pipe(
+      Effect.provideService(ServiceRegistry.ServiceRegistry, registry)
+    )
+    yield* onListening(server.address)
+    return yield* Effect.never
+  }).pipe(Effect.scoped)
+
+/** Runs `warren pb serve` with the process's arguments. */
+export const runPbServe = (args: ReadonlyArray<string>): void => {
+  const options = parsePbServeArgs(args)
+  if (Either.isLeft(options)) {
+    const help = options.left === "help"
+    process.stderr.write(help ? `${pbServeUsage}\n` : `warren pb serve: ${options.left}\n${pbServeUsage}\n`)
+    process.exitCode = help ? 0 : 2
+    return
+  }
+  NodeRuntime.runMain(pbServeProgram(options.right))
 }
