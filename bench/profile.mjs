@@ -1,6 +1,6 @@
 // Summarizes `node --cpu-prof` profiles: time by area (warren, effect, amqplib, node internals, GC, idle), and the
 // top functions by self and by inclusive time, as shares of the profile's busy (non-idle) time.
-// Usage: node bench/profile.mjs <dir or .cpuprofile>...
+// Usage: node bench/profile.mjs [--last-ms N] <dir or .cpuprofile>...
 import { readdirSync, readFileSync, statSync, writeFileSync } from "node:fs"
 import { basename, join } from "node:path"
 import { fileURLToPath } from "node:url"
@@ -12,6 +12,22 @@ const shortUrl = (url) => {
   let u = url.replace(/^file:\/\//, "")
   if (u.startsWith(root)) u = u.slice(root.length)
   return u.replace(/^node_modules\//, "").replace(/^packages\/([^/]+)\/dist\//, "@warren/$1/")
+}
+
+// the source line of a frame in our own code, to name anonymous functions (Effect.gen bodies, callbacks)
+const lineCache = new Map()
+const sourceLine = (url, line) => {
+  if (!url.startsWith("file://") || !url.includes("/packages/")) return ""
+  const path = url.slice("file://".length)
+  if (!lineCache.has(path)) {
+    try {
+      lineCache.set(path, readFileSync(path, "utf8").split("\n"))
+    } catch {
+      lineCache.set(path, [])
+    }
+  }
+  const text = lineCache.get(path)[line]?.trim() ?? ""
+  return text === "" ? "" : `  ← ${text.length > 70 ? text.slice(0, 70) + "..." : text}`
 }
 
 const area = (frame) => {
@@ -30,15 +46,27 @@ const area = (frame) => {
 }
 
 /** Reads one .cpuprofile and returns its summary. */
-export const summarize = (path, top = 15) => {
+export const summarize = (path, { top = 15, lastMs } = {}) => {
   const profile = JSON.parse(readFileSync(path, "utf8"))
   const byId = new Map(profile.nodes.map((n) => [n.id, n]))
+  // with `lastMs`, only the samples of the profile's last `lastMs` milliseconds count (the measured window, not
+  // the process start-up and warm-up)
+  const times = []
+  let t = profile.startTime
+  for (const delta of profile.timeDeltas) times.push((t += delta))
+  const from = lastMs === undefined ? -Infinity : profile.endTime - lastMs * 1000
   const hits = new Map()
-  for (const s of profile.samples) hits.set(s, (hits.get(s) ?? 0) + 1)
-  const totalSamples = profile.samples.length
-  const msPerSample = (profile.endTime - profile.startTime) / 1000 / Math.max(1, totalSamples)
+  let totalSamples = 0
+  profile.samples.forEach((s, i) => {
+    if (times[i] < from) return
+    hits.set(s, (hits.get(s) ?? 0) + 1)
+    totalSamples++
+  })
+  const span = profile.endTime - Math.max(profile.startTime, from)
+  const msPerSample = span / 1000 / Math.max(1, totalSamples)
   const keyOf = (frame) =>
-    `${frame.functionName || "(anonymous)"} ${shortUrl(frame.url)}${frame.url ? `:${frame.lineNumber + 1}` : ""}`.trim()
+    `${frame.functionName || "(anonymous)"} ${shortUrl(frame.url)}${frame.url ? `:${frame.lineNumber + 1}` : ""}`.trim() +
+    (frame.functionName ? "" : sourceLine(frame.url, frame.lineNumber))
   const self = new Map()
   const inclusive = new Map()
   const areas = new Map()
@@ -72,45 +100,53 @@ export const summarize = (path, top = 15) => {
   }
   const busy = totalSamples - idle
   const pct = (h) => (100 * h) / Math.max(1, busy)
-  const rank = (m) =>
+  const rank = (m, keep = () => true) =>
     [...m.entries()]
-      .filter(([k]) => !k.startsWith("(root)") && !k.startsWith("(idle)"))
+      .filter(([k]) => !k.startsWith("(root)") && !k.startsWith("(idle)") && keep(k))
       .sort((a, b) => b[1] - a[1])
       .slice(0, top)
       .map(([fn, h]) => ({ fn, pct: pct(h), ms: h * msPerSample }))
   return {
     file: basename(path),
+    window: lastMs === undefined ? "whole process" : `last ${lastMs} ms`,
     busyMs: busy * msPerSample,
     idleMs: idle * msPerSample,
     areas: [...areas.entries()].filter(([a]) => a !== "idle").sort((a, b) => b[1] - a[1]).map(([name, h]) => ({ area: name, pct: pct(h) })),
     self: rank(self),
-    inclusive: rank(inclusive)
+    inclusive: rank(inclusive),
+    warren: rank(inclusive, (k) => k.includes("@warren/"))
   }
 }
 
 const print = (s) => {
   const lines = []
-  lines.push(`\n### ${s.file}: busy ${s.busyMs.toFixed(0)} ms, idle ${s.idleMs.toFixed(0)} ms`)
+  lines.push(`\n### ${s.file} (${s.window}): busy ${s.busyMs.toFixed(0)} ms, idle ${s.idleMs.toFixed(0)} ms`)
   lines.push(`areas (self time, % of busy): ${s.areas.map((a) => `${a.area} ${a.pct.toFixed(1)}%`).join(", ")}`)
   lines.push("top self time:")
   for (const r of s.self) lines.push(`  ${r.pct.toFixed(1).padStart(5)}%  ${r.fn}`)
   lines.push("top inclusive time:")
   for (const r of s.inclusive) lines.push(`  ${r.pct.toFixed(1).padStart(5)}%  ${r.fn}`)
+  lines.push("warren functions by inclusive time:")
+  for (const r of s.warren) lines.push(`  ${r.pct.toFixed(1).padStart(5)}%  ${r.fn}`)
   return lines.join("\n")
 }
 
 /** Summarizes every .cpuprofile in `dir`, prints it and writes summary.txt beside them. */
-export const summarizeProfiles = (dir) => {
+export const summarizeProfiles = (dir, options = {}) => {
   const files = readdirSync(dir).filter((f) => f.endsWith(".cpuprofile")).sort()
-  const text = files.map((f) => print(summarize(join(dir, f)))).join("\n")
+  const text = files.map((f) => print(summarize(join(dir, f), options))).join("\n")
   console.log(text)
   writeFileSync(join(dir, "summary.txt"), text + "\n")
   console.log(`\nwrote ${join(dir, "summary.txt")}`)
 }
 
 if (process.argv[1] === fileURLToPath(import.meta.url)) {
-  for (const arg of process.argv.slice(2)) {
-    if (statSync(arg).isDirectory()) summarizeProfiles(arg)
-    else console.log(print(summarize(arg)))
+  const args = process.argv.slice(2)
+  const options = {}
+  const i = args.indexOf("--last-ms")
+  if (i >= 0) options.lastMs = Number(args.splice(i, 2)[1])
+  for (const arg of args) {
+    if (statSync(arg).isDirectory()) summarizeProfiles(arg, options)
+    else console.log(print(summarize(arg, options)))
   }
 }
