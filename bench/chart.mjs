@@ -15,6 +15,8 @@ const formatValue = (field, v) => {
   return v.toFixed(2)
 }
 
+const METRIC_NAMES = { throughput: "throughput", rssPerConnKB: "RSS per idle connection" }
+
 const COLORS = { warren: "#2f6fb3", amqplib: "#8a8a8a", "rabbitmq-client": "#c58b2a", raw: "#8a8a8a" }
 
 /** Renders one report as an SVG string. */
@@ -25,10 +27,10 @@ export const renderChart = (report) => {
   const plot = width - left - right
   const barH = 16
   const gap = 6
-  let maxRatio = 1.2
   const groups = report.workloads.map((w) => {
     const baseline = w.contenders[w.contenders.length - 1]
     const base = baseline?.runs.length ? baseline.median[w.primary] : NaN
+    let maxRatio = 1.2
     const bars = w.contenders.map((c) => {
       const ok = c.available && c.runs.length > 0 && Number.isFinite(base)
       const ratio = ok ? c.median[w.primary] / base : null
@@ -39,15 +41,16 @@ export const renderChart = (report) => {
     })
     const goal = w.goals.find((g) => g.versus === baseline?.id)
     if (goal) maxRatio = Math.max(maxRatio, goal.ratio * 1.1)
-    return { w, baseline, bars, goal }
+    return { w, baseline, bars, goal, maxRatio }
   })
-  const x = (r) => left + (Math.min(r, maxRatio) / maxRatio) * plot
   const parts = []
   let y = 44
-  for (const { w, baseline, bars, goal } of groups) {
+  for (const { w, baseline, bars, goal, maxRatio } of groups) {
+    // each workload has its own scale, from 0 to a bit beyond its largest ratio
+    const x = (r) => left + (Math.min(r, maxRatio) / maxRatio) * plot
     const direction = w.higherIsBetter ? "higher is better" : "lower is better"
     parts.push(`<text x="10" y="${y + 12}" font-weight="bold">${esc(w.title)}</text>`)
-    parts.push(`<text x="${width - 10}" y="${y + 12}" text-anchor="end" fill="#666">${esc(`${w.primary} vs ${baseline?.label ?? "?"}, ${direction}`)}</text>`)
+    parts.push(`<text x="${width - 10}" y="${y + 12}" text-anchor="end" fill="#666">${esc(`${METRIC_NAMES[w.primary] ?? w.primary} vs ${baseline?.label ?? "?"}, ${direction}`)}</text>`)
     y += 20
     const top = y
     for (const { c, ratio, lo, hi } of bars) {
@@ -74,7 +77,7 @@ export const renderChart = (report) => {
     y += 26
   }
   const height = y + 20
-  const head = `${report.name.toUpperCase()} benchmark: median of ${report.options?.rounds ?? "?"} interleaved runs relative to the baseline; whiskers = min..max`
+  const head = `${report.name.toUpperCase()} benchmark: median of ${report.options?.rounds ?? "?"} interleaved runs relative to the baseline (each workload on its own scale); whiskers = min..max`
   const foot = `${report.date.slice(0, 10)} · node ${report.machine.node} · ${report.machine.cpus} CPUs${report.machine.cpuModel ? ` (${report.machine.cpuModel})` : ""}`
   return [
     `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" font-family="sans-serif" font-size="12">`,
