@@ -252,6 +252,16 @@ export const make: Effect.Effect<PbService.PbService, never, KvStore> = Effect.g
 })
 
 /**
+ * The registry entries of a KV service built with `make`: codes 9..18 (like `BasicService.registrations`).
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const registrations = (service: PbService.PbService): ReadonlyArray<ServiceRegistry.Registration> => [
+  ServiceRegistry.registration(service, KvMessages.codeRange.min, KvMessages.codeRange.max)
+]
+
+/**
  * Registers the KV service for codes 9..18 in the `ServiceRegistry` for the lifetime of the layer.
  *
  * @since 0.1.0
@@ -262,8 +272,5 @@ export const layer: Layer.Layer<
   ServiceRegistry.AlreadyRegistered | ServiceRegistry.InvalidCodeRange,
   KvStore | ServiceRegistry.ServiceRegistry
 > = Layer.unwrapEffect(
-  Effect.map(make, (service) =>
-    ServiceRegistry.registered([
-      ServiceRegistry.registration(service, KvMessages.codeRange.min, KvMessages.codeRange.max)
-    ]))
+  Effect.map(make, (service) => ServiceRegistry.registered(registrations(service)))
 )

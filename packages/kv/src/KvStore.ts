@@ -8,11 +8,13 @@
  *
  * @since 0.1.0
  */
+import * as Config from "effect/Config"
+import type * as ConfigError from "effect/ConfigError"
 import * as Context from "effect/Context"
 import type * as Duration from "effect/Duration"
-import type * as Effect from "effect/Effect"
+import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
-import type * as Option from "effect/Option"
+import * as Option from "effect/Option"
 import type * as ParseResult from "effect/ParseResult"
 import type * as Scope from "effect/Scope"
 import type * as Stream from "effect/Stream"
@@ -238,3 +240,36 @@ export const layer = (
 ): Layer.Layer<KvStore, SnapshotError | MemoryLimitExceeded | ParseResult.ParseError> =>
   Layer.scoped(KvStore, make(options))
 
+
+/**
+ * Store options from the environment, for programs such as `warren pb serve`:
+ *
+ * - `WARREN_DATA_FILE`: the snapshot file (unset: in memory only);
+ * - `WARREN_KV_MAX_BYTES`: the memory bound in bytes (default 256 MiB);
+ * - `WARREN_KV_SNAPSHOT_INTERVAL`: a duration such as `5 minutes` (default 5 minutes, only with a data file).
+ *
+ * @since 0.1.0
+ * @category config
+ */
+export const config: Config.Config<Options> = Config.all({
+  dataFile: Config.option(Config.nonEmptyString("WARREN_DATA_FILE")),
+  maxBytes: Config.option(
+    Config.integer("WARREN_KV_MAX_BYTES").pipe(Config.validate({ message: "must be positive", validation: (n) => n > 0 }))
+  ),
+  snapshotInterval: Config.duration("WARREN_KV_SNAPSHOT_INTERVAL").pipe(Config.withDefault("5 minutes"))
+}).pipe(Config.map(({ dataFile, maxBytes, snapshotInterval }): Options => ({
+  dataFile: Option.getOrUndefined(dataFile),
+  maxBytes: Option.getOrUndefined(maxBytes),
+  snapshotInterval: Option.isSome(dataFile) ? snapshotInterval : undefined
+})))
+
+/**
+ * The in-memory store as a layer, with options from `config` (or another `Config`).
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layerConfig = (
+  options: Config.Config<Options> = config
+): Layer.Layer<KvStore, SnapshotError | MemoryLimitExceeded | ParseResult.ParseError | ConfigError.ConfigError> =>
+  Layer.scoped(KvStore, Effect.flatMap(options, make))

@@ -1,6 +1,6 @@
 import { assert, describe, it } from "@effect/vitest"
 import { KvError, KvStore } from "@warren/kv"
-import { Chunk, Effect, Either, Exit, Option, Stream, TestClock } from "effect"
+import { Chunk, ConfigProvider, Duration, Effect, Either, Exit, Option, Stream, TestClock } from "effect"
 import { spawn } from "node:child_process"
 import * as fs from "node:fs"
 import * as os from "node:os"
@@ -252,6 +252,24 @@ describe("KvStore (in memory)", () => {
       assert.strictEqual(error._tag, "ParseError")
       const badInterval = yield* Effect.flip(KvStore.make({ snapshotInterval: "soon" as "1 second" }))
       assert.strictEqual(badInterval._tag, "ParseError")
+    }))
+})
+
+describe("KvStore.config", () => {
+  const fromEnv = (env: Record<string, string>) =>
+    Effect.withConfigProvider(KvStore.config, ConfigProvider.fromMap(new Map(Object.entries(env))))
+
+  it.effect("reads the environment; no data file means memory only", () =>
+    Effect.gen(function*() {
+      assert.deepStrictEqual(yield* fromEnv({}), { dataFile: undefined, maxBytes: undefined, snapshotInterval: undefined })
+      const options = yield* fromEnv({ WARREN_DATA_FILE: "/tmp/kv.snap", WARREN_KV_MAX_BYTES: "1000" })
+      assert.strictEqual(options.dataFile, "/tmp/kv.snap")
+      assert.strictEqual(options.maxBytes, 1000)
+      assert.isTrue(Duration.equals(Duration.decode(options.snapshotInterval!), Duration.minutes(5)))
+      const custom = yield* fromEnv({ WARREN_DATA_FILE: "/tmp/kv.snap", WARREN_KV_SNAPSHOT_INTERVAL: "30 seconds" })
+      assert.isTrue(Duration.equals(Duration.decode(custom.snapshotInterval!), Duration.seconds(30)))
+      const bad = yield* Effect.flip(fromEnv({ WARREN_KV_MAX_BYTES: "-5" }))
+      assert.strictEqual(bad._op, "InvalidData")
     }))
 })
 
