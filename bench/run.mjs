@@ -1,11 +1,13 @@
 // `npm run bench [-- rpc|pb] [--duration 5s] [--warmup 1s] [--rounds 3] [--only warren,amqplib]
 //   [--workloads ping-1x1,idle] [--idle-connections 5000] [--profile]`
 // Runs the benchmarks (both by default), prints tables, writes bench/results/<name>.json and the SVG charts.
-// --profile runs only warren's contender, once, under `node --cpu-prof` and prints the top costs of each profile.
+// --profile runs warren's contender (or those of --only), once, under `node --cpu-prof` and prints the top costs of
+// each profile: the client process for RPC, the server process for PB.
 import { mkdirSync } from "node:fs"
 import { fileURLToPath } from "node:url"
 import { writeCharts } from "./chart.mjs"
-import { writeReport } from "./lib/runner.mjs"
+import { writeFileSync } from "node:fs"
+import { markdownReport, writeReport } from "./lib/runner.mjs"
 import { summarizeProfiles } from "./profile.mjs"
 import { runPb } from "./pb/bench.mjs"
 import { runRpc } from "./rpc/bench.mjs"
@@ -47,7 +49,7 @@ if (names.length === 0) names.push("rpc", "pb")
 
 const resultsDir = fileURLToPath(new URL("./results/", import.meta.url))
 if (opts.profile) {
-  opts.only = ["warren"]
+  opts.only ??= ["warren"]
   opts.rounds = 1
   opts.profileDir = `${resultsDir}profiles/${Date.now()}`
   mkdirSync(opts.profileDir, { recursive: true })
@@ -57,6 +59,8 @@ for (const name of names) {
   const report = name === "rpc" ? await runRpc(opts) : await runPb(opts)
   if (opts.profile) continue
   writeReport(`${resultsDir}${name}.json`, report)
+  writeFileSync(`${resultsDir}${name}.md`, markdownReport(report) + "\n")
+  console.log(`wrote ${resultsDir}${name}.md`)
 }
 // the measured window is the last part of each profiled process's life (the drain and exit after it are short)
 if (opts.profile) summarizeProfiles(opts.profileDir, { lastMs: opts.durationMs + 300 })

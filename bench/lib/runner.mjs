@@ -61,6 +61,7 @@ export const runWorkloads = async ({ name, workloads, rounds, runOne, options })
     }
     report.workloads.push(result)
     printTable(result, workload)
+    result.columns = workload.columns
   }
   return report
 }
@@ -116,4 +117,30 @@ export const writeReport = (path, report) => {
   mkdirSync(dirname(path), { recursive: true })
   writeFileSync(path, JSON.stringify(report, (_k, v) => (typeof v === "number" && !Number.isFinite(v) ? null : v), 2) + "\n")
   console.log(`\nwrote ${path}`)
+}
+
+/** The report as Markdown tables (median, with min..max), for docs/benchmarks.md. */
+export const markdownReport = (report, workloads) => {
+  const lines = [`_${report.name} run of ${report.date.slice(0, 16).replace("T", " ")} UTC, node ${report.machine.node}, ` +
+    `${report.machine.cpus} CPUs; ${report.options.rounds} rounds x ${report.options.durationMs / 1000} s; median (min..max)._`, ""]
+  for (const w of report.workloads) {
+    const columns = w.columns ?? workloads?.find((x) => x.id === w.id)?.columns ?? []
+    lines.push(`**${w.title}**`, "")
+    lines.push(`| contender | ${columns.map((c) => c.title).join(" | ")} |`)
+    lines.push(`|---|${columns.map(() => "---:").join("|")}|`)
+    for (const e of w.contenders) {
+      if (!e.available || e.runs.length === 0) {
+        lines.push(`| ${e.label} | ${e.available ? "no result" : "not available yet"}${e.note ? `: ${e.note}` : ""} |${columns.slice(1).map(() => " |").join("")}`)
+        continue
+      }
+      lines.push(`| ${e.label} | ${columns.map((c) => `${fmt(e.median[c.field], c.digits)} (${fmt(e.min[c.field], c.digits)}..${fmt(e.max[c.field], c.digits)})`).join(" | ")} |`)
+    }
+    lines.push("")
+    for (const g of w.goals) {
+      const verdict = g.met === null ? "n/a" : g.met ? "met" : "**missed**"
+      lines.push(`- ${g.text}: ${g.actual === null ? "-" : `${g.actual.toFixed(2)}x`}, ${verdict}`)
+    }
+    lines.push("")
+  }
+  return lines.join("\n")
 }

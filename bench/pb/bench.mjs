@@ -90,8 +90,8 @@ export const runPb = async (options) => {
 
 const startServer = async (contender, options, workload, ulimit) => {
   const execArgv = ["--expose-gc"]
-  if (options.profile && contender.id === "warren") {
-    execArgv.push("--cpu-prof", `--cpu-prof-dir=${options.profileDir}`, `--cpu-prof-name=pb-${workload.id}-${Date.now()}.cpuprofile`)
+  if (options.profile) {
+    execArgv.push("--cpu-prof", `--cpu-prof-dir=${options.profileDir}`, `--cpu-prof-name=pb-${workload.id}-${contender.id}-${Date.now()}.cpuprofile`)
   }
   const server = start(contender.script, { port: 0 }, { execArgv, ulimit })
   try {

@@ -76,6 +76,6 @@ export const runRpc = async (options) => {
 }
 
 const profileArgs = (options, contender, workload) =>
-  options.profile && contender.id === "warren"
-    ? ["--cpu-prof", `--cpu-prof-dir=${options.profileDir}`, `--cpu-prof-name=rpc-${workload.id}-${Date.now()}.cpuprofile`]
+  options.profile
+    ? ["--cpu-prof", `--cpu-prof-dir=${options.profileDir}`, `--cpu-prof-name=rpc-${workload.id}-${contender.id}-${Date.now()}.cpuprofile`]
     : []
