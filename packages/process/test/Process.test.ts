@@ -439,6 +439,56 @@ describe("Process", () => {
       }))
   })
 
+  describe("ownership", () => {
+    it.effect("a process that exits by itself leaves nothing in its owner's Scope", () =>
+      Effect.gen(function*() {
+        const scope = yield* Scope.make()
+        const finalizers = () => (scope as unknown as { state: { finalizers: Map<unknown, unknown> } }).state.finalizers.size
+        const before = finalizers()
+        for (let i = 0; i < 10; i++) {
+          const ref = yield* Process.start(recorder(makeProbe()), []).pipe(Scope.extend(scope))
+          yield* Process.exit(ref, "done")
+        }
+        const alive = yield* Process.start(recorder(makeProbe()), []).pipe(Scope.extend(scope))
+        assert.strictEqual(finalizers(), before + 1)
+        yield* Scope.close(scope, Exit.void)
+        assert.deepStrictEqual(yield* Process.await(alive), Process.shutdown)
+      }))
+
+    it.scoped("a process waiting for its own exit crashes instead of hanging", () =>
+      Effect.gen(function*() {
+        const ref = yield* Process.start(
+          {
+            init: () => Process.ok(0),
+            handleCast: (_: "exit self", n: number, self: Process.ProcessRef<never, never, "exit self", never, string>) =>
+              Effect.as(Process.exit(self, "self"), Process.noreply(n))
+          },
+          undefined
+        )
+        yield* Process.cast(ref, "exit self")
+        const reason = yield* Process.await(ref)
+        assert.strictEqual(reason._tag, "Crashed")
+      }))
+
+    it.scoped("many distinct call timeouts each fire on time", () =>
+      Effect.gen(function*() {
+        const ref = yield* Process.start(recorder(makeProbe()), [])
+        const callers = yield* Effect.forEach(Array.from({ length: 20 }, (_, i) => i + 1), (seconds) =>
+          Effect.fork(Process.call(ref, { _tag: "Later" } satisfies Later, { timeout: Duration.seconds(seconds) })))
+        yield* settle
+        for (let i = 0; i < 20; i++) {
+          yield* TestClock.adjust("1 second")
+          assert.isTrue(Exit.isFailure(yield* Fiber.await(callers[i]!)))
+          if (i + 1 < 20) assert.isTrue(Option.isNone(yield* Fiber.poll(callers[i + 1]!)))
+        }
+        // timers still work afterwards
+        const again = yield* Effect.fork(Process.call(ref, { _tag: "Later" } satisfies Later, { timeout: "3 seconds" }))
+        yield* settle
+        yield* TestClock.adjust("3 seconds")
+        assert.isTrue(Exit.isFailure(yield* Fiber.await(again)))
+      }))
+  })
+
   describe("defects", () => {
     for (const how of ["throw", "die", "fail"] as const) {
       it.scoped(`a handler that ${how}s crashes the process; terminate runs once; the caller fails`, () =>

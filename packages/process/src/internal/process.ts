@@ -13,7 +13,9 @@ import * as Fiber from "effect/Fiber"
 import * as FiberId from "effect/FiberId"
 import * as Option from "effect/Option"
 import * as Runtime from "effect/Runtime"
-import type * as Scope from "effect/Scope"
+import * as Equal from "effect/Equal"
+import * as ExecutionStrategy from "effect/ExecutionStrategy"
+import * as Scope from "effect/Scope"
 import * as M from "./model.js"
 
 // ---------------------------------------------------------------------------
@@ -130,6 +132,10 @@ export class ProcessImpl implements M.ProcessRef<unknown, unknown, unknown, unkn
   readonly exited: Deferred.Deferred<M.ExitReason<unknown>>
   nextFromId = 0
   readonly awaitMessages: Effect.Effect<void>
+  /** The process fiber, once forked (used to refuse a process waiting for its own exit). */
+  fiber: Fiber.RuntimeFiber<void> | undefined = undefined
+  /** The Scope linking the process to its owner; closed (and detached from the owner) at exit. */
+  scope: Scope.CloseableScope | undefined = undefined
 
   constructor(
     name: string | undefined,
@@ -175,14 +181,14 @@ export class ProcessImpl implements M.ProcessRef<unknown, unknown, unknown, unkn
   // -- callers -------------------------------------------------------------
 
   armTimer(from: FromImpl, millis: number, duration: Duration.Duration): void {
-    let list = this.timerLists.get(millis)
-    if (list === undefined) {
-      list = new TimerList(millis, duration)
-      this.timerLists.set(millis, list)
-      list.fiber = Runtime.runFork(this.runtime)(timerLoop(this, list))
-    }
     from.deadline = this.clock.unsafeCurrentTimeMillis() + millis
-    list.append(from)
+    const list = this.timerLists.get(millis)
+    if (list !== undefined) return list.append(from)
+    // A new list gets its entry before its fiber starts (the fiber may run at once and sees it non-empty).
+    const created = new TimerList(millis, duration)
+    this.timerLists.set(millis, created)
+    created.append(from)
+    created.fiber = Runtime.runFork(this.runtime)(timerLoop(this, created))
   }
 
   /** Answer a caller once; false if it was already answered or gave up. */
@@ -324,7 +330,12 @@ export class ProcessImpl implements M.ProcessRef<unknown, unknown, unknown, unkn
       }
       this.timerLists.clear()
       Deferred.unsafeDone(this.exited, Exit.succeed(reason))
-      return fibers.length === 0 ? Effect.void : Effect.asVoid(Fiber.interruptAll(fibers))
+      const scope = this.scope
+      this.scope = undefined
+      // Closing the link scope removes its finalizer from the owner's Scope: a process that exits by
+      // itself leaves nothing in a long-lived owner Scope.
+      const detach = scope === undefined ? Effect.void : Scope.close(scope, Exit.void)
+      return fibers.length === 0 ? detach : Effect.zipRight(Fiber.interruptAll(fibers), detach)
     })
   }
 }
@@ -346,11 +357,19 @@ const callbackName = (envelope: Envelope): string => {
   }
 }
 
+/** Idle timer fibers kept per process (one per distinct call timeout in use). */
+const MAX_IDLE_TIMER_LISTS = 8
+
 const timerLoop = (proc: ProcessImpl, list: TimerList): Effect.Effect<void> =>
   Effect.gen(function*() {
     for (;;) {
       const head = list.head
       if (head === undefined) {
+        if (proc.timerLists.size > MAX_IDLE_TIMER_LISTS) {
+          // Many distinct timeouts in use: do not keep an idle fiber for each.
+          proc.timerLists.delete(list.millis)
+          return
+        }
         yield* Effect.async<void>((resume) => {
           list.wake = () => resume(Effect.void)
         })
@@ -476,15 +495,19 @@ export const start = (
         }
       }
       proc.state = (result as M.Ok<unknown>).state
-      yield* Effect.forkDaemon(runProcess(proc))
-      if (scoped) yield* Effect.addFinalizer(() => shutdownAndAwait(proc))
+      if (scoped) {
+        const link = yield* Scope.fork(yield* Effect.scope, ExecutionStrategy.sequential)
+        yield* Scope.addFinalizer(link, shutdownAndAwait(proc))
+        proc.scope = link
+      }
+      proc.fiber = yield* Effect.forkDaemon(runProcess(proc))
       return proc
     })
   )
 
 /** Ask for a Shutdown after the message in hand (queued messages are dropped), wait for the exit. */
 export const shutdownAndAwait = (proc: ProcessImpl): Effect.Effect<M.ExitReason<unknown>> =>
-  Effect.suspend(() => {
+  notFromItself(proc, "stopNow", () => {
     if (proc.exitReason === undefined) {
       proc.shutdownRequested = true
       proc.wakeUp()
@@ -519,12 +542,21 @@ export const unsafeReplyTo = (from: FromImpl, value: unknown): boolean => from.p
 
 /** Ordered stop: messages already queued are handled first, then terminate, then the exit. */
 export const exit = (proc: ProcessImpl, reason: M.ExitReason<unknown>): Effect.Effect<M.ExitReason<unknown>> =>
-  Effect.suspend(() => {
+  notFromItself(proc, "exit", () => {
     proc.push({ kind: STOP, reason })
     return Deferred.await(proc.exited)
   })
 
-export const awaitExit = (proc: ProcessImpl): Effect.Effect<M.ExitReason<unknown>> => Deferred.await(proc.exited)
+export const awaitExit = (proc: ProcessImpl): Effect.Effect<M.ExitReason<unknown>> =>
+  notFromItself(proc, "await", () => Deferred.await(proc.exited))
+
+/** A process waiting for its own exit would wait for ever: make that a defect instead (OTP: `calling_self`). */
+const notFromItself = <A>(proc: ProcessImpl, operation: string, body: () => Effect.Effect<A>): Effect.Effect<A> =>
+  Effect.fiberIdWith((id) =>
+    proc.fiber !== undefined && proc.exitReason === undefined && Equal.equals(id, proc.fiber.id())
+      ? Effect.dieMessage(`Process.${operation} called by process ${proc.name} on itself`)
+      : body()
+  )
 
 export const exitReason = (proc: ProcessImpl): Option.Option<M.ExitReason<unknown>> =>
   Option.fromNullable(proc.exitReason)
