@@ -56,7 +56,14 @@ export class SnapshotError extends Data.TaggedError("SnapshotError")<{
   /** @since 0.1.0 */
   override get message(): string {
     const detail = this.cause instanceof Error ? `: ${this.cause.message}` : ""
-    return `KV snapshot ${this.reason.toLowerCase()} failed for ${this.path}${detail}`
+    switch (this.reason) {
+      case "Read":
+        return `could not read the KV snapshot ${this.path}${detail}`
+      case "Write":
+        return `could not write the KV snapshot ${this.path}${detail}`
+      case "Corrupt":
+        return `the KV snapshot ${this.path} is damaged${detail}`
+    }
   }
 }
 

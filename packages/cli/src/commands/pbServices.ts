@@ -2,12 +2,38 @@
  * The services `warren pb serve` registers. Add a service by appending its registrations here (the Effect may build
  * resources in the server's scope, e.g. a store the service uses).
  */
+import { KvService, KvStore } from "@warren/kv"
 import { BasicService } from "@warren/pb"
 import type { ServiceRegistry } from "@warren/pb"
 import * as Effect from "effect/Effect"
 import type * as Scope from "effect/Scope"
 
+/**
+ * The Riak KV service (codes 9..18) over an in-memory store configured from the environment (`KvStore.config`:
+ * `WARREN_DATA_FILE`, `WARREN_KV_MAX_BYTES`, `WARREN_KV_SNAPSHOT_INTERVAL`). The store lives in the server's scope,
+ * so stopping the server writes the snapshot. A store that cannot start (bad setting, damaged snapshot) stops the
+ * command with that reason.
+ */
+const kvRegistrations: Effect.Effect<ReadonlyArray<ServiceRegistry.Registration>, never, Scope.Scope> = Effect.gen(
+  function*() {
+    const options = yield* KvStore.config
+    const store = yield* KvStore.make(options)
+    yield* Effect.logInfo(
+      options.dataFile === undefined
+        ? "KV store: in memory only (set WARREN_DATA_FILE to keep objects across restarts)"
+        : `KV store: snapshot file ${options.dataFile}`
+    )
+    const service = yield* Effect.provideService(KvService.make, KvStore.KvStore, store)
+    return KvService.registrations(service)
+  }
+).pipe(
+  Effect.orDieWith((error) =>
+    new Error(`KV store could not start: ${error instanceof Error ? error.message : String(error)}`)
+  )
+)
+
 /** The registrations of every service the command serves (built when the server starts). */
-export const pbServices: Effect.Effect<ReadonlyArray<ServiceRegistry.Registration>, never, Scope.Scope> = Effect.sync(
-  () => [...BasicService.registrations(BasicService.make())]
+export const pbServices: Effect.Effect<ReadonlyArray<ServiceRegistry.Registration>, never, Scope.Scope> = Effect.map(
+  kvRegistrations,
+  (kv) => [...BasicService.registrations(BasicService.make()), ...kv]
 )
