@@ -40,9 +40,15 @@ import * as internal from "./internal/process.js"
 
 export * from "./internal/model.js"
 
-// The public handles are the engine's objects; these views recover them without widening the API.
+// The engine works on erased types; the casts below are the one place where the public, precise types
+// meet it. Public handles and `From`s are the engine's own objects.
 const impl = (ref: AnyProcessRef): internal.ProcessImpl => ref as unknown as internal.ProcessImpl
 type FromImplOf = Parameters<typeof internal.unsafeReplyTo>[0]
+const erased = <Arg, State, Call, Reply, Cast, Info, Reason, R>(
+  behaviour: Behaviour<Arg, State, Call, Reply, Cast, Info, Reason, R>
+): internal.AnyBehaviour => behaviour as unknown as internal.AnyBehaviour
+const typedReason = <Reason>(effect: Effect.Effect<ExitReason<unknown>>): Effect.Effect<ExitReason<Reason>> =>
+  effect as Effect.Effect<ExitReason<Reason>>
 
 /** True if `u` is a process handle. */
 export const isProcessRef = (u: unknown): u is AnyProcessRef =>
@@ -60,7 +66,11 @@ export const start = <Arg, State, Call = never, Reply = never, Cast = never, Inf
   arg: Arg,
   options?: StartOptions
 ): Effect.Effect<ProcessRef<Call, Reply, Cast, Info, Reason>, InitStopped<Reason> | InitIgnored, R | Scope.Scope> =>
-  internal.start(behaviour as never, arg, options, true) as never
+  internal.start(erased(behaviour), arg, options, true) as unknown as Effect.Effect<
+    ProcessRef<Call, Reply, Cast, Info, Reason>,
+    InitStopped<Reason> | InitIgnored,
+    R | Scope.Scope
+  >
 
 /**
  * Like `start`, but not linked to any Scope: the process lives until it stops itself or `exit` is called.
@@ -79,7 +89,11 @@ export const startDetached = <
   arg: Arg,
   options?: StartOptions
 ): Effect.Effect<ProcessRef<Call, Reply, Cast, Info, Reason>, InitStopped<Reason> | InitIgnored, R> =>
-  internal.start(behaviour as never, arg, options, false) as never
+  internal.start(erased(behaviour), arg, options, false) as unknown as Effect.Effect<
+    ProcessRef<Call, Reply, Cast, Info, Reason>,
+    InitStopped<Reason> | InitIgnored,
+    R
+  >
 
 /**
  * Send a request and wait for the reply (`gen_server:call`), by default for 5 seconds. Fails with
@@ -92,7 +106,10 @@ export const call = <Call, Reply, Reason, Q extends Call>(
   request: Q,
   options?: CallOptions
 ): Effect.Effect<ReplyFor<Q, Call, Reply>, CallTimeout | ProcessExited<Reason>> =>
-  internal.call(impl(ref as AnyProcessRef), request, options) as never
+  internal.call(impl(ref as AnyProcessRef), request, options) as Effect.Effect<
+    ReplyFor<Q, Call, Reply>,
+    CallTimeout | ProcessExited<Reason>
+  >
 
 /** Queue a cast (`gen_server:cast`); never waits for the handler, and is dropped if the process has exited. */
 export const cast = <Cast>(ref: ProcessRef<never, unknown, Cast, never, unknown>, message: Cast): Effect.Effect<void> =>
@@ -140,18 +157,18 @@ export const exit: {
   <Reason>(ref: ProcessRef<never, unknown, never, never, Reason>): Effect.Effect<ExitReason<Reason>>
   <Reason>(ref: ProcessRef<never, unknown, never, never, Reason>, reason: Reason): Effect.Effect<ExitReason<Reason>>
 } = (ref: AnyProcessRef, ...reason: [] | [unknown]) =>
-  internal.exit(impl(ref), reason.length === 0 ? normalReason : { _tag: "Stopped", reason: reason[0] }) as never
+  internal.exit(impl(ref), reason.length === 0 ? normalReason : { _tag: "Stopped", reason: reason[0] })
 
 /**
  * Stop a process as its Scope would: reason `Shutdown` right after the message in hand, queued messages
  * dropped (their callers fail with `ProcessExited`), `terminate` runs. Waits for the exit.
  */
 export const stopNow = <Reason>(ref: ProcessRef<never, unknown, never, never, Reason>): Effect.Effect<ExitReason<Reason>> =>
-  internal.shutdownAndAwait(impl(ref)) as never
+  typedReason<Reason>(internal.shutdownAndAwait(impl(ref)))
 
 /** Wait for the process to exit and return why (a monitor's `'DOWN'` reason). */
 const await_ = <Reason>(ref: ProcessRef<never, unknown, never, never, Reason>): Effect.Effect<ExitReason<Reason>> =>
-  internal.awaitExit(impl(ref)) as never
+  typedReason<Reason>(internal.awaitExit(impl(ref)))
 
 export {
   /** Wait for the process to exit and return why (a monitor's `'DOWN'` reason). */
@@ -160,7 +177,7 @@ export {
 
 /** The exit reason if the process has exited (after `terminate`), else none. */
 export const exitReason = <Reason>(ref: ProcessRef<never, unknown, never, never, Reason>): Option.Option<ExitReason<Reason>> =>
-  internal.exitReason(impl(ref)) as never
+  internal.exitReason(impl(ref)) as Option.Option<ExitReason<Reason>>
 
 /** True until the process has exited (it is still alive while `terminate` runs). */
 export const isAlive = (ref: AnyProcessRef): boolean => impl(ref).exitReason === undefined

@@ -143,6 +143,28 @@ describe("Process", () => {
         assert.deepStrictEqual(log, ["start", "cast 1", "info 2", "cast 3", "info 4"])
       }))
 
+    it.scoped("cast and send return while the handler is busy", () =>
+      Effect.gen(function*() {
+        const ref = yield* Process.start(recorder(makeProbe()), [])
+        const gate = yield* Deferred.make<void>()
+        const blocker = yield* Effect.fork(Process.call(ref, { _tag: "Block", until: gate } satisfies Block))
+        yield* settle
+        yield* Process.cast(ref, { _tag: "Log", entry: "while busy 1" })
+        yield* Process.send(ref, { _tag: "Log", entry: "while busy 2" })
+        assert.isTrue(Option.isNone(yield* Fiber.poll(blocker)))
+        yield* Deferred.succeed(gate, undefined)
+        yield* Fiber.join(blocker)
+        assert.deepStrictEqual(yield* Process.call(ref, get), ["while busy 1", "while busy 2"])
+      }))
+
+    it.scoped("a long run of messages is handled in order across yields", () =>
+      Effect.gen(function*() {
+        const ref = yield* Process.start(recorder(makeProbe()), [])
+        const entries = Array.from({ length: 3000 }, (_, i) => String(i))
+        for (const entry of entries) Process.unsafeCast(ref, { _tag: "Log", entry })
+        assert.deepStrictEqual(yield* Process.call(ref, get), entries)
+      }))
+
     it.scoped("types the reply after the request", () =>
       Effect.gen(function*() {
         const ref = yield* Process.start(recorder(makeProbe()), [])

@@ -37,7 +37,7 @@ type Envelope =
 type CallError = M.CallTimeout | M.ProcessExited<unknown>
 
 /** Loosely typed behaviour used inside the engine; the public API keeps the precise types. */
-interface AnyBehaviour {
+export interface AnyBehaviour {
   readonly init: (arg: unknown, self: ProcessImpl) => unknown
   readonly handleCall?: ((request: unknown, from: FromImpl, state: unknown, self: ProcessImpl) => unknown) | undefined
   readonly handleCast?: ((message: unknown, state: unknown, self: ProcessImpl) => unknown) | undefined
@@ -385,6 +385,9 @@ const timerLoop = (proc: ProcessImpl, list: TimerList): Effect.Effect<void> =>
     }
   })
 
+/** Messages handled in a row before the process fiber yields to others. */
+const YIELD_EVERY = 512
+
 /** The process fiber: handle messages until a stop, then terminate once, then finalize. */
 const runProcess = (proc: ProcessImpl): Effect.Effect<void> => {
   const loop = Effect.gen(function*() {
@@ -397,6 +400,10 @@ const runProcess = (proc: ProcessImpl): Effect.Effect<void> => {
       const batch = proc.mailbox
       proc.mailbox = []
       for (let i = 0; i < batch.length; i++) {
+        if (i > 0 && i % YIELD_EVERY === 0) {
+          // Plain handlers never give control back to the runtime: let other fibers run now and then.
+          yield* Effect.yieldNow()
+        }
         if (proc.shutdownRequested) {
           proc.requeue(batch, i)
           return M.shutdown
