@@ -16,6 +16,7 @@ import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as STM from "effect/STM"
 import * as TMap from "effect/TMap"
+import * as TRef from "effect/TRef"
 import type { PbService } from "./PbService.js"
 
 /**
@@ -151,6 +152,11 @@ export interface Registry {
   ) => Effect.Effect<void, InvalidCodeRange | RangeNotRegistered>
   /** The service owning `code`. */
   readonly lookup: (code: number) => Effect.Effect<Option.Option<PbService>>
+  /**
+   * The service owning `code`, read synchronously from the table as of the last committed change (what the
+   * server uses on every request). Like `lookup`, it sees a table before or after a change, never a mix.
+   */
+  readonly unsafeLookup: (code: number) => PbService | undefined
   /** The registered services, each once, sorted by name. */
   readonly services: Effect.Effect<ReadonlyArray<PbService>>
 }
@@ -174,6 +180,26 @@ const validate = (min: number, max: number): STM.STM<void, InvalidCodeRange> =>
  */
 export const make: Effect.Effect<Registry> = Effect.gen(function*() {
   const table = yield* TMap.empty<number, PbService>()
+  const version = yield* TRef.make(0)
+  // A read-only copy of the table for synchronous lookups, replaced after every commit by the copy made inside
+  // that commit (so it is always a committed state); a slower commit never replaces a newer copy.
+  let snapshot: { readonly version: number; readonly services: ReadonlyArray<PbService | undefined> } = {
+    version: 0,
+    services: []
+  }
+  const commit = <E>(change: STM.STM<void, E>): Effect.Effect<void, E> =>
+    STM.commit(
+      STM.gen(function*() {
+        yield* change
+        const next = (yield* TRef.get(version)) + 1
+        yield* TRef.set(version, next)
+        const services = new Array<PbService | undefined>(256)
+        for (const [code, service] of yield* TMap.toArray(table)) services[code] = service
+        return { version: next, services }
+      })
+    ).pipe(Effect.map((next) => {
+      if (next.version > snapshot.version) snapshot = next
+    }))
 
   const registerSTM = (service: PbService, min: number, max: number) =>
     STM.gen(function*() {
@@ -207,14 +233,15 @@ export const make: Effect.Effect<Registry> = Effect.gen(function*() {
     })
 
   const registry: Registry = {
-    register: (service, min, max = min) => STM.commit(registerSTM(service, min, max)),
+    register: (service, min, max = min) => commit(registerSTM(service, min, max)),
     registerAll: (registrations) =>
-      STM.commit(STM.forEach(registrations, (r) => registerSTM(r.service, r.min, r.max), { discard: true })),
-    deregister: (service, min, max = min) => STM.commit(deregisterSTM(service, min, max)),
+      commit(STM.forEach(registrations, (r) => registerSTM(r.service, r.min, r.max), { discard: true })),
+    deregister: (service, min, max = min) => commit(deregisterSTM(service, min, max)),
     deregisterAll: (registrations) =>
-      STM.commit(STM.forEach(registrations, (r) => deregisterSTM(r.service, r.min, r.max), { discard: true })),
-    swap: (service, min, max) => STM.commit(swapSTM(service, min, max)),
+      commit(STM.forEach(registrations, (r) => deregisterSTM(r.service, r.min, r.max), { discard: true })),
+    swap: (service, min, max) => commit(swapSTM(service, min, max)),
     lookup: (code) => STM.commit(TMap.get(table, code)),
+    unsafeLookup: (code) => snapshot.services[code],
     services: STM.commit(TMap.values(table)).pipe(
       Effect.map((all) => [...new Set(all)].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0)))
     )

@@ -10,15 +10,15 @@
  */
 import * as Cause from "effect/Cause"
 import * as Chunk from "effect/Chunk"
-import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Exit from "effect/Exit"
+import type * as Fiber from "effect/Fiber"
+import * as FiberId from "effect/FiberId"
 import * as FiberSet from "effect/FiberSet"
-import * as Mailbox from "effect/Mailbox"
-import * as Metric from "effect/Metric"
 import * as Option from "effect/Option"
+import * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import type * as Net from "node:net"
 import * as NodeTls from "node:tls"
@@ -29,6 +29,7 @@ import type { Authenticator, Authorizer } from "../Security.js"
 import type { Registry } from "../ServiceRegistry.js"
 import type { Frame, FrameProblem } from "./frame.js"
 import { FrameDecoder, OutBuffer } from "./frame.js"
+import { Inbox } from "./inbox.js"
 import type { ConnectionLink, ServiceInstance } from "./instance.js"
 import * as Metrics from "./metrics.js"
 
@@ -153,6 +154,14 @@ type SecurityState = "Off" | "AwaitStartTls" | "AwaitAuth" | "Authenticated"
 /** What to do after a step: go on, or close the connection (after flushing what is buffered). */
 type Next = "Continue" | "Close"
 
+/**
+ * A step's outcome, when known synchronously, or the Effect that gives it. Requests to services that answer
+ * with plain values are served without building any Effect.
+ */
+type Step = Next | Effect.Effect<Next>
+
+const toEffect = (step: Step): Effect.Effect<Next> => (typeof step === "string" ? Effect.succeed(step) : step)
+
 const CODE_START_TLS = 255
 const CODE_AUTH_REQ = 253
 const CODE_AUTH_RESP = 254
@@ -160,6 +169,8 @@ const CODE_AUTH_RESP = 254
 export class Connection {
   socket: Net.Socket | NodeTls.TLSSocket
   readonly peer: Peer
+  /** The connection's fiber, interrupted when the socket closes. */
+  fiber: Fiber.RuntimeFiber<unknown, unknown> | undefined = undefined
   private readonly decoder: FrameDecoder
   private pending: Array<Frame> = []
   private head = 0
@@ -167,6 +178,7 @@ export class Connection {
   private problem: FrameProblem | undefined = undefined
   private eof = false
   closed = false
+  private finished = false
   private readonly out = new OutBuffer()
   private writeBlocked = false
   private readPaused = false
@@ -178,19 +190,21 @@ export class Connection {
   private authFailures = 0
   private forks = 0
   private secure = false
+  private inbox: Inbox<Envelope> | undefined = undefined
+  private fibers: FiberSet.FiberSet<unknown, unknown> | undefined = undefined
   private readonly link: ConnectionLink
-  private readonly closedSignal: Deferred.Deferred<void>
+  // Metrics counted here and recorded when the connection goes idle (once per batch, not per request).
+  private requestCodes: Array<number> = []
+  private readonly requestCounts = new Map<number, number>()
+  private readonly errorCounts = new Map<Metrics.ErrorKind, number>()
 
   constructor(
     readonly id: number,
     raw: Net.Socket,
     private readonly state: ServerState,
-    private readonly mailbox: Mailbox.Mailbox<Envelope>,
-    private readonly fibers: FiberSet.FiberSet<unknown, unknown>,
-    closedSignal: Deferred.Deferred<void>
+    private readonly scope: Scope.Scope
   ) {
     this.socket = raw
-    this.closedSignal = closedSignal
     this.peer = { address: raw.remoteAddress ?? "", port: raw.remotePort ?? 0 }
     this.decoder = new FrameDecoder(state.config.maxFrameSize)
     this.securityState = state.config.security === undefined ? "Off" : "AwaitStartTls"
@@ -199,18 +213,15 @@ export class Connection {
       peer: this.peer,
       user: Effect.sync(() => Option.fromNullable(this.user)),
       offer: (from, info) =>
-        Effect.tap(this.mailbox.offer({ _tag: "Info", from, info }), (ok) => {
-          if (ok) this.wake()
+        Effect.suspend(() => {
+          const inbox = this.openInbox()
+          return inbox === undefined ? Effect.succeed(false) : inbox.offer({ _tag: "Info", from, info })
         }),
-      unsafeOffer: (from, info) => {
-        const ok = this.mailbox.unsafeOffer({ _tag: "Info", from, info })
-        if (ok) this.wake()
-        return ok
-      },
+      unsafeOffer: (from, info) => this.openInbox()?.unsafeOffer({ _tag: "Info", from, info }) ?? false,
       fork: (effect) =>
         Effect.suspend(() => {
           this.forks++
-          return FiberSet.run(this.fibers, effect)
+          return Effect.flatMap(this.openFibers(), (fibers) => FiberSet.run(fibers, effect))
         })
     }
   }
@@ -227,6 +238,19 @@ export class Connection {
       readPaused: this.readPaused,
       writeBlocked: this.writeBlocked
     }
+  }
+
+  private openInbox(): Inbox<Envelope> | undefined {
+    if (this.finished) return undefined
+    if (this.inbox === undefined) this.inbox = new Inbox(this.state.config.mailboxCapacity, () => this.wake())
+    return this.inbox
+  }
+
+  private openFibers(): Effect.Effect<FiberSet.FiberSet<unknown, unknown>> {
+    if (this.fibers !== undefined) return Effect.succeed(this.fibers)
+    return Effect.tap(Scope.extend(FiberSet.make<unknown, unknown>(), this.scope), (fibers) => {
+      this.fibers = fibers
+    })
   }
 
   // -------------------------------------------------------------------------------------------------------------
@@ -253,8 +277,9 @@ export class Connection {
 
   private readonly onClose = (): void => {
     this.closed = true
-    Deferred.unsafeDone(this.closedSignal, Exit.void)
     this.wake()
+    // The client is gone: whatever the connection was doing for it is cancelled.
+    this.fiber?.unsafeInterruptAsFork(FiberId.none)
   }
 
   private readonly onError = (): void => {
@@ -305,7 +330,7 @@ export class Connection {
 
   private hasWork(): boolean {
     return this.hasFrames() || this.problem !== undefined || this.eof || this.closed ||
-      Option.getOrElse(this.mailbox.unsafeSize(), () => 0) > 0
+      (this.inbox !== undefined && this.inbox.size > 0)
   }
 
   /** Suspends until there is something to do. */
@@ -328,16 +353,39 @@ export class Connection {
   }
 
   // -------------------------------------------------------------------------------------------------------------
+  // Metrics
+  // -------------------------------------------------------------------------------------------------------------
+
+  private countRequest(code: number): void {
+    const count = this.requestCounts.get(code)
+    if (count === undefined) this.requestCodes.push(code)
+    this.requestCounts.set(code, (count ?? 0) + 1)
+  }
+
+  private countError(kind: Metrics.ErrorKind, n = 1): void {
+    this.errorCounts.set(kind, (this.errorCounts.get(kind) ?? 0) + n)
+  }
+
+  /** Records the counts gathered since the last call. */
+  private recordCounts(): void {
+    if (this.requestCodes.length > 0) {
+      for (const code of this.requestCodes) Metrics.requestsFor(code).unsafeUpdate(this.requestCounts.get(code)!, [])
+      this.requestCodes = []
+      this.requestCounts.clear()
+    }
+    if (this.errorCounts.size > 0) {
+      for (const [kind, count] of this.errorCounts) Metrics.errorsFor(kind).unsafeUpdate(count, [])
+      this.errorCounts.clear()
+    }
+  }
+
+  // -------------------------------------------------------------------------------------------------------------
   // Writing
   // -------------------------------------------------------------------------------------------------------------
 
-  private send(payload: Uint8Array): void {
-    this.out.push(payload)
-  }
-
-  private sendError(text: string, kind: Metrics.ErrorKind): Effect.Effect<void> {
+  private sendError(text: string, kind: Metrics.ErrorKind): void {
     this.out.push(errorText(text))
-    return Metric.increment(Metrics.errorsFor(kind))
+    this.countError(kind)
   }
 
   /** Writes everything buffered in one go, then waits until the socket has drained it. */
@@ -378,36 +426,26 @@ export class Connection {
     })
   })
 
-  private maybeFlush(): Effect.Effect<void> {
-    return this.out.size >= this.state.config.flushBytes ? this.flush() : Effect.void
-  }
-
   // -------------------------------------------------------------------------------------------------------------
   // The loop
   // -------------------------------------------------------------------------------------------------------------
 
-  /** Serves the connection until it closes; a client that disconnects interrupts whatever is running. */
-  run(): Effect.Effect<void> {
-    return Effect.raceFirst(this.loop, Deferred.await(this.closedSignal))
-  }
-
-  private readonly loop: Effect.Effect<void> = Effect.gen(this, function*() {
-    while (true) {
-      if (this.closed) return
+  /** Serves the connection until it closes. */
+  readonly run: Effect.Effect<void> = Effect.gen(this, function*() {
+    while (!this.closed) {
       if (this.streaming !== undefined) {
         if ((yield* this.streamStep()) === "Close") return yield* this.flush()
         continue
       }
-      if (Option.getOrElse(this.mailbox.unsafeSize(), () => 0) > 0) {
-        // Messages for a stream that is over (or that never started): dropped, as riak drops them.
-        yield* this.mailbox.clear
-      }
+      // Messages for a stream that is over (or that never started): dropped, as riak drops them.
+      if (this.inbox !== undefined && this.inbox.size > 0) this.inbox.takeAll()
       if (this.hasFrames()) {
-        const frame = this.takeFrame()
-        if ((yield* this.handleFrame(frame)) === "Close") return yield* this.flush()
-        yield* this.maybeFlush()
+        const step = this.processFrames()
+        const next = typeof step === "string" ? step : yield* step
+        if (next === "Close") return yield* this.flush()
         continue
       }
+      this.recordCounts()
       yield* this.flush()
       if (this.problem !== undefined) return yield* this.handleProblem(this.problem)
       if (this.eof) return
@@ -421,102 +459,131 @@ export class Connection {
     }
   })
 
+  /** Serves pending frames while their results are known synchronously. */
+  private processFrames(): Step {
+    while (this.hasFrames() && this.streaming === undefined) {
+      const step = this.handleFrame(this.takeFrame())
+      if (step !== "Continue") return step
+      if (this.out.size >= this.state.config.flushBytes) return Effect.as(this.flush(), "Continue")
+    }
+    return "Continue"
+  }
+
   private handleProblem(problem: FrameProblem): Effect.Effect<void> {
     if (problem._tag === "Empty") return Effect.void
-    return Effect.zipRight(
-      this.sendError(Texts.frameTooLarge(problem.length, this.state.config.maxFrameSize), "oversized_frame"),
-      this.flush()
-    )
+    this.sendError(Texts.frameTooLarge(problem.length, this.state.config.maxFrameSize), "oversized_frame")
+    this.recordCounts()
+    return this.flush()
   }
 
   // -------------------------------------------------------------------------------------------------------------
   // Requests
   // -------------------------------------------------------------------------------------------------------------
 
-  private handleFrame(frame: Frame): Effect.Effect<Next> {
+  private handleFrame(frame: Frame): Step {
     switch (this.securityState) {
       case "Off":
         if (frame.code === CODE_START_TLS) {
-          return Effect.as(this.sendError(Texts.startTlsWhileOff, "security"), "Continue")
+          this.sendError(Texts.startTlsWhileOff, "security")
+          return "Continue"
         }
         return this.dispatch(frame)
       case "Authenticated":
         return this.dispatch(frame)
       case "AwaitStartTls":
         if (frame.code === CODE_START_TLS) return this.startTls()
-        return Effect.as(this.sendError(Texts.startTlsFirst, "security"), "Continue")
+        this.sendError(Texts.startTlsFirst, "security")
+        return "Continue"
       case "AwaitAuth":
         if (frame.code === CODE_AUTH_REQ) return this.authenticate(frame)
-        return Effect.as(this.sendError(Texts.authenticateFirst, "security"), "Continue")
+        this.sendError(Texts.authenticateFirst, "security")
+        return "Continue"
     }
   }
 
-  private dispatch(frame: Frame): Effect.Effect<Next> {
-    return Effect.gen(this, function*() {
-      const started = performance.now()
-      yield* Metric.increment(Metrics.requestsFor(frame.code))
-      const service = yield* this.state.registry.lookup(frame.code)
-      if (Option.isNone(service)) {
-        yield* this.sendError(Texts.unknownCode(frame.code), "unknown_code")
-        return "Continue" as const
-      }
-      let instance = this.instances.get(service.value)
-      if (instance === undefined) {
-        const opened = yield* Effect.exit(service.value.open(this.link))
-        if (Exit.isFailure(opened)) return yield* this.defect(opened.cause, service.value, frame.code, false)
-        instance = opened.value
-        this.instances.set(service.value, instance)
-      }
-      let decoded: ReturnType<ServiceInstance["decode"]>
-      try {
-        decoded = instance.decode(frame.code, frame.body)
-      } catch (thrown) {
-        return yield* this.defect(Cause.die(thrown), service.value, frame.code, false)
-      }
-      if (decoded._tag === "DecodeFailed") {
-        yield* this.sendError(Texts.decodeError(decoded.reason), "decode")
-        return "Continue" as const
-      }
-      if (decoded.permission !== undefined && this.state.config.security !== undefined) {
-        const user = this.user ?? ""
-        const allowed = yield* this.state.config.security.authorizer.check(user, decoded.permission)
-        if (!allowed) {
-          yield* this.sendError(
-            Texts.permissionDenied(user, decoded.permission.permission, decoded.permission.target),
-            "permission"
-          )
-          return "Continue" as const
-        }
-      }
-      const exit = yield* Effect.exit(instance.process(decoded.message))
-      const next = yield* this.handleProcessExit(exit, instance, frame.code)
-      if (this.streaming === undefined && this.forks > 0) yield* this.clearForks()
-      yield* Metric.update(Metrics.requestDuration, Duration.millis(performance.now() - started))
-      return next
+  private dispatch(frame: Frame): Step {
+    this.countRequest(frame.code)
+    const service = this.state.registry.unsafeLookup(frame.code)
+    if (service === undefined) {
+      this.sendError(Texts.unknownCode(frame.code), "unknown_code")
+      return "Continue"
+    }
+    const instance = this.instances.get(service)
+    if (instance !== undefined) return this.decodeStage(instance, frame)
+    return Effect.flatMap(Effect.exit(service.open(this.link)), (opened) => {
+      if (Exit.isFailure(opened)) return this.defect(opened.cause, service, frame.code, false)
+      this.instances.set(service, opened.value)
+      return toEffect(this.decodeStage(opened.value, frame))
     })
   }
 
-  private handleProcessExit(
-    exit: Exit.Exit<ProcessResult<unknown, unknown, unknown>, PbServiceError>,
+  private decodeStage(instance: ServiceInstance, frame: Frame): Step {
+    let decoded: ReturnType<ServiceInstance["decode"]>
+    try {
+      decoded = instance.decode(frame.code, frame.body)
+    } catch (thrown) {
+      return this.defect(Cause.die(thrown), instance.service, frame.code, false)
+    }
+    if (decoded._tag === "DecodeFailed") {
+      this.sendError(Texts.decodeError(decoded.reason), "decode")
+      return "Continue"
+    }
+    const security = this.state.config.security
+    const permission = decoded.permission
+    if (permission === undefined || security === undefined) {
+      return this.processStage(instance, decoded.message, frame.code)
+    }
+    const user = this.user ?? ""
+    const message = decoded.message
+    return Effect.flatMap(security.authorizer.check(user, permission), (allowed) => {
+      if (allowed) return toEffect(this.processStage(instance, message, frame.code))
+      this.sendError(Texts.permissionDenied(user, permission.permission, permission.target), "permission")
+      return Effect.succeed("Continue" as const)
+    })
+  }
+
+  private processStage(instance: ServiceInstance, message: unknown, code: number): Step {
+    const started = performance.now()
+    let result: ReturnType<ServiceInstance["process"]>
+    try {
+      result = instance.process(message)
+    } catch (thrown) {
+      return this.defect(Cause.die(thrown), instance.service, code, false)
+    }
+    if (!Effect.isEffect(result)) return this.afterProcess(result, instance, code, started)
+    return Effect.flatMap(Effect.exit(result), (exit) =>
+      Exit.isFailure(exit)
+        ? this.handleFailure(exit.cause, instance, code, false)
+        : toEffect(this.afterProcess(exit.value, instance, code, started)))
+  }
+
+  private afterProcess(
+    result: ProcessResult<unknown, unknown, unknown>,
     instance: ServiceInstance,
-    code: number
-  ): Effect.Effect<Next> {
-    if (Exit.isFailure(exit)) return this.handleFailure(exit.cause, instance, code, false)
-    const result = exit.value
+    code: number,
+    started: number
+  ): Step {
+    let step: Step = "Continue"
     switch (result._tag) {
       case "Reply":
-        return Effect.as(this.sendReplies(instance, result.replies), "Continue")
+        step = this.sendReplies(instance, result.replies, code, false)
+        break
       case "Failure":
-        return Effect.as(this.sendError(renderText(result.error), "process"), "Continue")
+        this.sendError(renderText(result.error), "process")
+        break
       case "StartStream":
-        if (!instance.streams) return Effect.as(this.unexpected(result), "Continue")
-        this.streaming = { _tag: "Mailbox", instance, reqId: result.reqId }
-        return Effect.succeed("Continue")
+        if (instance.streams) this.streaming = { _tag: "Mailbox", instance, reqId: result.reqId }
+        else this.unexpected(result)
+        break
       case "ReplyStream":
-        return this.startEffectStream(instance, result.stream)
+        step = this.startEffectStream(instance, result.stream)
+        break
       default:
-        return Effect.as(this.unexpected(result), "Continue")
+        this.unexpected(result)
     }
+    Metrics.requestDuration.unsafeUpdate(performance.now() - started, [])
+    if (this.streaming === undefined && this.forks > 0) return Effect.zipLeft(toEffect(step), this.clearForks())
+    return step
   }
 
   /** A failure of process/processStream: a PbServiceError is an error reply, a defect closes the connection. */
@@ -528,62 +595,60 @@ export class Connection {
   ): Effect.Effect<Next> {
     const failure = Cause.failureOption(cause)
     if (Option.isSome(failure) && !Cause.isDie(cause)) {
-      return Effect.as(this.sendError(renderText(failure.value.error), "process"), "Continue")
+      this.sendError(renderText(failure.value.error), "process")
+      return Effect.succeed("Continue")
     }
     if (Cause.isInterruptedOnly(cause)) return Effect.interrupt
     return this.defect(cause, instance.service, code, inStream)
   }
 
   private defect(cause: Cause.Cause<unknown>, service: PbService, code: number, inStream: boolean): Effect.Effect<Next> {
-    return Effect.gen(this, function*() {
-      yield* Effect.logError(`PB service ${service.name} failed; closing connection ${this.id}`, cause).pipe(
-        Effect.annotateLogs({ service: service.name, code, connection: this.id })
-      )
-      yield* this.sendError(inStream ? Texts.streamDefect : Texts.defect, "defect")
-      return "Close" as const
-    })
+    this.sendError(inStream ? Texts.streamDefect : Texts.defect, "defect")
+    return Effect.logError(`PB service ${service.name} failed; closing connection ${this.id}`, cause).pipe(
+      Effect.annotateLogs({ service: service.name, code, connection: this.id }),
+      Effect.as("Close" as const)
+    )
   }
 
-  private unexpected(result: unknown): Effect.Effect<void> {
-    return this.sendError(Texts.unknownResponse(result), "unexpected_result")
+  private unexpected(result: unknown): void {
+    this.sendError(Texts.unknownResponse(result), "unexpected_result")
   }
 
-  private sendReplies(instance: ServiceInstance, replies: Iterable<unknown>): Effect.Effect<void> {
-    return Effect.suspend(() => {
-      let failures = 0
-      for (const reply of replies) {
-        const encoded = instance.encode(reply)
-        if (Either.isRight(encoded) && encoded.right instanceof Uint8Array && encoded.right.length > 0) {
-          this.send(encoded.right)
-        } else {
-          failures++
-          this.out.push(errorText(Texts.noEncoding))
-        }
+  private sendReplies(instance: ServiceInstance, replies: Iterable<unknown>, code: number, inStream: boolean): Step {
+    for (const reply of replies) {
+      let encoded: Either.Either<Uint8Array, unknown>
+      try {
+        encoded = instance.encode(reply)
+      } catch (thrown) {
+        return this.defect(Cause.die(thrown), instance.service, code, inStream)
       }
-      return failures === 0 ? Effect.void : Metric.incrementBy(Metrics.errorsFor("encode"), failures)
-    })
+      if (Either.isRight(encoded) && encoded.right instanceof Uint8Array && encoded.right.length > 0) {
+        this.out.push(encoded.right)
+      } else {
+        this.sendError(Texts.noEncoding, "encode")
+      }
+    }
+    return "Continue"
   }
 
   private clearForks(): Effect.Effect<void> {
     this.forks = 0
-    return FiberSet.clear(this.fibers)
+    return this.fibers === undefined ? Effect.void : FiberSet.clear(this.fibers)
   }
 
   // -------------------------------------------------------------------------------------------------------------
   // Streams
   // -------------------------------------------------------------------------------------------------------------
 
-  private startEffectStream(instance: ServiceInstance, replies: Stream.Stream<unknown, PbServiceError>): Effect.Effect<Next> {
+  private startEffectStream(instance: ServiceInstance, replies: Stream.Stream<unknown, PbServiceError>): Step {
     const token = {}
     const offer = (envelope: Envelope) =>
-      Effect.tap(this.mailbox.offer(envelope), (ok) => {
-        if (ok) this.wake()
-      })
+      Effect.suspend(() => this.openInbox()?.offer(envelope) ?? Effect.succeed(false))
     const runner = Stream.runForEachChunk(replies, (chunk) => offer({ _tag: "Chunk", token, replies: chunk })).pipe(
       Effect.matchCauseEffect({
         onSuccess: () => offer({ _tag: "End", token }),
         onFailure: (cause) => {
-          if (Cause.isInterruptedOnly(cause)) return Effect.void
+          if (Cause.isInterruptedOnly(cause)) return Effect.succeed(false)
           const failure = Cause.failureOption(cause)
           return Option.isSome(failure) && !Cause.isDie(cause)
             ? offer({ _tag: "Fail", token, error: failure.value })
@@ -604,79 +669,82 @@ export class Connection {
     return Effect.gen(this, function*() {
       const streaming = this.streaming!
       if (this.hasFrames() || this.problem !== undefined) {
-        yield* this.sendError(Texts.requestDuringStream, "request_during_stream")
+        this.sendError(Texts.requestDuringStream, "request_during_stream")
+        this.recordCounts()
         return "Close" as const
       }
       if (this.eof) return "Close" as const
-      const batch = yield* this.mailbox.clear
-      if (Chunk.isEmpty(batch)) {
+      const batch = this.inbox === undefined ? [] : this.inbox.takeAll()
+      if (batch.length === 0) {
+        this.recordCounts()
         yield* this.flush()
         const timeout = this.state.config.streamIdleTimeout
         if (timeout === undefined) {
           yield* this.waitForWork
         } else if (Option.isNone(yield* Effect.timeoutOption(this.waitForWork, timeout))) {
-          yield* this.sendError(Texts.streamTimeout, "stream_timeout")
+          this.sendError(Texts.streamTimeout, "stream_timeout")
           yield* this.endStream()
         }
         return "Continue" as const
       }
       for (const envelope of batch) {
         if (this.streaming !== streaming) break // the stream ended: the rest is dropped
-        const next = yield* this.handleEnvelope(streaming, envelope)
+        const step = this.handleEnvelope(streaming, envelope)
+        const next = typeof step === "string" ? step : yield* step
         if (next === "Close") return next
-        yield* this.maybeFlush()
+        if (this.out.size >= this.state.config.flushBytes) yield* this.flush()
       }
       return "Continue" as const
     })
   }
 
-  private handleEnvelope(streaming: Streaming, envelope: Envelope): Effect.Effect<Next> {
+  private handleEnvelope(streaming: Streaming, envelope: Envelope): Step {
     if (streaming._tag === "Mailbox") {
-      if (envelope._tag !== "Info" || envelope.from !== streaming.instance) return Effect.succeed("Continue")
-      return Effect.flatMap(
-        Effect.exit(streaming.instance.processStream(envelope.info, streaming.reqId)),
-        (exit) => this.handleStreamExit(exit, streaming.instance)
-      )
+      if (envelope._tag !== "Info" || envelope.from !== streaming.instance) return "Continue"
+      const instance = streaming.instance
+      let result: ReturnType<ServiceInstance["processStream"]>
+      try {
+        result = instance.processStream(envelope.info, streaming.reqId)
+      } catch (thrown) {
+        return this.defect(Cause.die(thrown), instance.service, -1, true)
+      }
+      if (!Effect.isEffect(result)) return this.afterStreamResult(result, instance)
+      return Effect.flatMap(Effect.exit(result), (exit) => {
+        if (Exit.isSuccess(exit)) return toEffect(this.afterStreamResult(exit.value, instance))
+        return Effect.flatMap(this.handleFailure(exit.cause, instance, -1, true), (next) =>
+          next === "Close" ? Effect.succeed(next) : Effect.as(this.endStream(), next))
+      })
     }
-    if (envelope._tag === "Info" || envelope.token !== streaming.token) return Effect.succeed("Continue")
+    if (envelope._tag === "Info" || envelope.token !== streaming.token) return "Continue"
     switch (envelope._tag) {
       case "Chunk":
-        return Effect.as(this.sendReplies(streaming.instance, envelope.replies), "Continue")
+        return this.sendReplies(streaming.instance, envelope.replies, -1, true)
       case "End":
         return Effect.as(this.endStream(), "Continue")
       case "Fail":
-        return Effect.as(
-          Effect.zipRight(this.sendError(renderText(envelope.error.error), "process"), this.endStream()),
-          "Continue"
-        )
+        this.sendError(renderText(envelope.error.error), "process")
+        return Effect.as(this.endStream(), "Continue")
       case "Defect":
         return this.defect(envelope.cause, streaming.instance.service, -1, true)
     }
   }
 
-  private handleStreamExit(
-    exit: Exit.Exit<StreamResult<unknown, unknown>, PbServiceError>,
-    instance: ServiceInstance
-  ): Effect.Effect<Next> {
-    if (Exit.isFailure(exit)) {
-      return Effect.flatMap(this.handleFailure(exit.cause, instance, -1, true), (next) =>
-        next === "Close" ? Effect.succeed(next) : Effect.as(this.endStream(), next))
-    }
-    const result = exit.value
+  private afterStreamResult(result: StreamResult<unknown, unknown>, instance: ServiceInstance): Step {
     switch (result._tag) {
       case "Reply":
-        return Effect.as(this.sendReplies(instance, result.replies), "Continue")
+        return this.sendReplies(instance, result.replies, -1, true)
       case "Ignore":
-        return Effect.succeed("Continue")
-      case "Done":
-        return Effect.as(Effect.zipRight(this.sendReplies(instance, result.replies), this.endStream()), "Continue")
+        return "Continue"
+      case "Done": {
+        const step = this.sendReplies(instance, result.replies, -1, true)
+        return step === "Continue" ? Effect.as(this.endStream(), step) : step
+      }
       case "Failure":
-        return Effect.as(
-          Effect.zipRight(this.sendError(renderText(result.error), "process"), this.endStream()),
-          "Continue"
-        )
+        this.sendError(renderText(result.error), "process")
+        return Effect.as(this.endStream(), "Continue")
       default:
-        return Effect.as(Effect.zipRight(this.unexpected(result), this.endStream()), "Continue")
+        this.unexpected(result)
+        return Effect.as(this.endStream(), "Continue")
     }
   }
 
@@ -689,10 +757,10 @@ export class Connection {
     return Effect.gen(this, function*() {
       if (this.hasFrames() || this.problem !== undefined) {
         // Bytes after STARTTLS before the handshake: not a TLS client.
-        yield* Metric.increment(Metrics.errorsFor("tls"))
+        this.countError("tls")
         return "Close" as const
       }
-      this.send(Uint8Array.of(CODE_START_TLS))
+      this.out.push(Uint8Array.of(CODE_START_TLS))
       yield* this.flush()
       if (this.closed) return "Close" as const
       const raw = this.socket
@@ -718,13 +786,13 @@ export class Connection {
         // Errors after the handshake come with 'close'; this keeps them from being unhandled.
         tlsSocket.on("error", () => {})
         return Effect.sync(() => tlsSocket.destroy())
-      }).pipe(Effect.timeoutFail({
-        duration: security.handshakeTimeout,
-        onTimeout: () => new Error("TLS handshake timed out")
-      }), Effect.either)
+      }).pipe(
+        Effect.timeoutFail({ duration: security.handshakeTimeout, onTimeout: () => new Error("TLS handshake timed out") }),
+        Effect.either
+      )
       if (Either.isLeft(upgraded)) {
         yield* Effect.logDebug(`TLS handshake failed on connection ${this.id}`, upgraded.left)
-        yield* Metric.increment(Metrics.errorsFor("tls"))
+        this.countError("tls")
         this.closed = true
         raw.destroy()
         return "Close" as const
@@ -741,7 +809,7 @@ export class Connection {
     return Effect.gen(this, function*() {
       const request = decodeAuthReq(frame.body)
       if (request === undefined) {
-        yield* this.sendError(Texts.decodeError("invalid RpbAuthReq"), "decode")
+        this.sendError(Texts.decodeError("invalid RpbAuthReq"), "decode")
         return "Continue" as const
       }
       const socket = this.socket
@@ -756,12 +824,12 @@ export class Connection {
         this.user = request.user
         this.authFailures = 0
         this.securityState = "Authenticated"
-        this.send(Uint8Array.of(CODE_AUTH_RESP))
+        this.out.push(Uint8Array.of(CODE_AUTH_RESP))
         return "Continue" as const
       }
       this.authFailures++
       yield* Effect.sleep(security.authFailureDelay)
-      yield* this.sendError(Texts.authenticationFailed, "authentication")
+      this.sendError(Texts.authenticationFailed, "authentication")
       return this.authFailures >= security.maxAuthFailures ? "Close" as const : "Continue" as const
     })
   }
@@ -773,6 +841,9 @@ export class Connection {
   /** Releases the socket: a graceful end after a normal finish, a destroy when interrupted (server shutdown). */
   teardown(exit: Exit.Exit<unknown, unknown>): Effect.Effect<void> {
     return Effect.sync(() => {
+      this.finished = true
+      this.inbox?.close()
+      this.recordCounts()
       const socket = this.socket
       this.detach(socket)
       socket.on("error", () => {})
@@ -839,10 +910,10 @@ const decodeAuthReq = (body: Uint8Array): { user: string; password: string } | u
 export const serve = (raw: Net.Socket, state: ServerState): Effect.Effect<void> =>
   Effect.gen(function*() {
     const id = ++state.nextId
-    yield* Metric.increment(Metrics.connectionsAccepted)
+    Metrics.connectionsAccepted.unsafeUpdate(1, [])
     const config = state.config
     if (config.maxConnections !== undefined && state.connections.size >= config.maxConnections) {
-      yield* Metric.increment(Metrics.errorsFor("too_many_connections"))
+      Metrics.errorsFor("too_many_connections").unsafeUpdate(1, [])
       raw.on("error", () => {})
       raw.end(frameOf(errorText(Texts.tooManyConnections)))
       const timer = setTimeout(() => raw.destroy(), Duration.toMillis(config.closeTimeout))
@@ -854,23 +925,23 @@ export const serve = (raw: Net.Socket, state: ServerState): Effect.Effect<void> 
       raw.setNoDelay(config.nodelay)
       raw.setKeepAlive(config.keepalive)
     }
-    const mailbox = yield* Mailbox.make<Envelope>({ capacity: config.mailboxCapacity, strategy: "suspend" })
-    const fibers = yield* FiberSet.make<unknown, unknown>()
-    const closedSignal = yield* Deferred.make<void>()
-    const connection = new Connection(id, raw, state, mailbox, fibers, closedSignal)
+    const connection = new Connection(id, raw, state, yield* Effect.scope)
     state.connections.set(id, connection)
-    yield* Metric.set(Metrics.connectionsActive, state.connections.size)
+    Metrics.connectionsActive.unsafeUpdate(state.connections.size, [])
     yield* Effect.addFinalizer((exit) =>
       Effect.zipRight(
-        Effect.zipRight(mailbox.shutdown, connection.teardown(exit)),
-        Effect.suspend(() => {
+        connection.teardown(exit),
+        Effect.sync(() => {
           state.connections.delete(id)
-          return Metric.set(Metrics.connectionsActive, state.connections.size)
+          Metrics.connectionsActive.unsafeUpdate(state.connections.size, [])
         })
       )
     )
-    connection.attach(raw)
-    yield* connection.run()
+    yield* Effect.withFiberRuntime<void>((fiber) => {
+      connection.fiber = fiber
+      connection.attach(raw)
+      return connection.run
+    })
   }).pipe(
     Effect.scoped,
     Effect.catchAllCause((cause) =>

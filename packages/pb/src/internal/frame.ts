@@ -101,55 +101,61 @@ const writeLength = (out: Uint8Array, at: number, length: number): void => {
   out[at + 3] = length & 0xff
 }
 
+const LARGE = 16 * 1024
+
 /**
- * Replies waiting to be written, coalesced into as few writes as possible. Small frames are copied into one
- * buffer; a large one is kept as its own piece (no copy).
+ * Replies waiting to be written, coalesced into as few writes as possible: small frames are copied into one
+ * buffer (from Node's buffer pool), a large one is written as its own piece (no copy). Nothing is kept once taken,
+ * so an idle connection holds no buffer.
  */
 export class OutBuffer {
-  private pieces: Array<Uint8Array> = []
-  private current: Uint8Array | undefined = undefined
-  private used = 0
+  private payloads: Array<Uint8Array> = []
   private total = 0
 
-  /** Bytes waiting. */
+  /** Bytes waiting (frames included). */
   get size(): number {
     return this.total
   }
 
-  /** Appends one framed reply (`payload` = code byte + body). */
+  /** Appends one reply (`payload` = code byte + body). */
   push(payload: Uint8Array): void {
-    const needed = payload.length + 4
-    this.total += needed
-    if (payload.length > 16_384) {
-      this.seal()
-      const header = new Uint8Array(4)
-      writeLength(header, 0, payload.length)
-      this.pieces.push(header, payload)
-      return
-    }
-    if (this.current === undefined || this.current.length - this.used < needed) {
-      this.seal()
-      this.current = new Uint8Array(Math.max(needed, 8192))
-    }
-    writeLength(this.current, this.used, payload.length)
-    this.current.set(payload, this.used + 4)
-    this.used += needed
+    this.payloads.push(payload)
+    this.total += payload.length + 4
   }
 
-  /** Takes everything waiting, in order. */
+  /** Takes everything waiting as framed pieces, in order. */
   take(): Array<Uint8Array> {
-    this.seal()
-    const pieces = this.pieces
-    this.pieces = []
+    const payloads = this.payloads
+    this.payloads = []
     this.total = 0
-    return pieces
-  }
-
-  private seal(): void {
-    if (this.current !== undefined && this.used > 0) {
-      this.pieces.push(this.current.subarray(0, this.used))
-      this.current = this.current.length - this.used >= 1024 ? this.current.subarray(this.used) : undefined
-      this.used = 0
+    const pieces: Array<Uint8Array> = []
+    let i = 0
+    while (i < payloads.length) {
+      let size = 0
+      let j = i
+      while (j < payloads.length && payloads[j]!.length <= LARGE) {
+        size += payloads[j]!.length + 4
+        j++
+      }
+      const large = j < payloads.length ? payloads[j]! : undefined
+      if (large !== undefined) size += 4
+      const buffer = Buffer.allocUnsafe(size)
+      let at = 0
+      for (let k = i; k < j; k++) {
+        const payload = payloads[k]!
+        writeLength(buffer, at, payload.length)
+        buffer.set(payload, at + 4)
+        at += payload.length + 4
+      }
+      pieces.push(buffer)
+      if (large !== undefined) {
+        writeLength(buffer, at, large.length)
+        pieces.push(large)
+        i = j + 1
+      } else {
+        i = j
+      }
     }
+    return pieces
   }
 }

@@ -11,9 +11,9 @@ import type {
   Definition,
   PbContext,
   PbService,
-  PbServiceError,
   Peer,
   ProcessResult,
+  Result,
   StreamResult
 } from "../PbService.js"
 
@@ -28,21 +28,18 @@ export interface ConnectionLink {
   readonly fork: <A, E>(effect: Effect.Effect<A, E>) => Effect.Effect<Fiber.RuntimeFiber<A, E>>
 }
 
-/** A service opened on one connection. `process`/`processStream` keep the new state. */
+/**
+ * A service opened on one connection. `process`/`processStream` keep the new state; they return the service's
+ * result as it came (a value, or an Effect of it) and may throw (a defect), so plain services cost no Effect.
+ */
 export interface ServiceInstance {
   readonly service: PbService
   readonly streams: boolean
   readonly decode: (code: number, body: Uint8Array) => DecodeResult<unknown>
   readonly encode: (reply: unknown) => Either.Either<Uint8Array, unknown>
-  readonly process: (message: unknown) => Effect.Effect<ProcessResult<unknown, unknown, unknown>, PbServiceError>
-  readonly processStream: (
-    info: unknown,
-    reqId: unknown
-  ) => Effect.Effect<StreamResult<unknown, unknown>, PbServiceError>
+  readonly process: (message: unknown) => Result<ProcessResult<unknown, unknown, unknown>>
+  readonly processStream: (info: unknown, reqId: unknown) => Result<StreamResult<unknown, unknown>>
 }
-
-const lift = <A>(result: A | Effect.Effect<A, PbServiceError>): Effect.Effect<A, PbServiceError> =>
-  Effect.isEffect(result) ? result : Effect.succeed(result)
 
 /** Runs `init` and closes the callbacks over the resulting state. */
 export const openInstance = <Req, Resp, State, Info, ReqId>(
@@ -67,6 +64,8 @@ export const openInstance = <Req, Resp, State, Info, ReqId>(
       state = result.state
       return result
     }
+    const kept = <R extends { readonly state: State }>(result: Result<R>): Result<R> =>
+      Effect.isEffect(result) ? Effect.map(result, keep) : keep(result)
     const processStream = definition.processStream
     const instance: ServiceInstance = {
       service,
@@ -75,14 +74,11 @@ export const openInstance = <Req, Resp, State, Info, ReqId>(
       // instance's `ctx.send` accepted, so these casts restore the types `decode` and `send` erased.
       decode: (code, body) => definition.decode(code, body),
       encode: (reply) => definition.encode(reply as Resp),
-      process: (message) =>
-        Effect.suspend(() => lift(definition.process(message as Req, state, ctx))).pipe(Effect.map(keep)),
+      process: (message) => kept(definition.process(message as Req, state, ctx)),
       processStream: (info, reqId) =>
         processStream === undefined
           ? Effect.dieMessage(`service ${service.name} has no processStream`)
-          : Effect.suspend(() => lift(processStream(info as Info, reqId as ReqId, state, ctx))).pipe(
-            Effect.map(keep)
-          )
+          : kept(processStream(info as Info, reqId as ReqId, state, ctx))
     }
     return instance
   }))

@@ -1,4 +1,5 @@
 import * as Metric from "effect/Metric"
+import * as MetricBoundaries from "effect/MetricBoundaries"
 
 /** Connections accepted (riak's `pbc_connects`). */
 export const connectionsAccepted = Metric.counter("pb_connections_accepted", {
@@ -15,10 +16,10 @@ export const requests = Metric.counter("pb_requests", { description: "PB request
 /** Error replies and closes, tagged with `kind`. */
 export const errors = Metric.counter("pb_errors", { description: "PB errors by kind", incremental: true })
 
-/** Time from a request's dispatch to its reply (or the start of its stream). */
-export const requestDuration = Metric.timerWithBoundaries(
-  "pb_request_duration",
-  [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000],
+/** Time from a request's dispatch to its reply (or the start of its stream), in milliseconds. */
+export const requestDuration = Metric.histogram(
+  "pb_request_duration_ms",
+  MetricBoundaries.fromIterable([0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 25, 50, 100, 250, 500, 1000, 5000]),
   "PB request latency in milliseconds"
 )
 
