@@ -15,7 +15,6 @@
  * export `channelLost(channel)` that fails when a channel closes (ChannelLost vs ConnectionLost).
  */
 import type * as Amqp from "amqplib"
-import * as Context from "effect/Context"
 import type * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import type * as Scope from "effect/Scope"
@@ -47,11 +46,10 @@ export type {
   OpenChannel
 } from "./internal/connection.js"
 
-/** The connection service tag. */
-export class AmqpConnection extends Context.Tag("@warren/amqp/AmqpConnection")<
-  AmqpConnection,
-  internal.AmqpConnectionShape
->() {}
+export {
+  /** The connection service tag (`Context.Tag("@warren/amqp/AmqpConnection")`). */
+  AmqpConnection
+} from "./internal/connection.js"
 
 /**
  * Starts a reconnecting connection that lives as long as the current scope. Fails only with AmqpError "Config"
@@ -62,8 +60,8 @@ export const make: (
 ) => Effect.Effect<internal.AmqpConnectionShape, AmqpError, Scope.Scope> = internal.make
 
 /** The connection as a Layer: built when the layer is, closed when its scope closes. */
-export const layer = (options: internal.ConnectionOptions): Layer.Layer<AmqpConnection, AmqpError> =>
-  Layer.scoped(AmqpConnection, internal.make(options))
+export const layer = (options: internal.ConnectionOptions): Layer.Layer<internal.AmqpConnection, AmqpError> =>
+  Layer.scoped(internal.AmqpConnection, internal.make(options))
 
 /**
  * Fails (never succeeds) once the channel closes: AmqpError "ChannelLost" for a channel-level close (the broker's

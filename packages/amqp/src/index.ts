@@ -2,3 +2,4 @@
 export * as AmqpConnection from "./AmqpConnection.js"
 export * as Reconnect from "./Reconnect.js"
 export * as RpcClient from "./RpcClient.js"
+export * as RpcServer from "./RpcServer.js"

@@ -1,6 +1,6 @@
 import amqp from "amqplib"
 import type * as Amqp from "amqplib"
-import * as Clock from "effect/Clock"
+import * as Context from "effect/Context"
 import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
@@ -10,14 +10,13 @@ import * as Metric from "effect/Metric"
 import * as Option from "effect/Option"
 import * as ParseResult from "effect/ParseResult"
 import * as Runtime from "effect/Runtime"
-import * as ScheduleDecision from "effect/ScheduleDecision"
-import * as ScheduleIntervals from "effect/ScheduleIntervals"
 import * as Schema from "effect/Schema"
 import * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import * as SubscriptionRef from "effect/SubscriptionRef"
 import * as Reconnect from "../Reconnect.js"
 import { AmqpError, describe } from "./amqpError.js"
+import * as Backoff from "./backoff.js"
 
 /** Connection lifecycle as seen by channel owners. */
 export type ConnectionState =
@@ -61,6 +60,9 @@ export interface AmqpConnectionShape {
   /** Waits until connected, or fails with AmqpError "Closed" if the connection is closed or gave up. */
   readonly awaitConnected: Effect.Effect<void, AmqpError>
 }
+
+/** The connection service tag. */
+export class AmqpConnection extends Context.Tag("@warren/amqp/AmqpConnection")<AmqpConnection, AmqpConnectionShape>() {}
 
 /** `openChannel`'s overloads: `{ confirm: true }` gives a ConfirmChannel (publisher confirms). */
 export interface OpenChannel {
@@ -216,6 +218,9 @@ const lostError = (channel: Amqp.Channel): AmqpError => {
     cause: info?.error
   })
 }
+
+/** False once the channel has closed (known for channels opened by an AmqpConnection; others count as open). */
+export const isChannelOpen = (channel: Amqp.Channel): boolean => channelInfos.get(channel)?.closed !== true
 
 /**
  * Fails (never succeeds) once the channel is closed: AmqpError "ChannelLost" for a channel-level close (the
@@ -398,8 +403,7 @@ export const make = (options: ConnectionOptions): Effect.Effect<AmqpConnectionSh
       )
 
     const loop: Effect.Effect<void> = Effect.gen(function*() {
-      const schedule = config.reconnect
-      let scheduleState: unknown = schedule.initial
+      const backoff = Backoff.make(config.reconnect)
       let attempt = 0
       while (true) {
         attempt += 1
@@ -408,24 +412,21 @@ export const make = (options: ConnectionOptions): Effect.Effect<AmqpConnectionSh
         let error: AmqpError
         if (Either.isRight(connected)) {
           attempt = 0
-          scheduleState = schedule.initial
+          yield* backoff.reset
           error = yield* session(connected.right)
         } else {
           error = connected.left
           yield* Metric.increment(connectFailures)
         }
         lastError = error
-        const now = yield* Clock.currentTimeMillis
-        const [nextState, , decision] = yield* schedule.step(now, error, scheduleState)
-        scheduleState = nextState
-        if (ScheduleDecision.isDone(decision)) {
+        const retryIn = yield* backoff.next(error)
+        if (Option.isNone(retryIn)) {
           yield* Effect.logWarning("AMQP connection gave up reconnecting", error.message)
           yield* setState({ _tag: "Closed" })
           return
         }
-        const retryIn = Duration.millis(Math.max(0, ScheduleIntervals.start(decision.intervals) - now))
-        yield* setState({ _tag: "Disconnected", error, retryIn: Option.some(retryIn) })
-        yield* Effect.sleep(retryIn)
+        yield* setState({ _tag: "Disconnected", error, retryIn })
+        yield* Effect.sleep(retryIn.value)
       }
     }).pipe(Effect.annotateLogs("amqp.connection", tag))
 
