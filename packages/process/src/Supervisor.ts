@@ -37,6 +37,8 @@ export {
   intensity,
   /** When a child is restarted: permanent, transient or temporary. */
   type Restart,
+  /** Counter of restarts, tagged with the child's name. */
+  restartsTotal,
   /** A running supervisor. */
   type Supervisor,
   /** The supervisor gave up on a child; carries its last failure. */

@@ -1,5 +1,5 @@
 import { assert, describe, it } from "@effect/vitest"
-import { Cause, Effect, Exit, Fiber, Option, Schedule, Scope, TestClock } from "effect"
+import { Cause, Effect, Exit, Fiber, Metric, Option, Schedule, Scope, TestClock } from "effect"
 import { Process, Supervisor } from "@warren/process"
 
 /** Run the forked fibers until they are all suspended. */
@@ -66,6 +66,19 @@ describe("Supervisor", () => {
       assert.strictEqual(yield* Supervisor.restarts(sup, "a"), 1)
       assert.deepStrictEqual(events, ["a init", "a terminate Crashed", "a init"])
       assert.deepStrictEqual(yield* Supervisor.which(sup), [{ name: "a", restarts: 1, running: true }])
+    }))
+
+  it.scoped("counts restarts in a metric tagged with the child's name", () =>
+    Effect.gen(function*() {
+      const metered = Supervisor.process("metered-child", worker("m", []), undefined)
+      const counter = Metric.tagged(Supervisor.restartsTotal, "child", "metered-child")
+      const before = (yield* Metric.value(counter)).count
+      const sup = yield* Supervisor.start({ children: [metered] })
+      yield* Process.cast(yield* currentRef(sup, metered), "crash")
+      yield* settle
+      yield* Process.cast(yield* currentRef(sup, metered), "crash")
+      yield* settle
+      assert.strictEqual((yield* Metric.value(counter)).count - before, 2)
     }))
 
   it.scoped("one for one: a sibling is not touched by a restart", () =>

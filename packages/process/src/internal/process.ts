@@ -447,10 +447,18 @@ const runProcess = (proc: ProcessImpl): Effect.Effect<void> => {
 
 const terminateThenFinalize = (proc: ProcessImpl, reason: M.ExitReason<unknown>): Effect.Effect<void> => {
   const terminate = proc.behaviour.terminate
-  if (terminate === undefined) return proc.finalize(reason)
+  const finish = (final: M.ExitReason<unknown>) =>
+    final._tag === "Crashed"
+      ? Effect.zipRight(
+        // OTP's crash report: a crash is never silent.
+        Effect.logError("process crashed", final.cause).pipe(Effect.annotateLogs("process", proc.name)),
+        proc.finalize(final)
+      )
+      : proc.finalize(final)
+  if (terminate === undefined) return finish(reason)
   return Effect.suspend(() => toEffect(terminate(reason, proc.state, proc))).pipe(
     Effect.exit,
-    Effect.flatMap((exit) => proc.finalize(exit._tag === "Failure" ? M.crashed(exit.cause) : reason))
+    Effect.flatMap((exit) => finish(exit._tag === "Failure" ? M.crashed(exit.cause) : reason))
   )
 }
 
@@ -475,7 +483,11 @@ export const start = (
       const runtime = yield* Effect.runtime<never>()
       const clock = yield* Effect.clock
       const proc = new ProcessImpl(options?.name, behaviour, clock, runtime)
-      const initExit = yield* Effect.exit(restore(Effect.suspend(() => toEffect(behaviour.init(arg, proc)))))
+      const initExit = yield* Effect.exit(
+        restore(Effect.suspend(() => toEffect(behaviour.init(arg, proc)))).pipe(
+          Effect.withSpan("Process.init", { attributes: { "process.name": proc.name } })
+        )
+      )
       if (initExit._tag === "Failure") {
         const reason = M.crashed(initExit.cause)
         yield* proc.finalize(reason)

@@ -9,6 +9,7 @@ import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as ExecutionStrategy from "effect/ExecutionStrategy"
 import * as Exit from "effect/Exit"
+import * as Metric from "effect/Metric"
 import * as Option from "effect/Option"
 import * as Schedule from "effect/Schedule"
 import * as ScheduleDecision from "effect/ScheduleDecision"
@@ -111,6 +112,12 @@ const toMillis = (input: Duration.DurationInput): number => Duration.toMillis(Du
 
 const defaultSchedule = intensity(3, "5 seconds")
 
+/** Restarts performed by supervisors, tagged with the child's name. */
+export const restartsTotal = Metric.counter("warren_supervisor_restarts_total", {
+  description: "Children restarted by @warren/process supervisors",
+  incremental: true
+})
+
 const runChild = <R>(
   state: ChildState,
   child: Child<unknown, R>,
@@ -137,6 +144,9 @@ const runChild = <R>(
       if (child.restart === "transient" && Exit.isSuccess(exit)) return
       const next = yield* Effect.either(driver.next({ child: child.name, exit, restarts: state.restarts }))
       if (next._tag === "Left") {
+        yield* Effect.logError("supervisor gives up on child", Exit.isFailure(exit) ? exit.cause : Cause.empty).pipe(
+          Effect.annotateLogs({ child: child.name, restarts: state.restarts })
+        )
         yield* Deferred.fail(
           done,
           new SupervisorGaveUp({
@@ -148,6 +158,7 @@ const runChild = <R>(
         return
       }
       state.restarts++
+      yield* Metric.increment(Metric.tagged(restartsTotal, "child", child.name))
     }
   })
 
