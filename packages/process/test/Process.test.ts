@@ -477,6 +477,16 @@ describe("Process", () => {
         assert.deepStrictEqual(yield* Process.await(alive), Process.shutdown)
       }))
 
+    it.effect("a process started in a closed Scope is stopped at once (terminate runs)", () =>
+      Effect.gen(function*() {
+        const probe = makeProbe()
+        const scope = yield* Scope.make()
+        yield* Scope.close(scope, Exit.void)
+        const ref = yield* Process.start(recorder(probe), []).pipe(Scope.extend(scope))
+        assert.deepStrictEqual(yield* Process.await(ref), Process.shutdown)
+        assert.deepStrictEqual(probe.terminated, [Process.shutdown])
+      }))
+
     it.scoped("a process waiting for its own exit crashes instead of hanging", () =>
       Effect.gen(function*() {
         const ref = yield* Process.start(

@@ -115,7 +115,7 @@ describe("Supervisor", () => {
       const failure = Supervisor.finalFailure(error)
       assert.instanceOf(failure, Error)
       assert.strictEqual((failure as Error).message, "b crashed")
-      yield* settle
+      // every child is stopped by the time await fails
       assert.deepStrictEqual(events, [
         "a init",
         "b init",

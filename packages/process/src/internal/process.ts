@@ -514,12 +514,15 @@ export const start = (
         }
       }
       proc.state = (result as M.Ok<unknown>).state
-      if (scoped) {
-        const link = yield* Scope.fork(yield* Effect.scope, ExecutionStrategy.sequential)
-        yield* Scope.addFinalizer(link, shutdownAndAwait(proc))
-        proc.scope = link
-      }
       proc.fiber = yield* Effect.forkDaemon(runProcess(proc))
+      if (scoped) {
+        // Linked after the fork: an owner Scope that is already closed stops the process at once.
+        const link = yield* Scope.fork(yield* Effect.scope, ExecutionStrategy.sequential)
+        proc.scope = link
+        yield* Scope.addFinalizer(link, shutdownAndAwait(proc))
+        // The process may already have exited (before it could see the link): detach now.
+        if (proc.exitReason !== undefined) yield* Scope.close(link, Exit.void)
+      }
       return proc
     })
   )

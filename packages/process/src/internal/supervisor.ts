@@ -123,7 +123,7 @@ const runChild = <R>(
   child: Child<unknown, R>,
   schedule: Schedule.Schedule<unknown, ChildDown, R>,
   firstAttempt: Deferred.Deferred<void>,
-  done: Deferred.Deferred<void, SupervisorGaveUp>
+  giveUp: Deferred.Deferred<never, SupervisorGaveUp>
 ): Effect.Effect<void, never, R> =>
   Effect.gen(function*() {
     const driver = yield* Schedule.driver(schedule)
@@ -148,7 +148,7 @@ const runChild = <R>(
           Effect.annotateLogs({ child: child.name, restarts: state.restarts })
         )
         yield* Deferred.fail(
-          done,
+          giveUp,
           new SupervisorGaveUp({
             child: child.name,
             restarts: state.restarts,
@@ -172,13 +172,15 @@ export const start = <R>(
       names.add(child.name)
     }
     const outer = yield* Effect.scope
+    // `giveUp` is completed by the child that gives up; `done` once every child has been stopped.
+    const giveUp = yield* Deferred.make<never, SupervisorGaveUp>()
     const done = yield* Deferred.make<void, SupervisorGaveUp>()
-    const childrenScope = yield* Scope.fork(outer, ExecutionStrategy.sequential)
-    // When the owner closes us, we ended normally; when a child gives up, close the children.
+    // Finalizers run in reverse: the owner closing us stops the children, then completes `done`.
     yield* Effect.addFinalizer(() => Deferred.succeed(done, undefined))
-    yield* Deferred.await(done).pipe(
+    const childrenScope = yield* Scope.fork(outer, ExecutionStrategy.sequential)
+    yield* Deferred.await(giveUp).pipe(
       Effect.exit,
-      Effect.flatMap((exit) => Scope.close(childrenScope, exit)),
+      Effect.flatMap((exit) => Effect.zipRight(Scope.close(childrenScope, exit), Deferred.done(done, exit))),
       Effect.forkIn(outer)
     )
     const states = new Map<string, ChildState>()
@@ -186,17 +188,16 @@ export const start = <R>(
       states.set(child.name, new ChildState(child))
     }
     for (const child of options.children) {
-      if (yield* Deferred.isDone(done)) break
+      if (yield* Deferred.isDone(giveUp)) break
       const firstAttempt = yield* Deferred.make<void>()
       yield* Effect.forkIn(
-        runChild(states.get(child.name)!, child, child.schedule ?? options.schedule ?? defaultSchedule, firstAttempt, done)
+        runChild(states.get(child.name)!, child, child.schedule ?? options.schedule ?? defaultSchedule, firstAttempt, giveUp)
           .pipe(Effect.ensuring(Deferred.succeed(firstAttempt, undefined))),
         childrenScope
       )
-      yield* Effect.raceFirst(Deferred.await(firstAttempt), Effect.exit(Deferred.await(done)))
+      yield* Effect.raceFirst(Deferred.await(firstAttempt), Effect.exit(Deferred.await(giveUp)))
     }
-    const gaveUp = yield* Deferred.poll(done)
-    if (Option.isSome(gaveUp)) yield* gaveUp.value
+    if (yield* Deferred.isDone(giveUp)) yield* Deferred.await(done)
     const supervisor: Supervisor = { [SupervisorTypeId]: SupervisorTypeId, states, done }
     return supervisor
   })
