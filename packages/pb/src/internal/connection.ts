@@ -183,6 +183,9 @@ export class Connection {
   private writeBlocked = false
   private readPaused = false
   private waiter: ((effect: Effect.Effect<void>) => void) | undefined = undefined
+  /** A step the inline path could not finish, for the fiber to run next. */
+  private handoff: Step | undefined = undefined
+  private activity = 0
   private readonly instances = new Map<PbService, ServiceInstance>()
   private streaming: Streaming | undefined = undefined
   private securityState: SecurityState
@@ -267,7 +270,28 @@ export class Connection {
     } else if (this.pendingBytes >= this.state.config.readBufferBytes) {
       this.pause()
     }
-    this.wake()
+    if (this.waiter !== undefined) this.serveInline()
+    if (this.hasWork()) this.wake()
+  }
+
+  /**
+   * The fast path: while the connection fiber is idle, frames whose services answer with plain values are served
+   * right here in the socket callback and their replies written at once (no fiber hop). The first step that needs
+   * an Effect (an Effect result, a stream, security, a defect) is handed to the fiber, which goes on from there,
+   * so requests are still served strictly in order.
+   */
+  private serveInline(): void {
+    if (this.streaming !== undefined || this.handoff !== undefined || this.writeBlocked || this.closed) return
+    if (!this.hasFrames()) return
+    this.activity++
+    try {
+      const step = this.processFrames()
+      if (step !== "Continue") this.handoff = step
+      this.recordCounts()
+      this.writeOut()
+    } catch (defect) {
+      this.handoff = Effect.die(defect)
+    }
   }
 
   private readonly onEnd = (): void => {
@@ -329,8 +353,8 @@ export class Connection {
   }
 
   private hasWork(): boolean {
-    return this.hasFrames() || this.problem !== undefined || this.eof || this.closed ||
-      (this.inbox !== undefined && this.inbox.size > 0)
+    return this.hasFrames() || this.problem !== undefined || this.eof || this.closed || this.writeBlocked ||
+      this.handoff !== undefined || (this.inbox !== undefined && this.inbox.size > 0)
   }
 
   /** Suspends until there is something to do. */
@@ -369,12 +393,12 @@ export class Connection {
   /** Records the counts gathered since the last call. */
   private recordCounts(): void {
     if (this.requestCodes.length > 0) {
-      for (const code of this.requestCodes) Metrics.requestsFor(code).unsafeUpdate(this.requestCounts.get(code)!, [])
+      for (const code of this.requestCodes) Metrics.recordRequests(code, this.requestCounts.get(code)!)
       this.requestCodes = []
       this.requestCounts.clear()
     }
     if (this.errorCounts.size > 0) {
-      for (const [kind, count] of this.errorCounts) Metrics.errorsFor(kind).unsafeUpdate(count, [])
+      for (const [kind, count] of this.errorCounts) Metrics.recordErrors(kind, count)
       this.errorCounts.clear()
     }
   }
@@ -388,23 +412,27 @@ export class Connection {
     this.countError(kind)
   }
 
+  /** Writes everything buffered in one go. */
+  private writeOut(): void {
+    if (this.out.size === 0 || this.closed) return
+    const pieces = this.out.take()
+    const socket = this.socket
+    let ok: boolean
+    if (pieces.length === 1) {
+      ok = socket.write(pieces[0]!)
+    } else {
+      socket.cork()
+      ok = true
+      for (const piece of pieces) ok = socket.write(piece)
+      socket.uncork()
+    }
+    if (!ok) this.writeBlocked = true
+  }
+
   /** Writes everything buffered in one go, then waits until the socket has drained it. */
   private flush(): Effect.Effect<void> {
     return Effect.suspend(() => {
-      if (this.out.size > 0 && !this.closed) {
-        const pieces = this.out.take()
-        const socket = this.socket
-        let ok: boolean
-        if (pieces.length === 1) {
-          ok = socket.write(pieces[0]!)
-        } else {
-          socket.cork()
-          ok = true
-          for (const piece of pieces) ok = socket.write(piece)
-          socket.uncork()
-        }
-        if (!ok) this.writeBlocked = true
-      }
+      this.writeOut()
       return this.writeBlocked ? this.awaitDrain : Effect.void
     })
   }
@@ -433,6 +461,13 @@ export class Connection {
   /** Serves the connection until it closes. */
   readonly run: Effect.Effect<void> = Effect.gen(this, function*() {
     while (!this.closed) {
+      if (this.handoff !== undefined) {
+        const step = this.handoff
+        this.handoff = undefined
+        const next = typeof step === "string" ? step : yield* step
+        if (next === "Close") return yield* this.flush()
+        continue
+      }
       if (this.streaming !== undefined) {
         if ((yield* this.streamStep()) === "Close") return yield* this.flush()
         continue
@@ -453,8 +488,10 @@ export class Connection {
       const idle = this.state.config.idleTimeout
       if (idle === undefined) {
         yield* this.waitForWork
-      } else if (Option.isNone(yield* Effect.timeoutOption(this.waitForWork, idle))) {
-        return
+      } else {
+        // Requests served inline count as activity: the connection is idle only if there were none.
+        const activity = this.activity
+        if (Option.isNone(yield* Effect.timeoutOption(this.waitForWork, idle)) && this.activity === activity) return
       }
     }
   })
@@ -913,7 +950,7 @@ export const serve = (raw: Net.Socket, state: ServerState): Effect.Effect<void> 
     Metrics.connectionsAccepted.unsafeUpdate(1, [])
     const config = state.config
     if (config.maxConnections !== undefined && state.connections.size >= config.maxConnections) {
-      Metrics.errorsFor("too_many_connections").unsafeUpdate(1, [])
+      Metrics.recordErrors("too_many_connections", 1)
       raw.on("error", () => {})
       raw.end(frameOf(errorText(Texts.tooManyConnections)))
       const timer = setTimeout(() => raw.destroy(), Duration.toMillis(config.closeTimeout))

@@ -1,5 +1,6 @@
 import * as Metric from "effect/Metric"
 import * as MetricBoundaries from "effect/MetricBoundaries"
+import * as MetricLabel from "effect/MetricLabel"
 
 /** Connections accepted (riak's `pbc_connects`). */
 export const connectionsAccepted = Metric.counter("pb_connections_accepted", {
@@ -23,10 +24,12 @@ export const requestDuration = Metric.histogram(
   "PB request latency in milliseconds"
 )
 
-const requestsByCode = Array.from({ length: 256 }, (_, code) => Metric.tagged(requests, "code", String(code)))
+// One label array per code and per kind, built once: `unsafeUpdate` with the same array hits the metric's hook
+// cache, so recording costs a map lookup instead of building a new key.
+const codeLabels = Array.from({ length: 256 }, (_, code) => [MetricLabel.make("code", String(code))])
 
-/** The request counter of `code` (built once per code). */
-export const requestsFor = (code: number) => requestsByCode[code]!
+/** Adds `count` requests of `code`. */
+export const recordRequests = (code: number, count: number): void => requests.unsafeUpdate(count, codeLabels[code]!)
 
 /** Kinds of errors counted in `errors`. */
 export type ErrorKind =
@@ -45,14 +48,14 @@ export type ErrorKind =
   | "permission"
   | "tls"
 
-const errorsByKind = new Map<ErrorKind, Metric.Metric.Counter<number>>()
+const kindLabels = new Map<ErrorKind, ReadonlyArray<MetricLabel.MetricLabel>>()
 
-/** The error counter of `kind`. */
-export const errorsFor = (kind: ErrorKind): Metric.Metric.Counter<number> => {
-  let metric = errorsByKind.get(kind)
-  if (metric === undefined) {
-    metric = Metric.tagged(errors, "kind", kind)
-    errorsByKind.set(kind, metric)
+/** Adds `count` errors of `kind`. */
+export const recordErrors = (kind: ErrorKind, count: number): void => {
+  let labels = kindLabels.get(kind)
+  if (labels === undefined) {
+    labels = [MetricLabel.make("kind", kind)]
+    kindLabels.set(kind, labels)
   }
-  return metric
+  errors.unsafeUpdate(count, labels)
 }
