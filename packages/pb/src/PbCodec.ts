@@ -137,6 +137,8 @@ interface Entry {
   readonly name: string
   readonly code: number
   readonly type: protobuf.Type | undefined
+  /** The encoding of a code-only message (the same bytes every time: only read, never modified). */
+  readonly codeOnly: Uint8Array
 }
 
 const conversion: protobuf.IConversionOptions = { arrays: true, longs: Number }
@@ -160,7 +162,7 @@ export const make = <M>(root: ProtoRoot, table: CodeTable<M>): Codec<M> => {
     }
     if (byCode.has(code)) throw new RangeError(`PbCodec: code ${code} is used by ${byCode.get(code)!.name} and ${name}`)
     const type = typeof spec === "number" ? root.lookupType(name) : undefined
-    const entry: Entry = { name, code, type }
+    const entry: Entry = { name, code, type, codeOnly: Uint8Array.of(code) }
     byCode.set(code, entry)
     byName.set(name, entry)
     codes[name] = code
@@ -182,7 +184,7 @@ export const make = <M>(root: ProtoRoot, table: CodeTable<M>): Codec<M> => {
   const encode = (message: AnyMessage<M>): Either.Either<Uint8Array, string> => {
     const entry = byName.get(message._tag as string)
     if (entry === undefined) return Either.left(`no message named ${String(message._tag)}`)
-    if (entry.type === undefined) return Either.right(Uint8Array.of(entry.code))
+    if (entry.type === undefined) return Either.right(entry.codeOnly)
     const invalid = entry.type.verify(message)
     if (invalid !== null) return Either.left(`${entry.name}: ${invalid}`)
     let body: Uint8Array

@@ -162,6 +162,11 @@ type Step = Next | Effect.Effect<Next>
 
 const toEffect = (step: Step): Effect.Effect<Next> => (typeof step === "string" ? Effect.succeed(step) : step)
 
+const isProcessResult = (result: unknown): result is ProcessResult<unknown, unknown, unknown> => {
+  const tag = (result as { readonly _tag?: unknown })._tag
+  return tag === "Reply" || tag === "Failure" || tag === "StartStream" || tag === "ReplyStream"
+}
+
 const CODE_START_TLS = 255
 const CODE_AUTH_REQ = 253
 const CODE_AUTH_RESP = 254
@@ -587,7 +592,8 @@ export class Connection {
     } catch (thrown) {
       return this.defect(Cause.die(thrown), instance.service, code, false)
     }
-    if (!Effect.isEffect(result)) return this.afterProcess(result, instance, code, started)
+    // A plain result (checked by tag first: cheaper than isEffect, and no Effect has these tags).
+    if (isProcessResult(result) || !Effect.isEffect(result)) return this.afterProcess(result, instance, code, started)
     return Effect.flatMap(Effect.exit(result), (exit) =>
       Exit.isFailure(exit)
         ? this.handleFailure(exit.cause, instance, code, false)

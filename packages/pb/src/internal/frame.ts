@@ -8,6 +8,8 @@ export interface Frame {
   readonly body: Uint8Array
 }
 
+const EMPTY = new Uint8Array(0)
+
 /** What a chunk of bytes gave besides frames: a frame too large, or a zero-length frame. */
 export type FrameProblem =
   | { readonly _tag: "Oversized"; readonly length: number }
@@ -72,7 +74,7 @@ export class FrameDecoder {
         return { _tag: "Oversized", length }
       }
       if (end - offset >= length) {
-        out.push({ code: chunk[offset]!, body: chunk.subarray(offset + 1, offset + length) })
+        out.push({ code: chunk[offset]!, body: length === 1 ? EMPTY : chunk.subarray(offset + 1, offset + length) })
         offset += length
       } else {
         this.body = new Uint8Array(length)

@@ -41,6 +41,12 @@ export interface ServiceInstance {
   readonly processStream: (info: unknown, reqId: unknown) => Result<StreamResult<unknown, unknown>>
 }
 
+const plainTags = new Set<unknown>(["Reply", "Failure", "StartStream", "ReplyStream", "Ignore", "Done"])
+
+/** A plain result rather than an Effect of one (by tag first: cheaper than `isEffect`, and no Effect has them). */
+const isPlain = <R>(result: R | Effect.Effect<R, unknown>): result is R =>
+  plainTags.has((result as { readonly _tag?: unknown })._tag) || !Effect.isEffect(result)
+
 /** Runs `init` and closes the callbacks over the resulting state. */
 export const openInstance = <Req, Resp, State, Info, ReqId>(
   service: PbService,
@@ -65,7 +71,7 @@ export const openInstance = <Req, Resp, State, Info, ReqId>(
       return result
     }
     const kept = <R extends { readonly state: State }>(result: Result<R>): Result<R> =>
-      Effect.isEffect(result) ? Effect.map(result, keep) : keep(result)
+      isPlain(result) ? keep(result) : Effect.map(result, keep)
     const processStream = definition.processStream
     const instance: ServiceInstance = {
       service,
