@@ -11,6 +11,7 @@ import {
   stopApp,
   withAdminChannel
 } from "./support/faults.js"
+import * as net from "node:net"
 import { makeProxy } from "./support/tcpProxy.js"
 
 type State = AmqpConnection.ConnectionState
@@ -181,6 +182,29 @@ describe("AmqpConnection (real broker)", () => {
       if (broker().kind === "local") assert.strictEqual(yield* eventually(brokerChannelCount(name), 1), 1)
     }))
 
+  it.scopedLive("heartbeat and frameMax reach the broker (connection.tune-ok)", () =>
+    Effect.gen(function*() {
+      const name = uniqueName("tune")
+      const connection = yield* AmqpConnection.make({
+        urls: amqpUrl(),
+        connectionName: name,
+        heartbeat: "3 seconds",
+        frameMax: 65536
+      })
+      yield* connection.awaitConnected
+      if (broker().kind !== "local") return
+      const out = yield* rabbitmqctl("list_connections", "timeout", "frame_max", "client_properties", "--formatter", "json")
+      const rows = JSON.parse(out) as ReadonlyArray<{
+        readonly timeout: number
+        readonly frame_max: number
+        readonly client_properties: ReadonlyArray<readonly [string, string, unknown]>
+      }>
+      const row = rows.find((r) => r.client_properties.some(([key, , value]) => key === "connection_name" && value === name))
+      assert.isDefined(row)
+      assert.strictEqual(row?.timeout, 3)
+      assert.strictEqual(row?.frame_max, 65536)
+    }))
+
   it.scopedLive("rejects invalid options with a Config error", () =>
     Effect.gen(function*() {
       const bad = yield* Effect.flip(AmqpConnection.make({ urls: "http://localhost" }))
@@ -276,6 +300,41 @@ describe("AmqpConnection reconnect timing (TestClock)", () => {
         yield* delays(0.5, Reconnect.hareDefault, 7),
         [0, 10, 100, 1000, 5000, 5000, 5000]
       )
+    }))
+
+  it.scoped("a broker that accepts TCP but never answers: the attempt times out and its socket is closed", () =>
+    Effect.gen(function*() {
+      const accepted = yield* Queue.unbounded<net.Socket>()
+      const server = net.createServer((socket) => {
+        socket.on("error", () => {})
+        socket.resume() // read (and ignore) the protocol header, so that the client's close is seen
+        Queue.unsafeOffer(accepted, socket)
+      })
+      yield* Effect.acquireRelease(
+        Effect.async<void>((resume) => {
+          server.listen(0, "127.0.0.1", () => resume(Effect.void))
+        }),
+        () => Effect.sync(() => server.close())
+      )
+      const address = server.address()
+      const port = typeof address === "object" && address !== null ? address.port : 0
+      const connection = yield* AmqpConnection.make({
+        urls: `amqp://guest:guest@127.0.0.1:${port}`,
+        connectTimeout: "300 millis",
+        reconnect: Reconnect.fromDelays(["1 hour"])
+      })
+      const states = yield* recordStates(connection)
+      const socket = yield* Queue.take(accepted)
+      const socketClosed = Effect.async<void>((resume) => {
+        if (socket.destroyed) resume(Effect.void)
+        else socket.once("close", () => resume(Effect.void))
+      })
+      yield* TestClock.adjust("300 millis")
+      const failed = yield* nextDisconnected(states)
+      assert.isTrue(failed._tag === "Disconnected" && /no connection within/.test(failed.error.message))
+      assert.deepStrictEqual(retryMillis(failed), Option.some(3_600_000))
+      // The abandoned attempt's socket is destroyed (by amqplib's own real-time socket timeout).
+      yield* socketClosed
     }))
 
   it.scoped("when the schedule ends the state is Closed and waiters fail", () =>

@@ -150,7 +150,13 @@ const resolveConfig = (options: ConnectionOptions): Effect.Effect<Config, AmqpEr
       connectTimeout,
       closeTimeout,
       reconnect: options.reconnect ?? Reconnect.defaultPolicy,
-      socketOptions: { noDelay: decoded.noDelay ?? true, clientProperties },
+      // amqplib's own socket timeout (real time, idle socket until the handshake completes) backs up the
+      // Effect-level timeout: it destroys the socket of an attempt we gave up on while it was still pending.
+      socketOptions: {
+        noDelay: decoded.noDelay ?? true,
+        clientProperties,
+        ...(Duration.isFinite(connectTimeout) ? { timeout: Math.max(1, Math.ceil(Duration.toMillis(connectTimeout))) } : {})
+      },
       connectionName: decoded.connectionName
     }
   })
@@ -407,7 +413,8 @@ export const make = (options: ConnectionOptions): Effect.Effect<AmqpConnectionSh
       let attempt = 0
       while (true) {
         attempt += 1
-        yield* setState({ _tag: "Connecting", attempt })
+        // (the state starts as Connecting { attempt: 1 })
+        if (generation > 0 || attempt > 1) yield* setState({ _tag: "Connecting", attempt })
         const connected = yield* Effect.either(connectAny)
         let error: AmqpError
         if (Either.isRight(connected)) {
