@@ -282,12 +282,14 @@ export const make = (options: ConnectionOptions): Effect.Effect<AmqpConnectionSh
     const setState = (next: ConnectionState) =>
       SubscriptionRef.set(state, next).pipe(Effect.zipRight(Metric.set(connectedGauge, stateCode(next))))
 
+    let gaveUp = false
+
     const closedError = () =>
       new AmqpError({
         reason: "Closed",
-        message: lastError === undefined
-          ? "AMQP connection closed"
-          : `AMQP connection closed (gave up reconnecting after: ${lastError.message})`,
+        message: gaveUp && lastError !== undefined
+          ? `AMQP connection closed: gave up reconnecting after ${lastError.message}`
+          : "AMQP connection closed",
         cause: lastError
       })
 
@@ -428,6 +430,7 @@ export const make = (options: ConnectionOptions): Effect.Effect<AmqpConnectionSh
         lastError = error
         const retryIn = yield* backoff.next(error)
         if (Option.isNone(retryIn)) {
+          gaveUp = true
           yield* Effect.logWarning("AMQP connection gave up reconnecting", error.message)
           yield* setState({ _tag: "Closed" })
           return

@@ -458,6 +458,11 @@ const session = (link: Link, connection: AmqpConnectionShape, sink: Sink): Effec
       yield* SubscriptionRef.set(link.status, { _tag: "Connecting" })
       const error = yield* Effect.flip(Effect.scoped(channelSession(link, connection, sink, backoff)))
       if (error.reason === "Closed") return yield* Effect.fail(error)
+      if (error.reason === "ConnectionLost") {
+        // Not the channel's fault: wait for the connection (in openChannel) without spending a retry.
+        yield* Effect.logWarning(`RPC server ${link.config.name} lost its connection`, error.message)
+        continue
+      }
       const retryIn = yield* backoff.next(error)
       if (Option.isNone(retryIn)) {
         yield* Effect.logError(`RPC server ${link.config.name} gave up reopening its channel`, error.message)
