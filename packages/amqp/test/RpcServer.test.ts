@@ -276,6 +276,36 @@ describe("RpcServer (real broker)", () => {
       assert.strictEqual(yield* client.call(exchange, "k", "after"), "after@2")
     }))
 
+  it.scopedLive("at-least-once: a request whose channel dies mid-handler is redelivered and answered once", () =>
+    Effect.gen(function*() {
+      const name = unique("redeliver")
+      const connection = yield* serverConnection(name)
+      const gate = yield* Deferred.make<void>()
+      const calls = yield* Queue.unbounded<boolean>()
+      const server = yield* RpcServer.serve({ queue: name }, (payload, meta) =>
+        Effect.gen(function*() {
+          yield* Queue.offer(calls, meta.redelivered)
+          if (!meta.redelivered) yield* Deferred.await(gate)
+          return `${payload.toString()} redelivered=${meta.redelivered}`
+        })).pipe(Effect.provideService(AmqpConnection.AmqpConnection, connection))
+      yield* RpcServer.awaitReady(server)
+      const client = yield* makeClient("redeliver")
+      yield* client.request("", name, "job")
+      assert.isFalse(yield* Queue.take(calls), "first delivery")
+      yield* closeConnection(name, "warren test: mid-handler")
+      yield* server.status.changes.pipe(
+        Stream.filter((status) => status._tag === "Ready" && status.generation === 2),
+        Stream.runHead
+      )
+      yield* Deferred.succeed(gate, undefined) // the first handler finishes on a dead channel: no reply, no ack
+      assert.isTrue(yield* Queue.take(calls), "redelivered after the reconnect")
+      const reply = yield* client.nextReply
+      assert.strictEqual(reply.content.toString(), "job redelivered=true")
+      assert.strictEqual(yield* Queue.size(client.replies), 0, "answered once")
+      assert.strictEqual(yield* counterValue(RpcServer.metrics.replies, name), 1)
+      yield* withAdminChannel((ch) => ch.deleteQueue(name))
+    }))
+
   it.scopedLive("re-declares the queue after the broker deletes it (consumer cancelled)", () =>
     Effect.gen(function*() {
       const name = unique("cancelled")
