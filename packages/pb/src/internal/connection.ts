@@ -171,7 +171,7 @@ const CODE_START_TLS = 255
 const CODE_AUTH_REQ = 253
 const CODE_AUTH_RESP = 254
 
-export class Connection {
+export class Connection implements ConnectionLink {
   socket: Net.Socket | NodeTls.TLSSocket
   readonly peer: Peer
   /** The connection's fiber, interrupted when the socket closes. */
@@ -191,54 +191,64 @@ export class Connection {
   /** A step the inline path could not finish, for the fiber to run next. */
   private handoff: Step | undefined = undefined
   private activity = 0
-  private readonly instances = new Map<PbService, ServiceInstance>()
+  private instances: Map<PbService, ServiceInstance> | undefined = undefined
   private streaming: Streaming | undefined = undefined
   private securityState: SecurityState
-  private user: string | undefined = undefined
+  private userName: string | undefined = undefined
   private authFailures = 0
   private forks = 0
   private secure = false
   private inbox: Inbox<Envelope> | undefined = undefined
-  private fibers: FiberSet.FiberSet<unknown, unknown> | undefined = undefined
-  private readonly link: ConnectionLink
+  private fibers: { readonly set: FiberSet.FiberSet<unknown, unknown>; readonly scope: Scope.CloseableScope } | undefined =
+    undefined
   // Metrics counted here and recorded when the connection goes idle (once per batch, not per request).
   private requestCodes: Array<number> = []
-  private readonly requestCounts = new Map<number, number>()
-  private readonly errorCounts = new Map<Metrics.ErrorKind, number>()
+  private requestCounts: Array<number> = []
+  private errorCounts: Map<Metrics.ErrorKind, number> | undefined = undefined
 
   constructor(
     readonly id: number,
     raw: Net.Socket,
-    private readonly state: ServerState,
-    private readonly scope: Scope.Scope
+    private readonly state: ServerState
   ) {
     this.socket = raw
     this.peer = { address: raw.remoteAddress ?? "", port: raw.remotePort ?? 0 }
     this.decoder = new FrameDecoder(state.config.maxFrameSize)
     this.securityState = state.config.security === undefined ? "Off" : "AwaitStartTls"
-    this.link = {
-      connectionId: id,
-      peer: this.peer,
-      user: Effect.sync(() => Option.fromNullable(this.user)),
-      offer: (from, info) =>
-        Effect.suspend(() => {
-          const inbox = this.openInbox()
-          return inbox === undefined ? Effect.succeed(false) : inbox.offer({ _tag: "Info", from, info })
-        }),
-      unsafeOffer: (from, info) => this.openInbox()?.unsafeOffer({ _tag: "Info", from, info }) ?? false,
-      fork: (effect) =>
-        Effect.suspend(() => {
-          this.forks++
-          return Effect.flatMap(this.openFibers(), (fibers) => FiberSet.run(fibers, effect))
-        })
-    }
+  }
+
+  // The connection is its services' ConnectionLink (methods, no per-connection closures).
+  get connectionId(): number {
+    return this.id
+  }
+
+  get user(): Effect.Effect<Option.Option<string>> {
+    return Effect.sync(() => Option.fromNullable(this.userName))
+  }
+
+  offer(from: ServiceInstance, info: unknown): Effect.Effect<boolean> {
+    return Effect.suspend(() => {
+      const inbox = this.openInbox()
+      return inbox === undefined ? Effect.succeed(false) : inbox.offer({ _tag: "Info", from, info })
+    })
+  }
+
+  unsafeOffer(from: ServiceInstance, info: unknown): boolean {
+    return this.openInbox()?.unsafeOffer({ _tag: "Info", from, info }) ?? false
+  }
+
+  fork<A, E>(effect: Effect.Effect<A, E>): Effect.Effect<Fiber.RuntimeFiber<A, E>> {
+    return Effect.suspend(() => {
+      this.forks++
+      return Effect.flatMap(this.openFibers(), (fibers) => FiberSet.run(fibers, effect))
+    })
   }
 
   info(): ConnectionInfo {
     return {
       id: this.id,
       peer: this.peer,
-      user: this.user,
+      user: this.userName,
       secure: this.secure,
       streaming: this.streaming !== undefined,
       pendingFrames: this.pending.length - this.head,
@@ -254,10 +264,18 @@ export class Connection {
     return this.inbox
   }
 
+  /** The fibers forked with `ctx.fork`, in a scope closed with the connection (made on first use). */
   private openFibers(): Effect.Effect<FiberSet.FiberSet<unknown, unknown>> {
-    if (this.fibers !== undefined) return Effect.succeed(this.fibers)
-    return Effect.tap(Scope.extend(FiberSet.make<unknown, unknown>(), this.scope), (fibers) => {
-      this.fibers = fibers
+    if (this.fibers !== undefined) return Effect.succeed(this.fibers.set)
+    return Effect.gen(this, function*() {
+      const scope = yield* Scope.make()
+      const set = yield* Scope.extend(FiberSet.make<unknown, unknown>(), scope)
+      if (this.finished) {
+        yield* Scope.close(scope, Exit.void)
+      } else {
+        this.fibers = { set, scope }
+      }
+      return set
     })
   }
 
@@ -386,25 +404,32 @@ export class Connection {
   // -------------------------------------------------------------------------------------------------------------
 
   private countRequest(code: number): void {
-    const count = this.requestCounts.get(code)
-    if (count === undefined) this.requestCodes.push(code)
-    this.requestCounts.set(code, (count ?? 0) + 1)
+    const at = this.requestCodes.indexOf(code)
+    if (at >= 0) {
+      this.requestCounts[at]!++
+    } else {
+      this.requestCodes.push(code)
+      this.requestCounts.push(1)
+    }
   }
 
   private countError(kind: Metrics.ErrorKind, n = 1): void {
-    this.errorCounts.set(kind, (this.errorCounts.get(kind) ?? 0) + n)
+    const counts = this.errorCounts ??= new Map()
+    counts.set(kind, (counts.get(kind) ?? 0) + n)
   }
 
   /** Records the counts gathered since the last call. */
   private recordCounts(): void {
     if (this.requestCodes.length > 0) {
-      for (const code of this.requestCodes) Metrics.recordRequests(code, this.requestCounts.get(code)!)
+      for (let i = 0; i < this.requestCodes.length; i++) {
+        Metrics.recordRequests(this.requestCodes[i]!, this.requestCounts[i]!)
+      }
       this.requestCodes = []
-      this.requestCounts.clear()
+      this.requestCounts = []
     }
-    if (this.errorCounts.size > 0) {
+    if (this.errorCounts !== undefined) {
       for (const [kind, count] of this.errorCounts) Metrics.recordErrors(kind, count)
-      this.errorCounts.clear()
+      this.errorCounts = undefined
     }
   }
 
@@ -438,11 +463,11 @@ export class Connection {
   private flush(): Effect.Effect<void> {
     return Effect.suspend(() => {
       this.writeOut()
-      return this.writeBlocked ? this.awaitDrain : Effect.void
+      return this.writeBlocked ? this.awaitDrain() : Effect.void
     })
   }
 
-  private readonly awaitDrain: Effect.Effect<void> = Effect.async<void>((resume) => {
+  private awaitDrain = (): Effect.Effect<void> => Effect.async<void>((resume) => {
     const socket = this.socket
     const done = () => {
       socket.off("drain", done)
@@ -550,11 +575,11 @@ export class Connection {
       this.sendError(Texts.unknownCode(frame.code), "unknown_code")
       return "Continue"
     }
-    const instance = this.instances.get(service)
+    const instance = this.instances?.get(service)
     if (instance !== undefined) return this.decodeStage(instance, frame)
-    return Effect.flatMap(Effect.exit(service.open(this.link)), (opened) => {
+    return Effect.flatMap(Effect.exit(service.open(this)), (opened) => {
       if (Exit.isFailure(opened)) return this.defect(opened.cause, service, frame.code, false)
-      this.instances.set(service, opened.value)
+      ;(this.instances ??= new Map()).set(service, opened.value)
       return toEffect(this.decodeStage(opened.value, frame))
     })
   }
@@ -575,7 +600,7 @@ export class Connection {
     if (permission === undefined || security === undefined) {
       return this.processStage(instance, decoded.message, frame.code)
     }
-    const user = this.user ?? ""
+    const user = this.userName ?? ""
     const message = decoded.message
     return Effect.flatMap(security.authorizer.check(user, permission), (allowed) => {
       if (allowed) return toEffect(this.processStage(instance, message, frame.code))
@@ -676,7 +701,7 @@ export class Connection {
 
   private clearForks(): Effect.Effect<void> {
     this.forks = 0
-    return this.fibers === undefined ? Effect.void : FiberSet.clear(this.fibers)
+    return this.fibers === undefined ? Effect.void : FiberSet.clear(this.fibers.set)
   }
 
   // -------------------------------------------------------------------------------------------------------------
@@ -700,7 +725,7 @@ export class Connection {
       })
     )
     this.streaming = { _tag: "Effect", instance, token }
-    return Effect.as(this.link.fork(runner), "Continue")
+    return Effect.as(this.fork(runner), "Continue")
   }
 
   private endStream(): Effect.Effect<void> {
@@ -864,7 +889,7 @@ export class Connection {
         peerCertificate: certificate !== undefined && Object.keys(certificate).length > 0 ? certificate : undefined
       })
       if (ok) {
-        this.user = request.user
+        this.userName = request.user
         this.authFailures = 0
         this.securityState = "Authenticated"
         this.out.push(Uint8Array.of(CODE_AUTH_RESP))
@@ -883,6 +908,15 @@ export class Connection {
 
   /** Releases the socket: a graceful end after a normal finish, a destroy when interrupted (server shutdown). */
   teardown(exit: Exit.Exit<unknown, unknown>): Effect.Effect<void> {
+    return Effect.suspend(() => {
+      this.finished = true
+      const fibers = this.fibers
+      const closeFibers = fibers === undefined ? Effect.void : Scope.close(fibers.scope, Exit.void)
+      return Effect.zipRight(closeFibers, this.release(exit))
+    })
+  }
+
+  private release(exit: Exit.Exit<unknown, unknown>): Effect.Effect<void> {
     return Effect.sync(() => {
       this.finished = true
       this.inbox?.close()
@@ -951,7 +985,7 @@ const decodeAuthReq = (body: Uint8Array): { user: string; password: string } | u
 
 /** Serves one accepted socket until it closes. Never fails: everything is answered on the wire or logged. */
 export const serve = (raw: Net.Socket, state: ServerState): Effect.Effect<void> =>
-  Effect.gen(function*() {
+  Effect.withFiberRuntime<void>((fiber) => {
     const id = ++state.nextId
     Metrics.connectionsAccepted.unsafeUpdate(1, [])
     const config = state.config
@@ -962,35 +996,32 @@ export const serve = (raw: Net.Socket, state: ServerState): Effect.Effect<void> 
       const timer = setTimeout(() => raw.destroy(), Duration.toMillis(config.closeTimeout))
       timer.unref()
       raw.once("close", () => clearTimeout(timer))
-      return
+      return Effect.void
     }
     if (!raw.destroyed) {
       raw.setNoDelay(config.nodelay)
       raw.setKeepAlive(config.keepalive)
     }
-    const connection = new Connection(id, raw, state, yield* Effect.scope)
+    const connection = new Connection(id, raw, state)
     state.connections.set(id, connection)
     Metrics.connectionsActive.unsafeUpdate(state.connections.size, [])
-    yield* Effect.addFinalizer((exit) =>
-      Effect.zipRight(
-        connection.teardown(exit),
-        Effect.sync(() => {
-          state.connections.delete(id)
-          Metrics.connectionsActive.unsafeUpdate(state.connections.size, [])
-        })
+    connection.fiber = fiber
+    connection.attach(raw)
+    return connection.run.pipe(
+      Effect.onExit((exit) =>
+        Effect.zipRight(
+          connection.teardown(exit),
+          Effect.sync(() => {
+            state.connections.delete(id)
+            Metrics.connectionsActive.unsafeUpdate(state.connections.size, [])
+          })
+        )
+      ),
+      Effect.catchAllCause((cause) =>
+        Cause.isInterruptedOnly(cause) ? Effect.void : Effect.logError("PB connection failed", cause)
       )
     )
-    yield* Effect.withFiberRuntime<void>((fiber) => {
-      connection.fiber = fiber
-      connection.attach(raw)
-      return connection.run
-    })
-  }).pipe(
-    Effect.scoped,
-    Effect.catchAllCause((cause) =>
-      Cause.isInterruptedOnly(cause) ? Effect.void : Effect.logError("PB connection failed", cause)
-    )
-  )
+  })
 
 const frameOf = (payload: Uint8Array): Uint8Array => {
   const out = new Uint8Array(payload.length + 4)

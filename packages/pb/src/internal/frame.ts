@@ -20,7 +20,8 @@ export type FrameProblem =
  * the body is buffered; after a problem the decoder stops (the connection is closing).
  */
 export class FrameDecoder {
-  private readonly header = new Uint8Array(4)
+  // Allocated only when a length header is split across chunks.
+  private header: Uint8Array | undefined = undefined
   private headerFill = 0
   private body: Uint8Array | undefined = undefined
   private bodyFill = 0
@@ -57,13 +58,14 @@ export class FrameDecoder {
         length = readLength(chunk, offset)
         offset += 4
       } else {
+        const header = this.header ??= new Uint8Array(4)
         const n = Math.min(4 - this.headerFill, end - offset)
-        this.header.set(chunk.subarray(offset, offset + n), this.headerFill)
+        header.set(chunk.subarray(offset, offset + n), this.headerFill)
         this.headerFill += n
         offset += n
         if (this.headerFill < 4) continue
         this.headerFill = 0
-        length = readLength(this.header, 0)
+        length = readLength(header, 0)
       }
       if (length === 0) {
         this.stopped = true

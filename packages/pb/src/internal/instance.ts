@@ -23,9 +23,9 @@ export interface ConnectionLink {
   readonly peer: Peer
   readonly user: Effect.Effect<Option.Option<string>>
   /** Offers `info` from `instance` to the connection mailbox (suspends while it is full). */
-  readonly offer: (instance: ServiceInstance, info: unknown) => Effect.Effect<boolean>
-  readonly unsafeOffer: (instance: ServiceInstance, info: unknown) => boolean
-  readonly fork: <A, E>(effect: Effect.Effect<A, E>) => Effect.Effect<Fiber.RuntimeFiber<A, E>>
+  offer(instance: ServiceInstance, info: unknown): Effect.Effect<boolean>
+  unsafeOffer(instance: ServiceInstance, info: unknown): boolean
+  fork<A, E>(effect: Effect.Effect<A, E>): Effect.Effect<Fiber.RuntimeFiber<A, E>>
 }
 
 /**
@@ -35,10 +35,10 @@ export interface ConnectionLink {
 export interface ServiceInstance {
   readonly service: PbService
   readonly streams: boolean
-  readonly decode: (code: number, body: Uint8Array) => DecodeResult<unknown>
-  readonly encode: (reply: unknown) => Either.Either<Uint8Array, unknown>
-  readonly process: (message: unknown) => Result<ProcessResult<unknown, unknown, unknown>>
-  readonly processStream: (info: unknown, reqId: unknown) => Result<StreamResult<unknown, unknown>>
+  decode(code: number, body: Uint8Array): DecodeResult<unknown>
+  encode(reply: unknown): Either.Either<Uint8Array, unknown>
+  process(message: unknown): Result<ProcessResult<unknown, unknown, unknown>>
+  processStream(info: unknown, reqId: unknown): Result<StreamResult<unknown, unknown>>
 }
 
 const plainTags = new Set<unknown>(["Reply", "Failure", "StartStream", "ReplyStream", "Ignore", "Done"])
@@ -47,7 +47,98 @@ const plainTags = new Set<unknown>(["Reply", "Failure", "StartStream", "ReplyStr
 const isPlain = <R>(result: R | Effect.Effect<R, unknown>): result is R =>
   plainTags.has((result as { readonly _tag?: unknown })._tag) || !Effect.isEffect(result)
 
-/** Runs `init` and closes the callbacks over the resulting state. */
+/**
+ * A service's context: one small object; its functions are made when first read (and can be passed around
+ * detached, e.g. `const { send } = ctx`).
+ */
+class Context<Info> implements PbContext<Info> {
+  private sendFn: ((info: Info) => Effect.Effect<boolean>) | undefined = undefined
+  private unsafeSendFn: ((info: Info) => boolean) | undefined = undefined
+  private forkFn: (<A, E>(effect: Effect.Effect<A, E>) => Effect.Effect<Fiber.RuntimeFiber<A, E>>) | undefined =
+    undefined
+
+  constructor(private readonly link: ConnectionLink, private readonly instance: ServiceInstance) {}
+
+  get connectionId(): number {
+    return this.link.connectionId
+  }
+
+  get peer(): Peer {
+    return this.link.peer
+  }
+
+  get user(): Effect.Effect<Option.Option<string>> {
+    return this.link.user
+  }
+
+  get send(): (info: Info) => Effect.Effect<boolean> {
+    return this.sendFn ??= (info) => this.link.offer(this.instance, info)
+  }
+
+  get unsafeSend(): (info: Info) => boolean {
+    return this.unsafeSendFn ??= (info) => this.link.unsafeOffer(this.instance, info)
+  }
+
+  get fork(): <A, E>(effect: Effect.Effect<A, E>) => Effect.Effect<Fiber.RuntimeFiber<A, E>> {
+    return this.forkFn ??= (effect) => this.link.fork(effect)
+  }
+}
+
+/**
+ * The instance as a class (methods on the prototype, the context made on first use): an idle connection holds
+ * one small object per service it used.
+ */
+class Instance<Req, Resp, State, Info, ReqId> implements ServiceInstance {
+  private context: PbContext<Info> | undefined = undefined
+
+  constructor(
+    readonly service: PbService,
+    private readonly definition: Definition<Req, Resp, State, Info, ReqId>,
+    private readonly link: ConnectionLink,
+    private state: State
+  ) {}
+
+  get streams(): boolean {
+    return this.definition.processStream !== undefined
+  }
+
+  private get ctx(): PbContext<Info> {
+    return this.context ??= new Context<Info>(this.link, this)
+  }
+
+  private keep<R extends { readonly state: State }>(result: Result<R>): Result<R> {
+    if (isPlain(result)) {
+      this.state = result.state
+      return result
+    }
+    return Effect.map(result, (r) => {
+      this.state = r.state
+      return r
+    })
+  }
+
+  decode(code: number, body: Uint8Array): DecodeResult<unknown> {
+    return this.definition.decode(code, body)
+  }
+
+  // The server only hands `encode` what this instance's `process`/`processStream` produced, `process` what its
+  // `decode` produced, and `processStream` what its `ctx.send` accepted, so these casts restore erased types.
+  encode(reply: unknown): Either.Either<Uint8Array, unknown> {
+    return this.definition.encode(reply as Resp)
+  }
+
+  process(message: unknown): Result<ProcessResult<unknown, unknown, unknown>> {
+    return this.keep(this.definition.process(message as Req, this.state, this.ctx))
+  }
+
+  processStream(info: unknown, reqId: unknown): Result<StreamResult<unknown, unknown>> {
+    const processStream = this.definition.processStream
+    if (processStream === undefined) return Effect.dieMessage(`service ${this.service.name} has no processStream`)
+    return this.keep(processStream(info as Info, reqId as ReqId, this.state, this.ctx))
+  }
+}
+
+/** Runs `init` and opens the instance. */
 export const openInstance = <Req, Resp, State, Info, ReqId>(
   service: PbService,
   definition: Definition<Req, Resp, State, Info, ReqId>,
@@ -56,35 +147,4 @@ export const openInstance = <Req, Resp, State, Info, ReqId>(
   Effect.suspend(() => {
     const initial = definition.init()
     return Effect.isEffect(initial) ? initial : Effect.succeed(initial)
-  }).pipe(Effect.map((initialState) => {
-    let state = initialState
-    const ctx: PbContext<Info> = {
-      connectionId: link.connectionId,
-      peer: link.peer,
-      user: link.user,
-      send: (info) => link.offer(instance, info),
-      unsafeSend: (info) => link.unsafeOffer(instance, info),
-      fork: link.fork
-    }
-    const keep = <R extends { readonly state: State }>(result: R): R => {
-      state = result.state
-      return result
-    }
-    const kept = <R extends { readonly state: State }>(result: Result<R>): Result<R> =>
-      isPlain(result) ? keep(result) : Effect.map(result, keep)
-    const processStream = definition.processStream
-    const instance: ServiceInstance = {
-      service,
-      streams: processStream !== undefined,
-      // The server only hands `process` what this instance's `decode` produced, and `processStream` what this
-      // instance's `ctx.send` accepted, so these casts restore the types `decode` and `send` erased.
-      decode: (code, body) => definition.decode(code, body),
-      encode: (reply) => definition.encode(reply as Resp),
-      process: (message) => kept(definition.process(message as Req, state, ctx)),
-      processStream: (info, reqId) =>
-        processStream === undefined
-          ? Effect.dieMessage(`service ${service.name} has no processStream`)
-          : kept(processStream(info as Info, reqId as ReqId, state, ctx))
-    }
-    return instance
-  }))
+  }).pipe(Effect.map((state): ServiceInstance => new Instance(service, definition, link, state)))
