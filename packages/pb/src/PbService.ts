@@ -390,6 +390,14 @@ export interface PbContext<Info> {
 }
 
 /**
+ * An encoded reply: its bytes (message code first), whole or in pieces.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type Encoded = Uint8Array | ReadonlyArray<Uint8Array>
+
+/**
  * A value or an Effect of it: the callbacks of a service may be plain functions or return Effects.
  *
  * @since 0.1.0
@@ -414,8 +422,11 @@ export interface Definition<Req, Resp, State, Info = never, ReqId = never> {
   readonly init: () => State | Effect.Effect<State>
   /** Decodes the body of a frame whose code belongs to this service (the code byte is not part of `body`). */
   readonly decode: (code: number, body: Uint8Array) => DecodeResult<Req>
-  /** Encodes a reply, with its message code as the first byte; `Either.left` is an encoding failure. */
-  readonly encode: (reply: Resp) => Either.Either<Uint8Array, unknown>
+  /**
+   * Encodes a reply, with its message code as the first byte; `Either.left` is an encoding failure. Like riak's
+   * iodata, the bytes may be given in pieces (`[Uint8Array.of(code), body]`), written one after the other.
+   */
+  readonly encode: (reply: Resp) => Either.Either<Encoded, unknown>
   /** Serves a request (riak's `process/2`). */
   readonly process: (message: Req, state: State, ctx: PbContext<Info>) => Result<ProcessResult<Resp, State, ReqId>>
   /** Serves a message sent with `ctx.send` while streaming `reqId` (riak's `process_stream/3`). */

@@ -63,4 +63,22 @@ describe("framing", () => {
     assert.deepStrictEqual(decodeAll(new FrameDecoder(1 << 20), [all]).frames.map(([code]) => code), [2, 102, 5, 2])
     assert.isAtMost(pieces.length, 4)
   })
+
+  it("OutBuffer takes replies given in pieces (riak's iodata), large pieces uncopied", () => {
+    const out = new OutBuffer()
+    const large = new Uint8Array(20_000).fill(7)
+    assert.isTrue(out.push([Uint8Array.of(121), Buffer.from("ab"), Buffer.from("c")]))
+    assert.isTrue(out.push([Uint8Array.of(122), large, Uint8Array.of(9)]))
+    assert.isTrue(out.push(Uint8Array.of(2)))
+    assert.isFalse(out.push([]))
+    assert.isFalse(out.push(new Uint8Array(0)))
+    assert.isFalse(out.push(["not bytes"] as unknown as ReadonlyArray<Uint8Array>))
+    assert.strictEqual(out.size, 8 + 20_006 + 5)
+    const pieces = out.take()
+    assert.isTrue(pieces.includes(large))
+    const frames = decodeAll(new FrameDecoder(1 << 20), [Buffer.concat(pieces)]).frames
+    assert.deepStrictEqual(frames.map(([code]) => code), [121, 122, 2])
+    assert.strictEqual(frames[0]![1], "abc")
+    assert.strictEqual((frames[1]![1] as string).length, 20_001)
+  })
 })

@@ -57,6 +57,24 @@ describe("PbServer", () => {
         assert.isTrue(reply.body.equals(body))
       }))
 
+    it.scopedLive("replies encoded in pieces (iodata) are written as one frame each", () =>
+      Effect.gen(function*() {
+        const pieces = PbService.make({
+          name: "pieces",
+          init: () => undefined,
+          decode: (_code, body) => PbService.decoded(Buffer.from(body).toString()),
+          encode: (reply: string) =>
+            reply === "none" ? Either.right([]) : Either.right([Uint8Array.of(126), Buffer.from(reply), Buffer.from("!")]),
+          process: (message, state) => PbService.replies([message, message], state)
+        })
+        const { port } = yield* startServer([ServiceRegistry.registration(pieces, 125, 126)])
+        const client = yield* connect(port)
+        yield* client.send(125, "hi")
+        const frames = [yield* client.next, yield* client.next]
+        assert.deepStrictEqual(frames.map((f) => [f.code, f.body.toString()]), [[126, "hi!"], [126, "hi!"]])
+        assert.strictEqual(errorText(yield* client.request(125, "none")), "Internal service error: no encoding for response message")
+      }))
+
     it.scopedLive("state is per connection", () =>
       Effect.gen(function*() {
         const { port } = yield* startServer([syncRegistration()])

@@ -23,7 +23,15 @@ import * as Stream from "effect/Stream"
 import type * as Net from "node:net"
 import * as NodeTls from "node:tls"
 import * as NodeUtil from "node:util"
-import type { PbService, PbServiceError, Peer, ProcessResult, StreamResult, Target } from "../PbService.js"
+import type {
+  Encoded,
+  PbService,
+  PbServiceError,
+  Peer,
+  ProcessResult,
+  StreamResult,
+  Target
+} from "../PbService.js"
 import { renderErrorMessage, renderReason } from "../PbService.js"
 import type { Authenticator, Authorizer } from "../Security.js"
 import type { Registry } from "../ServiceRegistry.js"
@@ -684,14 +692,14 @@ export class Connection implements ConnectionLink {
 
   private sendReplies(instance: ServiceInstance, replies: Iterable<unknown>, code: number, inStream: boolean): Step {
     for (const reply of replies) {
-      let encoded: Either.Either<Uint8Array, unknown>
+      let encoded: Either.Either<Encoded, unknown>
       try {
         encoded = instance.encode(reply)
       } catch (thrown) {
         return this.defect(Cause.die(thrown), instance.service, code, inStream)
       }
-      if (Either.isRight(encoded) && encoded.right instanceof Uint8Array && encoded.right.length > 0) {
-        this.out.push(encoded.right)
+      if (Either.isRight(encoded) && this.out.push(encoded.right)) {
+        // queued
       } else {
         this.sendError(Texts.noEncoding, "encode")
       }

@@ -109,11 +109,13 @@ const LARGE = 16 * 1024
 
 /**
  * Replies waiting to be written, coalesced into as few writes as possible: small frames are copied into one
- * buffer (from Node's buffer pool), a large one is written as its own piece (no copy). Nothing is kept once taken,
+ * buffer (from Node's buffer pool), large pieces are written as they are (no copy). Nothing is kept once taken,
  * so an idle connection holds no buffer.
  */
 export class OutBuffer {
-  private payloads: Array<Uint8Array> = []
+  // Per reply: its length, then its pieces.
+  private lengths: Array<number> = []
+  private pieces: Array<Uint8Array | ReadonlyArray<Uint8Array>> = []
   private total = 0
 
   /** Bytes waiting (frames included). */
@@ -121,45 +123,85 @@ export class OutBuffer {
     return this.total
   }
 
-  /** Appends one reply (`payload` = code byte + body). */
-  push(payload: Uint8Array): void {
-    this.payloads.push(payload)
-    this.total += payload.length + 4
-  }
-
-  /** Takes everything waiting as framed pieces, in order. */
-  take(): Array<Uint8Array> {
-    const payloads = this.payloads
-    this.payloads = []
-    this.total = 0
-    const pieces: Array<Uint8Array> = []
-    let i = 0
-    while (i < payloads.length) {
-      let size = 0
-      let j = i
-      while (j < payloads.length && payloads[j]!.length <= LARGE) {
-        size += payloads[j]!.length + 4
-        j++
-      }
-      const large = j < payloads.length ? payloads[j]! : undefined
-      if (large !== undefined) size += 4
-      const buffer = Buffer.allocUnsafe(size)
-      let at = 0
-      for (let k = i; k < j; k++) {
-        const payload = payloads[k]!
-        writeLength(buffer, at, payload.length)
-        buffer.set(payload, at + 4)
-        at += payload.length + 4
-      }
-      pieces.push(buffer)
-      if (large !== undefined) {
-        writeLength(buffer, at, large.length)
-        pieces.push(large)
-        i = j + 1
-      } else {
-        i = j
+  /**
+   * Appends one reply (code byte + body, whole or in pieces). `false` (and nothing appended) when it is not a
+   * non-empty byte sequence.
+   */
+  push(payload: Uint8Array | ReadonlyArray<Uint8Array>): boolean {
+    let length: number
+    if (payload instanceof Uint8Array) {
+      length = payload.length
+    } else {
+      if (!Array.isArray(payload)) return false
+      length = 0
+      for (const piece of payload) {
+        if (!(piece instanceof Uint8Array)) return false
+        length += piece.length
       }
     }
-    return pieces
+    if (length === 0) return false
+    this.lengths.push(length)
+    this.pieces.push(payload)
+    this.total += length + 4
+    return true
+  }
+
+  /** Takes everything waiting as framed chunks to write, in order. */
+  take(): Array<Uint8Array> {
+    const lengths = this.lengths
+    const payloads = this.pieces
+    this.lengths = []
+    this.pieces = []
+    this.total = 0
+    // Pass 1: the sizes of the runs of bytes to copy (headers and small pieces), split by the large pieces.
+    const runSizes: Array<number> = []
+    let runSize = 0
+    for (let i = 0; i < payloads.length; i++) {
+      runSize += 4
+      const payload = payloads[i]!
+      if (payload instanceof Uint8Array) {
+        if (payload.length > LARGE) {
+          runSizes.push(runSize)
+          runSize = 0
+        } else {
+          runSize += payload.length
+        }
+      } else {
+        for (const piece of payload) {
+          if (piece.length > LARGE) {
+            runSizes.push(runSize)
+            runSize = 0
+          } else {
+            runSize += piece.length
+          }
+        }
+      }
+    }
+    runSizes.push(runSize)
+    // Pass 2: fill the runs, in order with the large pieces.
+    const out: Array<Uint8Array> = []
+    let run = 0
+    let buffer = Buffer.allocUnsafe(runSizes[0]!)
+    let at = 0
+    const put = (piece: Uint8Array) => {
+      if (piece.length > LARGE) {
+        if (at > 0) out.push(buffer)
+        out.push(piece)
+        buffer = Buffer.allocUnsafe(runSizes[++run]!)
+        at = 0
+      } else {
+        buffer.set(piece, at)
+        at += piece.length
+      }
+    }
+    for (let i = 0; i < payloads.length; i++) {
+      writeLength(buffer, at, lengths[i]!)
+      at += 4
+      const payload = payloads[i]!
+      if (payload instanceof Uint8Array) put(payload)
+      else for (const piece of payload) put(piece)
+    }
+    if (at > 0) out.push(buffer)
+    return out
   }
 }

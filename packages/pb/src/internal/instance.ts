@@ -9,6 +9,7 @@ import type * as Option from "effect/Option"
 import type {
   DecodeResult,
   Definition,
+  Encoded,
   PbContext,
   PbService,
   Peer,
@@ -36,7 +37,7 @@ export interface ServiceInstance {
   readonly service: PbService
   readonly streams: boolean
   decode(code: number, body: Uint8Array): DecodeResult<unknown>
-  encode(reply: unknown): Either.Either<Uint8Array, unknown>
+  encode(reply: unknown): Either.Either<Encoded, unknown>
   process(message: unknown): Result<ProcessResult<unknown, unknown, unknown>>
   processStream(info: unknown, reqId: unknown): Result<StreamResult<unknown, unknown>>
 }
@@ -123,7 +124,7 @@ class Instance<Req, Resp, State, Info, ReqId> implements ServiceInstance {
 
   // The server only hands `encode` what this instance's `process`/`processStream` produced, `process` what its
   // `decode` produced, and `processStream` what its `ctx.send` accepted, so these casts restore erased types.
-  encode(reply: unknown): Either.Either<Uint8Array, unknown> {
+  encode(reply: unknown): Either.Either<Encoded, unknown> {
     return this.definition.encode(reply as Resp)
   }
 
