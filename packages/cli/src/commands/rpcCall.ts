@@ -96,8 +96,6 @@ export class RpcCallError extends Data.TaggedError("RpcCallError")<{
   readonly message: string
 }> {}
 
-const redact = (url: string): string => url.replace(/\/\/([^:@/]*):[^@/]*@/, "//$1:***@")
-
 /**
  * The command as an Effect: connects, checks the exchange, sends one request and returns the response body.
  * Everything (connect included) is bounded by `timeout`; no reconnects.
@@ -121,9 +119,8 @@ export const rpcCall = (options: RpcCallOptions): Effect.Effect<Buffer, RpcCallE
       Effect.mapError((error) =>
         new RpcCallError({
           reason: "Connect",
-          message: `cannot connect to ${redact(options.url)}: ${
-            error.cause instanceof Error ? error.cause.message : error.message
-          }`
+          // The connection's own message names the (redacted) URL.
+          message: `cannot connect: ${error.cause instanceof Error ? error.cause.message : error.message}`
         })
       )
     )
