@@ -1,12 +1,15 @@
 /**
- * The RPC client engine: a `@warren/process` process (the Hare.RPC.Client gen_server) plus a channel session
- * fiber and a table of requests.
+ * The RPC client engine: a `@warren/process` process (the Hare.RPC.Client gen_server: init, connected,
+ * handleReady, handleInfo, handleRequest, terminate, all serialized with the state) plus a channel session fiber
+ * and a table of requests shared by both.
  *
- * Hot path (no fork per request): `request` is a `Process.call`; `handleCall` runs `handleRequest` if any and
- * publishes at once on the current channel (or parks the request until a channel / an in-flight slot is free),
- * returning `noreply`. The amqplib reply consumer looks the correlation id up in a Map and answers the caller
- * with `Process.unsafeReplyTo` directly from the amqplib callback (replies never queue behind the mailbox).
- * Timeouts are the process's call timeouts: one timer fiber per distinct duration, on the Effect Clock.
+ * Hot path, no fork per request. Without `handleRequest` a request needs no process state, so it does not go
+ * through the mailbox: the caller's `Effect.async` registers it, publishes at once on the current channel (or
+ * parks it until a channel / an in-flight slot is free) and arms its timer. With `handleRequest` a request is a
+ * `Process.call`: `handleCall` runs the callback with the state, publishes, returns `noreply`, and the process's
+ * call timeout is its clock. Either way the amqplib reply consumer looks the correlation id up in a Map and
+ * answers the caller from the amqplib callback (replies never queue behind the mailbox). Timers: one fiber per
+ * distinct timeout duration, on the Effect Clock (deadlines arrive in order, so each list is a FIFO).
  */
 import type * as Amqp from "amqplib"
 import { Process } from "@warren/process"
@@ -18,6 +21,7 @@ import * as Either from "effect/Either"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import * as Metric from "effect/Metric"
+import * as Runtime from "effect/Runtime"
 import * as MetricLabel from "effect/MetricLabel"
 import * as ScheduleDecision from "effect/ScheduleDecision"
 import * as ScheduleIntervals from "effect/ScheduleIntervals"
@@ -33,6 +37,7 @@ import {
   type Meta,
   type Payload,
   type PublishOptions,
+  type RequestError,
   type RequestResult,
   type ResolvedOptions,
   resolveOptions,
@@ -88,15 +93,64 @@ const toBuffer = (payload: Payload): Buffer =>
 // ---------------------------------------------------------------------------------------------------------------
 // The request table
 
-/** A request accepted by the process: waiting for a channel/slot, then in flight until answered. */
+/** The publish options of a request given none (shared, never mutated). */
+const noOptions: PublishOptions = {}
+
+/** How a caller is answered: through its process call, or directly (the resume of its `Effect.async`). */
+type Resume = (result: Effect.Effect<Buffer, RequestError>) => void
+
+/**
+ * A request accepted by the client: waiting for a channel/slot, then in flight until answered. Requests that
+ * went through `handleRequest` are process calls (`from`); the others are answered directly (`resume`) and
+ * carry their own timer links.
+ */
 class Pending {
+  done = false
+  deadline = 0
+  timers: TimerList | undefined = undefined
+  prev: Pending | undefined = undefined
+  next: Pending | undefined = undefined
   constructor(
     readonly key: string,
-    readonly from: Process.From<ReplyValue>,
     readonly payload: Buffer,
     readonly routingKey: string,
-    readonly options: PublishOptions
+    readonly options: PublishOptions,
+    readonly from: Process.From<ReplyValue> | undefined,
+    readonly resume: Resume | undefined
   ) {}
+}
+
+/** Direct requests with the same timeout, oldest first (so deadlines are in order); one fiber sleeps until the head's. */
+class TimerList {
+  head: Pending | undefined = undefined
+  tail: Pending | undefined = undefined
+  wake: (() => void) | undefined = undefined
+  fiber: Fiber.RuntimeFiber<void> | undefined = undefined
+  constructor(readonly duration: Duration.Duration) {}
+
+  append(pending: Pending): void {
+    pending.timers = this
+    pending.prev = this.tail
+    pending.next = undefined
+    if (this.tail === undefined) this.head = pending
+    else this.tail.next = pending
+    this.tail = pending
+    if (this.wake !== undefined) {
+      const wake = this.wake
+      this.wake = undefined
+      wake()
+    }
+  }
+
+  unlink(pending: Pending): void {
+    if (pending.prev === undefined) this.head = pending.next
+    else pending.prev.next = pending.next
+    if (pending.next === undefined) this.tail = pending.prev
+    else pending.next.prev = pending.prev
+    pending.prev = undefined
+    pending.next = undefined
+    pending.timers = undefined
+  }
 }
 
 /** One channel with its declarations done and its reply consumer running. */
@@ -147,15 +201,20 @@ const metric = {
 }
 
 /**
- * The mutable core shared by the process fiber, the session fiber and amqplib callbacks. All of them run on
- * the one JS thread and every method here is synchronous, so no method ever sees another half done.
+ * The mutable core shared by the process fiber, the session fiber, callers and amqplib callbacks. All of them run
+ * on the one JS thread and every method here is synchronous, so no method ever sees another half done.
  */
 class Engine {
   session: Session | undefined = undefined
   readonly inFlight = new Map<string, Pending>()
   readonly waiting = new Map<string, Pending>()
+  /** Set by a graceful stop: no new requests. */
   stopping = false
+  /** Set when the process has exited (after terminate): requests fail with it. */
+  exitReason: Process.ExitReason<unknown> | undefined = undefined
   drainWaiters: Array<() => void> = []
+  readonly timerLists = new Map<number, TimerList>()
+  nextDirectId = 0
   readonly counts = {
     requests: 0,
     published: 0,
@@ -170,7 +229,12 @@ class Engine {
   /** Metric tags: one array, reused, so metric hooks are cached (no registry lookup per update). */
   readonly tags: ReadonlyArray<MetricLabel.MetricLabel>
 
-  constructor(readonly options: ResolvedOptions, readonly prefix: string) {
+  constructor(
+    readonly options: ResolvedOptions,
+    readonly prefix: string,
+    readonly clock: Clock.Clock,
+    readonly runFork: <A, E>(effect: Effect.Effect<A, E>) => Fiber.RuntimeFiber<A, E>
+  ) {
     this.tags = [MetricLabel.make("client", options.name)]
   }
 
@@ -183,7 +247,107 @@ class Engine {
     metric.inFlight.unsafeUpdate(this.inFlight.size, this.tags)
   }
 
-  /** A request that passed `handleRequest`: publish now if possible, else park it (FIFO). */
+  stopped(reason: RpcClientStopped["reason"]): RpcClientStopped {
+    return new RpcClientStopped({ client: this.options.name, reason })
+  }
+
+  // -- answering ---------------------------------------------------------------------------------------------
+
+  /** Answers the caller of `pending` once; false if it was answered already or gave up. */
+  answer(pending: Pending, value: ReplyValue): boolean {
+    if (pending.from !== undefined) return Process.unsafeReplyTo(pending.from, value)
+    if (pending.done) return false
+    pending.done = true
+    if (pending.timers !== undefined) pending.timers.unlink(pending)
+    pending.resume!(Buffer.isBuffer(value) ? Effect.succeed(value) : Effect.fail(value))
+    return true
+  }
+
+  /** Takes `pending` out of the tables (it is answered, timed out or abandoned). */
+  remove(pending: Pending): void {
+    if (this.waiting.delete(pending.key)) return
+    if (this.inFlight.delete(pending.key)) this.settled()
+  }
+
+  // -- direct requests (no handleRequest): no mailbox hop ------------------------------------------------------
+
+  /** A request answered directly: publish (or park) now, arm its timer; the canceler forgets it. */
+  direct(payload: Buffer, routingKey: string, options: PublishOptions, timeout: Duration.Duration) {
+    return Effect.async<Buffer, RequestError>((resume) => {
+      this.count("requests")
+      if (this.exitReason !== undefined) return resume(Effect.fail(this.stopped(this.exitReason)))
+      if (this.stopping) return resume(Effect.fail(this.stopped("Stopping")))
+      const pending = new Pending(`${this.prefix}d${this.nextDirectId++}`, payload, routingKey, options, undefined, resume)
+      this.arm(pending, timeout)
+      this.submit(pending)
+      return Effect.sync(() => this.abandonDirect(pending))
+    })
+  }
+
+  arm(pending: Pending, timeout: Duration.Duration): void {
+    const millis = Duration.toMillis(timeout)
+    if (!Number.isFinite(millis)) return
+    pending.deadline = this.clock.unsafeCurrentTimeMillis() + millis
+    const list = this.timerLists.get(millis)
+    if (list !== undefined) return list.append(pending)
+    const created = new TimerList(timeout)
+    this.timerLists.set(millis, created)
+    created.append(pending)
+    created.fiber = this.runFork(this.timerLoop(created))
+  }
+
+  timerLoop(list: TimerList): Effect.Effect<void> {
+    const engine = this
+    return Effect.gen(function*() {
+      for (;;) {
+        const head = list.head
+        if (head === undefined) {
+          yield* Effect.async<void>((resume) => {
+            list.wake = () => resume(Effect.void)
+          })
+          continue
+        }
+        const now = engine.clock.unsafeCurrentTimeMillis()
+        if (head.deadline <= now) {
+          list.unlink(head)
+          engine.expire(head, list.duration)
+          continue
+        }
+        yield* engine.clock.sleep(Duration.millis(head.deadline - now))
+      }
+    })
+  }
+
+  /** A direct request's timeout passed. */
+  expire(pending: Pending, timeout: Duration.Duration): void {
+    if (pending.done) return
+    pending.done = true
+    this.remove(pending)
+    pending.resume!(Effect.fail(this.timeoutError(pending.routingKey, timeout)))
+  }
+
+  timeoutError(routingKey: string, timeout: Duration.Duration): RpcTimeout {
+    this.count("timeouts")
+    return new RpcTimeout({ client: this.options.name, routingKey, timeout })
+  }
+
+  /** A direct caller was interrupted: forget its request. */
+  abandonDirect(pending: Pending): void {
+    if (pending.done) return
+    pending.done = true
+    if (pending.timers !== undefined) pending.timers.unlink(pending)
+    this.remove(pending)
+  }
+
+  /** A process caller gave up (timeout, interruption): forget its request. */
+  abandonCall(key: string): void {
+    const pending = this.waiting.get(key) ?? this.inFlight.get(key)
+    if (pending !== undefined) this.remove(pending)
+  }
+
+  // -- publishing ----------------------------------------------------------------------------------------------
+
+  /** A request ready to go: publish now if possible, else park it (FIFO). */
   submit(pending: Pending): void {
     const session = this.session
     if (session !== undefined && this.waiting.size === 0 && this.inFlight.size < this.options.maxInFlight) {
@@ -194,11 +358,9 @@ class Engine {
 
   /** Publishes on `session`; false (nothing published) if the channel is already closed. */
   publish(session: Session, pending: Pending): boolean {
-    const properties: Amqp.Options.Publish = {
-      ...pending.options,
-      replyTo: session.replyQueue,
-      correlationId: pending.key
-    }
+    const properties: Amqp.Options.Publish = pending.options === noOptions
+      ? { replyTo: session.replyQueue, correlationId: pending.key }
+      : { ...pending.options, replyTo: session.replyQueue, correlationId: pending.key }
     const exchange = session.meta.requestExchange.name
     this.inFlight.set(pending.key, pending)
     try {
@@ -254,6 +416,8 @@ class Engine {
     }
   }
 
+  // -- broker events -----------------------------------------------------------------------------------------
+
   onReply(message: Amqp.ConsumeMessage): void {
     const key: unknown = message.properties.correlationId
     const pending = typeof key === "string" ? this.inFlight.get(key) : undefined
@@ -262,7 +426,7 @@ class Engine {
       return
     }
     this.inFlight.delete(pending.key)
-    if (Process.unsafeReplyTo(pending.from, message.content)) this.count("replies")
+    if (this.answer(pending, message.content)) this.count("replies")
     else this.count("lateReplies")
     this.settled()
   }
@@ -274,8 +438,8 @@ class Engine {
     this.inFlight.delete(pending.key)
     this.count("returned")
     const fields = message.fields as Amqp.MessageFields & { readonly replyCode?: number; readonly replyText?: string }
-    Process.unsafeReplyTo(
-      pending.from,
+    this.answer(
+      pending,
       new RpcUnroutable({
         client: this.options.name,
         exchange: fields.exchange,
@@ -293,9 +457,11 @@ class Engine {
     if (pending === undefined) return
     this.inFlight.delete(key)
     this.count("nacked")
-    Process.unsafeReplyTo(pending.from, new RpcNacked({ client: this.options.name, routingKey: pending.routingKey }))
+    this.answer(pending, new RpcNacked({ client: this.options.name, routingKey: pending.routingKey }))
     this.settled()
   }
+
+  // -- sessions and stop -------------------------------------------------------------------------------------
 
   /** The channel is set up: requests may flow. */
   activate(session: Session): void {
@@ -313,39 +479,42 @@ class Engine {
     this.inFlight.clear()
     for (const pending of lost) {
       this.count("channelLost")
-      Process.unsafeReplyTo(
-        pending.from,
-        new RpcChannelLost({ client: this.options.name, routingKey: pending.routingKey, cause: error })
-      )
+      this.answer(pending, new RpcChannelLost({ client: this.options.name, routingKey: pending.routingKey, cause: error }))
     }
     this.settled()
   }
 
-  /** The caller gave up (timeout, interruption): forget its request. */
-  abandon(key: string): void {
-    if (this.waiting.delete(key)) return
-    if (this.inFlight.delete(key)) this.settled()
-  }
-
-  /** Fails every parked request (stop). */
+  /** Fails every parked request (graceful stop). */
   failWaiting(reason: RpcClientStopped["reason"]): void {
     if (this.waiting.size === 0) return
     const parked = Array.from(this.waiting.values())
     this.waiting.clear()
-    for (const pending of parked) {
-      Process.unsafeReplyTo(pending.from, new RpcClientStopped({ client: this.options.name, reason }))
-    }
+    for (const pending of parked) this.answer(pending, this.stopped(reason))
   }
 
-  /** Fails every request in flight (end of a graceful stop's drain). */
+  /** Fails every request in flight (end of a graceful stop's drain, exit). */
   failInFlight(reason: RpcClientStopped["reason"]): void {
     if (this.inFlight.size === 0) return
     const lost = Array.from(this.inFlight.values())
     this.inFlight.clear()
-    for (const pending of lost) {
-      Process.unsafeReplyTo(pending.from, new RpcClientStopped({ client: this.options.name, reason }))
-    }
+    for (const pending of lost) this.answer(pending, this.stopped(reason))
     this.gauge()
+  }
+
+  /** The process exited: fail everything left, stop the timers. */
+  exited(reason: Process.ExitReason<unknown>): Effect.Effect<void> {
+    return Effect.suspend(() => {
+      this.exitReason = reason
+      this.stopping = true
+      this.failWaiting(reason)
+      this.failInFlight(reason)
+      const fibers: Array<Fiber.RuntimeFiber<void>> = []
+      for (const list of this.timerLists.values()) {
+        if (list.fiber !== undefined) fibers.push(list.fiber)
+      }
+      this.timerLists.clear()
+      return fibers.length === 0 ? Effect.void : Fiber.interruptAll(fibers)
+    })
   }
 
   /** Succeeds once nothing is in flight (used by a graceful stop, after `stopping` is set). */
@@ -506,6 +675,9 @@ const sessionLoop = (
 
 let nextClientId = 0
 
+/** Effect's default tracer (native spans, exported nowhere). */
+const builtInTracer = Effect.runSync(Effect.tracer)
+
 const newPrefix = (): string =>
   `${(++nextClientId).toString(36)}.${Math.floor(Math.random() * 0x100000000).toString(36)}.`
 
@@ -532,8 +704,11 @@ export const start = <Arg, State, Info, Reason, R>(
 > =>
   Effect.gen(function*() {
     const options = yield* resolveOptions(rawOptions)
+    // Effect's built-in tracer exports nothing: spans only when another tracer is installed (unless set).
+    const spans = options.spans ?? (yield* Effect.tracer) !== builtInTracer
     const connection = yield* AmqpConnection
-    const engine = new Engine(options, newPrefix())
+    const runtime = yield* Effect.runtime<never>()
+    const engine = new Engine(options, newPrefix(), yield* Effect.clock, Runtime.runFork(runtime))
     const state = yield* SubscriptionRef.make<ClientState>({ _tag: "Connecting", attempt: 1 })
     const box: { session: Fiber.RuntimeFiber<void> | undefined } = { session: undefined }
     const name = options.name
@@ -547,11 +722,13 @@ export const start = <Arg, State, Info, Reason, R>(
     ): Process.CallResult<ReplyValue, State, Reason> | typeof result => {
       switch (result?._tag) {
         case "Proceed":
-          engine.submit(new Pending(engine.prefix + from.id, from, request.payload, request.routingKey, request.options))
+          engine.submit(
+            new Pending(engine.prefix + from.id, request.payload, request.routingKey, request.options, from, undefined)
+          )
           return Process.noreply(result.state)
         case "ProceedWith":
           engine.submit(
-            new Pending(engine.prefix + from.id, from, toBuffer(result.payload), result.routingKey, result.options)
+            new Pending(engine.prefix + from.id, toBuffer(result.payload), result.routingKey, result.options, from, undefined)
           )
           return Process.noreply(result.state)
         case "Reply":
@@ -590,13 +767,8 @@ export const start = <Arg, State, Info, Reason, R>(
       handleCall: (request, from, current) => {
         engine.count("requests")
         if (engine.stopping) return Process.reply(stoppedWhileStopping, current)
-        const handleRequest = callbacks.handleRequest
-        if (handleRequest === undefined) {
-          engine.submit(new Pending(engine.prefix + from.id, from, request.payload, request.routingKey, request.options))
-          return Process.noreply(current)
-        }
         return mapResult(
-          handleRequest(request.payload, request.routingKey, request.options, current),
+          callbacks.handleRequest!(request.payload, request.routingKey, request.options, current),
           (result) => afterRequest(result, from, request)
         ) as Process.Returns<Process.CallResult<ReplyValue, State, Reason>, R>
       },
@@ -615,7 +787,7 @@ export const start = <Arg, State, Info, Reason, R>(
           : callbacks.handleInfo(message as Info, current)
       },
       handleAbandoned: (from, current) => {
-        engine.abandon(engine.prefix + from.id)
+        engine.abandonCall(engine.prefix + from.id)
         return Process.noreply(current)
       },
       terminate: (reason, current) => {
@@ -628,7 +800,7 @@ export const start = <Arg, State, Info, Reason, R>(
         const user = callbacks.terminate === undefined
           ? Effect.void
           : Effect.suspend(() => toEffect(callbacks.terminate!(reason, current)))
-        return Effect.ensuring(user, closeChannel)
+        return Effect.ensuring(user, Effect.zipRight(closeChannel, engine.exited(reason)))
       }
     }
 
@@ -648,36 +820,29 @@ export const start = <Arg, State, Info, Reason, R>(
       Effect.zipRight(Effect.sync(() => engine.failInFlight("Stopping")))
     )
 
-    // Closing the scope stops gracefully too (this finalizer runs before the process's own).
+    // Closing the scope stops gracefully too (this finalizer runs before the process's own), and whatever
+    // happened, leaves no timer behind.
     yield* Effect.addFinalizer(() =>
-      Effect.suspend(() => Process.isAlive(ref) ? Effect.zipRight(drain, Process.stopNow(ref)) : Effect.void)
+      Effect.suspend(() => Process.isAlive(ref) ? Effect.zipRight(drain, Process.stopNow(ref)) : Effect.void).pipe(
+        Effect.zipRight(Effect.suspend(() => engine.exited(engine.exitReason ?? Process.shutdown)))
+      )
     )
 
-    const timeoutError = (routingKey: string, timeout: Duration.Duration) => {
-      engine.count("timeouts")
-      return new RpcTimeout({ client: name, routingKey, timeout })
-    }
-
-    const emptyOptions: PublishOptions = {}
+    // Without handleRequest a request needs no process state: it skips the mailbox (see `Engine.direct`).
+    const viaProcess = callbacks.handleRequest !== undefined
     const request: Client<Info, Reason>["request"] = (payload, routingKey = "", publishOptions, timeout) => {
       const duration = timeout === undefined ? options.timeout : Duration.decode(timeout)
-      const call = Effect.matchEffect(
-        Process.call(ref, new RequestMessage(toBuffer(payload), routingKey, publishOptions ?? emptyOptions), {
-          timeout: duration
-        }),
-        {
-          onFailure: (error) =>
-            Effect.fail(
-              error._tag === "CallTimeout"
-                ? timeoutError(routingKey, duration)
-                : new RpcClientStopped({ client: name, reason: error.reason })
-            ),
-          onSuccess: (value: ReplyValue) => Buffer.isBuffer(value) ? Effect.succeed(value) : Effect.fail(value)
-        }
+      const call = viaProcess ? processRequest(payload, routingKey, publishOptions, duration) : engine.direct(
+        toBuffer(payload),
+        routingKey,
+        publishOptions ?? noOptions,
+        duration
       )
-      return options.spans
+      return spans
         ? Effect.withSpan(call, "RpcClient.request", {
           kind: "client",
+          // A stack trace per request costs more than the rest of the client's work.
+          captureStackTrace: false,
           attributes: {
             "rpc.client": name,
             "messaging.destination.name": options.exchange.name,
@@ -686,6 +851,27 @@ export const start = <Arg, State, Info, Reason, R>(
         })
         : call
     }
+
+    const processRequest = (
+      payload: Payload,
+      routingKey: string,
+      publishOptions: PublishOptions | undefined,
+      duration: Duration.Duration
+    ): Effect.Effect<Buffer, RequestError> =>
+      Effect.matchEffect(
+        Process.call(ref, new RequestMessage(toBuffer(payload), routingKey, publishOptions ?? noOptions), {
+          timeout: duration
+        }),
+        {
+          onFailure: (error) =>
+            Effect.fail(
+              error._tag === "CallTimeout"
+                ? engine.timeoutError(routingKey, duration)
+                : engine.stopped(error.reason)
+            ),
+          onSuccess: (value: ReplyValue) => Buffer.isBuffer(value) ? Effect.succeed(value) : Effect.fail(value)
+        }
+      )
 
     const publicRef = ref as unknown as Process.ProcessRef<never, unknown, never, Info, Reason>
 

@@ -74,7 +74,11 @@ export interface Options {
   readonly replyMode?: ReplyMode | undefined
   /** How long a graceful stop waits for the replies of requests in flight. Default 5 s. */
   readonly drainTimeout?: Duration.DurationInput | undefined
-  /** A tracing span per request (`RpcClient.request`). Default true. */
+  /**
+   * A tracing span per request (`RpcClient.request`, kind client). Default: on when a tracer is installed (e.g.
+   * `@effect/opentelemetry`) in the context that starts the client, off with Effect's built-in tracer, which
+   * exports nothing (a span costs more CPU than the rest of the client's work per request).
+   */
   readonly spans?: boolean | undefined
 }
 
@@ -121,7 +125,8 @@ export interface ResolvedOptions {
   readonly maxInFlight: number
   readonly replyMode: ReplyMode
   readonly drainTimeout: Duration.Duration
-  readonly spans: boolean
+  /** `undefined`: decided at start from the installed tracer. */
+  readonly spans: boolean | undefined
 }
 
 /** The client's options are invalid; `start` fails with this before anything runs. */
@@ -183,7 +188,7 @@ export const resolveOptions = (input: unknown): Either.Either<ResolvedOptions, R
     maxInFlight: options.maxInFlight ?? Number.POSITIVE_INFINITY,
     replyMode: options.replyMode ?? "queue",
     drainTimeout: drainTimeout.right,
-    spans: options.spans ?? true
+    spans: options.spans
   })
 }
 
