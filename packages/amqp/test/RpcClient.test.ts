@@ -3,7 +3,7 @@ import { AmqpConnection, Reconnect, RpcClient } from "@warren/amqp"
 import { Process } from "@warren/process"
 import amqp from "amqplib"
 import type * as Amqp from "amqplib"
-import { Duration, Effect, Fiber, Option, Queue, Schedule, Stream, TestClock } from "effect"
+import { Clock, Duration, Effect, Fiber, Metric, Option, Queue, Schedule, Stream, TestClock, Tracer } from "effect"
 import { amqpUrl, closeConnection, deleteQueue, rabbitmqctl, withAdminChannel } from "./support/faults.js"
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -134,6 +134,21 @@ const eventually = <A, E>(effect: Effect.Effect<A, E>, done: (a: A) => boolean, 
 const queueGone = (queue: string) => Effect.map(eventually(queueExists(queue), (exists) => !exists), (exists) => !exists)
 
 const text = (buffer: Buffer) => buffer.toString("utf8")
+
+/** Callbacks whose `handleRequest` passes every request on: requests then go through the process's mailbox. */
+const passThrough: RpcClient.Callbacks<void, number> = {
+  init: () => Process.ok(0),
+  handleRequest: (_payload, _routingKey, _options, state) => RpcClient.proceed(state + 1)
+}
+
+/** The two request paths: direct (no handleRequest) and through the process (handleRequest). */
+const paths = [
+  { label: "direct", start: (options: RpcClient.Options) => RpcClient.make(options) },
+  {
+    label: "through handleRequest",
+    start: (options: RpcClient.Options) => Effect.orDie(RpcClient.start(passThrough, undefined, options))
+  }
+] as const
 
 // ---------------------------------------------------------------------------------------------------------------
 
@@ -473,23 +488,52 @@ describe("RpcClient: beyond the original", () => {
       assert.match(String(server.received[0]?.properties.replyTo), /^amq\.rabbitmq\.reply-to/)
     })))
 
-  it.scopedLive("an interrupted caller leaves nothing behind; its late reply is dropped and counted", () =>
-    withConnection("interrupt", Effect.gen(function*() {
-      const server = yield* startServer({ mode: "hold" })
-      const client = yield* RpcClient.make({ timeout: "20 seconds" })
-      const caller = yield* Effect.fork(client.request("abandoned", server.queue))
-      const request = yield* Queue.take(server.arrivals)
-      yield* Fiber.interrupt(caller)
-      // The abandonment is handled before the next request (mailbox order).
-      const follow = yield* Effect.fork(client.request("follow", server.queue))
-      const second = yield* Queue.take(server.arrivals)
-      const stats = yield* client.stats
-      assert.strictEqual(stats.inFlight, 1, "only the follow-up is in flight")
-      server.reply(request, "too late")
-      server.reply(second, "ok")
-      assert.strictEqual(text(yield* Fiber.join(follow)), "ok")
-      assert.strictEqual((yield* client.stats).lateReplies, 1)
-    })))
+  for (const path of paths) {
+    it.scopedLive(`an interrupted caller leaves nothing behind; its late reply is dropped and counted (${path.label})`, () =>
+      withConnection("interrupt", Effect.gen(function*() {
+        const server = yield* startServer({ mode: "hold" })
+        const client = yield* path.start({ timeout: "20 seconds" })
+        const caller = yield* Effect.fork(client.request("abandoned", server.queue))
+        const request = yield* Queue.take(server.arrivals)
+        yield* Fiber.interrupt(caller)
+        // The abandonment is handled before the next request (synchronously, or in mailbox order).
+        const follow = yield* Effect.fork(client.request("follow", server.queue))
+        const second = yield* Queue.take(server.arrivals)
+        const stats = yield* client.stats
+        assert.strictEqual(stats.inFlight, 1, "only the follow-up is in flight")
+        server.reply(request, "too late")
+        server.reply(second, "ok")
+        assert.strictEqual(text(yield* Fiber.join(follow)), "ok")
+        assert.strictEqual((yield* client.stats).lateReplies, 1)
+      })))
+
+    it.scopedLive(`1,000 concurrent requests are all answered and correctly correlated (${path.label})`, () =>
+      withConnection("thousand", Effect.gen(function*() {
+        const server = yield* startServer({ mode: "echo" })
+        const client = yield* path.start({ timeout: "30 seconds" })
+        const replies = yield* Effect.forEach(
+          Array.from({ length: 1000 }, (_, i) => i),
+          (i) => Effect.map(client.request(`request-${i}`, server.queue), (reply) => [i, text(reply)] as const),
+          { concurrency: "unbounded" }
+        )
+        for (const [i, reply] of replies) assert.strictEqual(reply, `request-${i}`)
+        const stats = yield* client.stats
+        assert.strictEqual(stats.replies, 1000)
+        assert.strictEqual(stats.inFlight, 0)
+        assert.strictEqual(new Set(server.received.map((message) => message.properties.correlationId)).size, 1000)
+      })))
+
+    it.scopedLive(`a request made while the channel is down waits and is answered (${path.label})`, () =>
+      withConnection("wait-down", Effect.gen(function*() {
+        const server = yield* startServer({ mode: "echo" })
+        const client = yield* path.start({ timeout: "20 seconds", reconnect: Reconnect.fromDelays(["300 millis"]) })
+        const meta = yield* readyMeta(client)
+        yield* deleteQueue(meta.replyQueue)
+        yield* awaitState(client, "Reconnecting")
+        assert.strictEqual(text(yield* client.request("patient", server.queue)), "patient")
+        assert.strictEqual((yield* client.stats).sessions, 2)
+      })))
+  }
 
   it.scopedLive("a modified request times out too", () =>
     withConnection("modified-timeout", Effect.gen(function*() {
@@ -504,22 +548,6 @@ describe("RpcClient: beyond the original", () => {
       const error = yield* Effect.flip(client.request("original", "anywhere", {}, "300 millis"))
       assert.strictEqual(error._tag, "RpcTimeout")
       assert.strictEqual(text((yield* Queue.take(silent.arrivals)).content), "rewritten")
-    })))
-
-  it.scopedLive("1,000 concurrent requests are all answered and correctly correlated", () =>
-    withConnection("thousand", Effect.gen(function*() {
-      const server = yield* startServer({ mode: "echo" })
-      const client = yield* RpcClient.make({ timeout: "30 seconds" })
-      const replies = yield* Effect.forEach(
-        Array.from({ length: 1000 }, (_, i) => i),
-        (i) => Effect.map(client.request(`request-${i}`, server.queue), (reply) => [i, text(reply)] as const),
-        { concurrency: "unbounded" }
-      )
-      for (const [i, reply] of replies) assert.strictEqual(reply, `request-${i}`)
-      const stats = yield* client.stats
-      assert.strictEqual(stats.replies, 1000)
-      assert.strictEqual(stats.inFlight, 0)
-      assert.strictEqual(new Set(server.received.map((message) => message.properties.correlationId)).size, 1000)
     })))
 
   it.scopedLive("the reply queue deleted (server cancel): requests in flight fail at once, the client reopens", () =>
@@ -620,6 +648,54 @@ describe("RpcClient: beyond the original", () => {
       assert.strictEqual(text(yield* Fiber.join(after)), "served")
     }))
 
+  it.scopedLive("metrics per client name, and a span per request when a tracer is installed", () =>
+    withConnection("observe", Effect.gen(function*() {
+      const server = yield* startServer({ mode: "echo" })
+      const silent = yield* startServer({ mode: "hold" })
+      const native = yield* Effect.tracer
+      const spans: Array<Tracer.Span> = []
+      const recording = Tracer.make({
+        span: (name, parent, context, links, startTime, kind, options) => {
+          const span = native.span(name, parent, context, links, startTime, kind, options)
+          spans.push(span)
+          return span
+        },
+        context: (f, fiber) => native.context(f, fiber)
+      })
+      const name = unique("observed")
+      const client = yield* RpcClient.make({ name }).pipe(Effect.withTracer(recording))
+      const quiet = yield* RpcClient.make({ name: unique("quiet"), spans: false }).pipe(Effect.withTracer(recording))
+      yield* client.request("a", server.queue).pipe(Effect.withTracer(recording))
+      yield* Effect.flip(client.request("b", silent.queue, {}, "100 millis")).pipe(Effect.withTracer(recording))
+      yield* quiet.request("c", server.queue).pipe(Effect.withTracer(recording))
+      const requestSpans = spans.filter((span) => span.name === "RpcClient.request")
+      assert.strictEqual(requestSpans.length, 2, "one span per request of the traced client, none for spans: false")
+      assert.strictEqual(requestSpans[0]?.kind, "client")
+      assert.strictEqual(requestSpans[0]?.attributes.get("messaging.rabbitmq.destination.routing_key"), server.queue)
+      assert.strictEqual(requestSpans[1]?.status._tag, "Ended")
+
+      // The late reply to the timed-out request is dropped and counted.
+      silent.reply(yield* Queue.take(silent.arrivals), "late")
+      yield* eventually(client.stats, (stats) => stats.lateReplies === 1, "10 millis")
+      const snapshot = yield* Metric.snapshot
+      const value = (metric: string) => {
+        const pair = snapshot.find((pair) =>
+          pair.metricKey.name === metric &&
+          pair.metricKey.tags.some((tag) => tag.key === "client" && tag.value === name)
+        )
+        const state: unknown = pair?.metricState
+        if (typeof state === "object" && state !== null && "count" in state) return Number(state.count)
+        if (typeof state === "object" && state !== null && "value" in state) return Number(state.value)
+        return undefined
+      }
+      assert.strictEqual(value("rpc_client_requests_total"), 2)
+      assert.strictEqual(value("rpc_client_published_total"), 2)
+      assert.strictEqual(value("rpc_client_replies_total"), 1)
+      assert.strictEqual(value("rpc_client_timeouts_total"), 1)
+      assert.strictEqual(value("rpc_client_late_replies_total"), 1)
+      assert.strictEqual(value("rpc_client_in_flight"), 0)
+    })))
+
   it.scopedLive("the simple path: a Layer and RpcClient.request", () =>
     Effect.gen(function*() {
       const server = yield* startServer({ mode: "echo" })
@@ -632,20 +708,28 @@ describe("RpcClient: beyond the original", () => {
 })
 
 describe("RpcClient: timeouts and backoff on the TestClock (real broker)", () => {
-  it.scoped("a request nobody answers fails with RpcTimeout exactly when its timeout passes", () =>
-    withConnection("testclock-timeout", Effect.gen(function*() {
-      const server = yield* startServer({ mode: "hold" })
-      const client = yield* RpcClient.make({})
-      const call = yield* Effect.fork(client.request("anyone?", server.queue))
-      yield* Queue.take(server.arrivals)
-      yield* TestClock.adjust("4999 millis")
-      assert.isTrue(Option.isNone(yield* Fiber.poll(call)), "no timeout before 5 s")
-      yield* TestClock.adjust("1 millis")
-      const error = yield* Effect.flip(Fiber.join(call))
-      assert.strictEqual(error._tag, "RpcTimeout")
-      if (error._tag === "RpcTimeout") assert.strictEqual(Duration.toMillis(error.timeout), 5000)
-      assert.strictEqual((yield* client.stats).inFlight, 0)
-    })))
+  for (const path of paths) {
+    it.scoped(`a request nobody answers fails with RpcTimeout exactly when its timeout passes (${path.label})`, () =>
+      withConnection("testclock-timeout", Effect.gen(function*() {
+        const server = yield* startServer({ mode: "hold" })
+        const client = yield* path.start({})
+        const call = yield* Effect.fork(client.request("anyone?", server.queue))
+        yield* Queue.take(server.arrivals)
+        yield* TestClock.adjust("4999 millis")
+        assert.isTrue(Option.isNone(yield* Fiber.poll(call)), "no timeout before 5 s")
+        yield* TestClock.adjust("1 millis")
+        const error = yield* Effect.flip(Fiber.join(call))
+        assert.strictEqual(error._tag, "RpcTimeout")
+        if (error._tag === "RpcTimeout") assert.strictEqual(Duration.toMillis(error.timeout), 5000)
+        // The abandoned request leaves the table (at once, or once the mailbox gets to it).
+        const stats = yield* eventually(client.stats, (stats) => stats.inFlight === 0, "10 millis").pipe(
+          Effect.timeout("5 seconds"),
+          Effect.withClock(Clock.make())
+        )
+        assert.strictEqual(stats.inFlight, 0)
+        assert.strictEqual(stats.timeouts, 1)
+      })))
+  }
 
   it.scoped("after a channel loss the client waits out the reconnect delay; a request made meanwhile waits and succeeds", () =>
     withConnection("testclock-backoff", Effect.gen(function*() {
