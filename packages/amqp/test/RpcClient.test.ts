@@ -1,5 +1,5 @@
 import { assert, describe, it } from "@effect/vitest"
-import { AmqpConnection, Reconnect, RpcClient } from "@warren/amqp"
+import { AmqpConnection, Reconnect, RpcClient, RpcServer } from "@warren/amqp"
 import { Process } from "@warren/process"
 import amqp from "amqplib"
 import type * as Amqp from "amqplib"
@@ -694,6 +694,28 @@ describe("RpcClient: beyond the original", () => {
       assert.strictEqual(value("rpc_client_timeouts_total"), 1)
       assert.strictEqual(value("rpc_client_late_replies_total"), 1)
       assert.strictEqual(value("rpc_client_in_flight"), 0)
+    })))
+
+  it.scopedLive("interoperates with warren's RpcServer (exchange, binding, direct reply-to and queue modes)", () =>
+    withConnection("interop", Effect.gen(function*() {
+      const exchange = unique("interop-ex")
+      const server = yield* RpcServer.serve(
+        {
+          exchange: { name: exchange, type: "direct", options: { autoDelete: true } },
+          queue: { name: unique("interop-q"), options: { exclusive: true } },
+          bindings: ["upper"]
+        },
+        (payload) => Effect.succeed(Buffer.from(payload).toString("utf8").toUpperCase())
+      )
+      yield* RpcServer.awaitReady(server)
+      for (const replyMode of ["queue", "direct"] as const) {
+        const client = yield* RpcClient.make({ exchange: { name: exchange, options: { autoDelete: true } }, replyMode })
+        const replies = yield* Effect.all(
+          ["a", "b", "c"].map((payload) => client.request(`${replyMode}-${payload}`, "upper")),
+          { concurrency: "unbounded" }
+        )
+        assert.deepStrictEqual(replies.map(text), ["A", "B", "C"].map((payload) => `${replyMode.toUpperCase()}-${payload}`))
+      }
     })))
 
   it.scopedLive("the simple path: a Layer and RpcClient.request", () =>
