@@ -7,7 +7,7 @@ import * as NodePath from "node:path"
 import * as NodeTls from "node:tls"
 import { PbServer, PbService, Security, ServiceRegistry } from "@warren/pb"
 import type { PbTestClient } from "./utils/pbClient.js"
-import { connect, errorText } from "./utils/pbClient.js"
+import { connect, encodeFrame, errorText } from "./utils/pbClient.js"
 import { syncRegistration } from "./utils/services.js"
 
 /** A self-signed certificate for localhost, made with the openssl CLI in a temporary directory. */
@@ -117,6 +117,18 @@ describe("Security", () => {
       )
       // the connection stays open after a denial
       assert.strictEqual((yield* client.request(101, "x")).code, 102)
+    }))
+
+  it.scopedLive("replies before STARTTLS in the same write come first; TLS right after the ack", () =>
+    Effect.gen(function*() {
+      const { certificate, port } = yield* startSecureServer
+      const client = yield* connect(port)
+      yield* client.sendRaw(Buffer.concat([encodeFrame(101, "x"), encodeFrame(1)]))
+      assert.strictEqual(errorText(yield* client.next), "Security is enabled, please STARTTLS first")
+      assert.strictEqual(errorText(yield* client.next), "Security is enabled, please STARTTLS first")
+      yield* startTls(client, certificate.cert)
+      assert.strictEqual((yield* client.request(253, authReq("alice", "s3cret"))).code, 254)
+      assert.strictEqual((yield* client.request(101, "x")).body.toString(), "ok")
     }))
 
   it.scopedLive("three consecutive failed logins close the connection", () =>

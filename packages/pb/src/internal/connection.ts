@@ -836,12 +836,17 @@ export class Connection implements ConnectionLink {
         this.countError("tls")
         return "Close" as const
       }
-      this.out.push(Uint8Array.of(CODE_START_TLS))
-      yield* this.flush()
-      if (this.closed) return "Close" as const
+      // Stop reading before the ack goes out: the client's ClientHello may follow it at once, and it belongs to
+      // the TLS socket. Paused, whatever arrives stays in the socket's buffer, and the TLS socket reads what is
+      // buffered first. The ack (after any replies still buffered) is written straight away.
       const raw = this.socket
+      raw.pause()
       this.detach(raw)
-      this.resume()
+      this.readPaused = false
+      this.out.push(Uint8Array.of(CODE_START_TLS))
+      this.writeOut()
+      this.writeBlocked = false
+      if (this.closed || raw.destroyed) return "Close" as const
       const upgraded = yield* Effect.async<NodeTls.TLSSocket, Error>((resume) => {
         const tlsSocket = new NodeTls.TLSSocket(raw, {
           isServer: true,
@@ -851,14 +856,18 @@ export class Connection implements ConnectionLink {
         })
         const onSecure = () => {
           tlsSocket.off("error", onFailure)
+          tlsSocket.off("close", onClose)
           resume(Effect.succeed(tlsSocket))
         }
         const onFailure = (error: Error) => {
           tlsSocket.off("secure", onSecure)
+          tlsSocket.off("close", onClose)
           resume(Effect.fail(error))
         }
+        const onClose = () => onFailure(new Error("closed during the TLS handshake"))
         tlsSocket.once("secure", onSecure)
         tlsSocket.once("error", onFailure)
+        tlsSocket.once("close", onClose)
         // Errors after the handshake come with 'close'; this keeps them from being unhandled.
         tlsSocket.on("error", () => {})
         return Effect.sync(() => tlsSocket.destroy())
