@@ -13,7 +13,7 @@ import { runPb } from "./pb/bench.mjs"
 import { runRpc } from "./rpc/bench.mjs"
 
 const usage = `usage: node bench/run.mjs [rpc] [pb] [--duration 5s] [--warmup 1s] [--rounds 3] [--only ids]
-  [--workloads ids] [--concurrency 1,64] [--idle-connections 5000] [--profile]`
+  [--workloads ids] [--concurrency 1,64] [--idle-connections 5000] [--profile] [--pin | --no-pin]`
 
 const parseDuration = (s) => {
   const m = /^(\d+(?:\.\d+)?)(ms|s)?$/.exec(s)
@@ -40,6 +40,8 @@ for (let i = 0; i < argv.length; i++) {
   else if (a === "--concurrency") opts.concurrencies = value().split(",").map(Number)
   else if (a === "--idle-connections") opts.idleConnections = Number(value())
   else if (a === "--profile") opts.profile = true
+  else if (a === "--pin") opts.pin = true
+  else if (a === "--no-pin") opts.pin = false
   else if (a === "--help" || a === "-h") {
     console.log(usage)
     process.exit(0)

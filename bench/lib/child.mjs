@@ -22,16 +22,22 @@ for (const signal of ["SIGINT", "SIGTERM"]) {
 
 /**
  * Forks `script` with `args` (JSON in argv[2]) and returns a handle to it.
- * `execArgv` adds node flags (`--expose-gc`, `--cpu-prof`, ...). `shellPrefix` (e.g. `ulimit -n 12000 &&`) runs the
- * child through `sh` so that a resource limit can be raised for it.
+ * `execArgv` adds node flags (`--expose-gc`, `--cpu-prof`, ...). `ulimit` raises the soft open-file limit for the
+ * child and `cpu` pins it to one CPU (`taskset -c`): both run the child through `sh`, which then execs node.
  */
-export const start = (script, args, { execArgv = [], ulimit } = {}) => {
+export const start = (script, args, { execArgv = [], ulimit, cpu } = {}) => {
   const options = { stdio: ["ignore", "inherit", "inherit", "ipc"], execArgv }
   let child
-  if (ulimit !== undefined) {
+  if (ulimit !== undefined || cpu !== undefined) {
     // Node cannot raise its own RLIMIT_NOFILE: let a shell raise the soft limit and exec node in its place.
     const quote = (s) => `'${String(s).replace(/'/g, `'\\''`)}'`
-    const cmd = `ulimit -n ${ulimit} && exec ${[process.execPath, ...execArgv, script, JSON.stringify(args)].map(quote).join(" ")}`
+    const node = [process.execPath, ...execArgv, script, JSON.stringify(args)].map(quote).join(" ")
+    const cmd = [
+      ulimit === undefined ? "" : `ulimit -n ${ulimit} &&`,
+      "exec",
+      cpu === undefined ? "" : `taskset -c ${cpu}`,
+      node
+    ].filter((p) => p !== "").join(" ")
     child = fork(script, [JSON.stringify(args)], { ...options, execPath: "/bin/sh", execArgv: ["-c", cmd, "sh"] })
   } else {
     child = fork(script, [JSON.stringify(args)], options)

@@ -53,6 +53,7 @@ export const runWorkloads = async ({ name, workloads, rounds, runOne, options })
       id: workload.id,
       title: workload.title,
       params: workload.params,
+      pinned: workload.pinned,
       primary: workload.primary,
       higherIsBetter: workload.higherIsBetter !== false,
       contenders: entries,

@@ -43,7 +43,12 @@ const loadWorkloads = [
   { id: "echo-1k-8x8", title: "1 KiB echo (code 200 -> 201), 8 connections x 8 in flight", connections: 8, depth: 8, code: ECHO_REQ, replyCode: ECHO_RESP, bodySize: 1024 }
 ]
 
-/** Runs the PB workloads; `options`: { durationMs, warmupMs, rounds, idleConnections, only, workloads, profile }. */
+/**
+ * Runs the PB workloads; `options`: { durationMs, warmupMs, rounds, idleConnections, only, workloads, profile, pin }.
+ * `pin` puts the server on CPU 0 and the load generator on CPU 1 (`taskset`). Off by default: on a quiet machine it
+ * lets the raw server use a whole CPU under parallel load (unpinned, the scheduler tends to run server and load
+ * generator on one CPU), but on a shared machine a pinned process cannot move away from a busy CPU.
+ */
 export const runPb = async (options) => {
   const chosen = (c) => options.only === undefined || options.only.includes(c.id)
   const workloads = loadWorkloads
@@ -52,6 +57,7 @@ export const runPb = async (options) => {
       id: w.id,
       title: w.title,
       params: { connections: w.connections, depth: w.depth, code: w.code, replyCode: w.replyCode, bodySize: w.bodySize },
+      pinned: options.pin === true,
       primary: "throughput",
       contenders: contenders.filter(chosen),
       fields: loadColumns.map((c) => c.field),
@@ -93,7 +99,7 @@ const startServer = async (contender, options, workload, ulimit) => {
   if (options.profile) {
     execArgv.push("--cpu-prof", `--cpu-prof-dir=${options.profileDir}`, `--cpu-prof-name=pb-${workload.id}-${contender.id}-${Date.now()}.cpuprofile`)
   }
-  const server = start(contender.script, { port: 0 }, { execArgv, ulimit })
+  const server = start(contender.script, { port: 0 }, { execArgv, ulimit, cpu: workload.pinned ? 0 : undefined })
   try {
     const { port } = await server.next("ready", 30_000)
     return { server, port }
@@ -115,7 +121,7 @@ const runLoad = async (workload, contender, options) => {
       ...workload.params,
       warmupMs: options.warmupMs,
       durationMs: options.durationMs
-    })
+    }, { cpu: workload.pinned ? 1 : undefined })
     const timeout = options.warmupMs + options.durationMs + 60_000
     await loadgen.next("mark", timeout)
     const s0 = await stats(server)
