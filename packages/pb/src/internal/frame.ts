@@ -117,6 +117,7 @@ export class OutBuffer {
   private lengths: Array<number> = []
   private pieces: Array<Uint8Array | ReadonlyArray<Uint8Array>> = []
   private total = 0
+  private hasLarge = false
 
   /** Bytes waiting (frames included). */
   get size(): number {
@@ -131,11 +132,13 @@ export class OutBuffer {
     let length: number
     if (payload instanceof Uint8Array) {
       length = payload.length
+      if (length > LARGE) this.hasLarge = true
     } else {
       if (!Array.isArray(payload)) return false
       length = 0
       for (const piece of payload) {
         if (!(piece instanceof Uint8Array)) return false
+        if (piece.length > LARGE) this.hasLarge = true
         length += piece.length
       }
     }
@@ -150,9 +153,32 @@ export class OutBuffer {
   take(): Array<Uint8Array> {
     const lengths = this.lengths
     const payloads = this.pieces
+    const total = this.total
+    const hasLarge = this.hasLarge
     this.lengths = []
     this.pieces = []
     this.total = 0
+    this.hasLarge = false
+    if (!hasLarge) {
+      // The usual case: everything in one buffer, in one pass.
+      const buffer = Buffer.allocUnsafe(total)
+      let at = 0
+      for (let i = 0; i < payloads.length; i++) {
+        writeLength(buffer, at, lengths[i]!)
+        at += 4
+        const payload = payloads[i]!
+        if (payload instanceof Uint8Array) {
+          buffer.set(payload, at)
+          at += payload.length
+        } else {
+          for (const piece of payload) {
+            buffer.set(piece, at)
+            at += piece.length
+          }
+        }
+      }
+      return [buffer]
+    }
     // Pass 1: the sizes of the runs of bytes to copy (headers and small pieces), split by the large pieces.
     const runSizes: Array<number> = []
     let runSize = 0
