@@ -7,6 +7,8 @@ import { BasicService } from "@warren/pb"
 import type { ServiceRegistry } from "@warren/pb"
 import * as Effect from "effect/Effect"
 import type * as Scope from "effect/Scope"
+import * as NodeFs from "node:fs"
+import * as NodePath from "node:path"
 
 /**
  * The Riak KV service (codes 9..18) over an in-memory store configured from the environment (`KvStore.config`:
@@ -14,9 +16,22 @@ import type * as Scope from "effect/Scope"
  * so stopping the server writes the snapshot. A store that cannot start (bad setting, damaged snapshot) stops the
  * command with that reason.
  */
-const kvRegistrations: Effect.Effect<ReadonlyArray<ServiceRegistry.Registration>, never, Scope.Scope> = Effect.gen(
-  function*() {
-    const options = yield* KvStore.config
+const kvRegistrations = (
+  overrides: PbServicesOptions
+): Effect.Effect<ReadonlyArray<ServiceRegistry.Registration>, never, Scope.Scope> =>
+  Effect.gen(function*() {
+    const fromEnv = yield* KvStore.config
+    const options = overrides.dataFile === undefined
+      ? fromEnv
+      : { ...fromEnv, dataFile: overrides.dataFile, snapshotInterval: fromEnv.snapshotInterval ?? "5 minutes" }
+    const dataFile = options.dataFile
+    if (dataFile !== undefined) {
+      // The snapshot is written on stop: create its directory now, so a missing one fails the start, not the stop.
+      yield* Effect.try({
+        try: () => NodeFs.mkdirSync(NodePath.dirname(NodePath.resolve(dataFile)), { recursive: true }),
+        catch: (cause) => new Error(`cannot create the directory of ${dataFile}: ${String(cause)}`)
+      })
+    }
     const store = yield* KvStore.make(options)
     yield* Effect.logInfo(
       options.dataFile === undefined
@@ -25,15 +40,20 @@ const kvRegistrations: Effect.Effect<ReadonlyArray<ServiceRegistry.Registration>
     )
     const service = yield* Effect.provideService(KvService.make, KvStore.KvStore, store)
     return KvService.registrations(service)
-  }
-).pipe(
+  }).pipe(
   Effect.orDieWith((error) =>
     new Error(`KV store could not start: ${error instanceof Error ? error.message : String(error)}`)
   )
 )
 
+/** Settings of the served services that the command line may override. */
+export interface PbServicesOptions {
+  /** The KV snapshot file (overrides `WARREN_DATA_FILE`). */
+  readonly dataFile?: string
+}
+
 /** The registrations of every service the command serves (built when the server starts). */
-export const pbServices: Effect.Effect<ReadonlyArray<ServiceRegistry.Registration>, never, Scope.Scope> = Effect.map(
-  kvRegistrations,
-  (kv) => [...BasicService.registrations(BasicService.make()), ...kv]
-)
+export const pbServices = (
+  options: PbServicesOptions = {}
+): Effect.Effect<ReadonlyArray<ServiceRegistry.Registration>, never, Scope.Scope> =>
+  Effect.map(kvRegistrations(options), (kv) => [...BasicService.registrations(BasicService.make()), ...kv])
