@@ -20,11 +20,12 @@ try {
         const header = Buffer.allocUnsafe(5)
         header.writeUInt32BE(1 + body.length, 0)
         header[4] = ECHO_RESP
-        out.push(header, Buffer.from(body))
+        out.push(header, body) // a view into the received chunk (Node never reuses them); copied once by concat
       } else out.push(errorFrame(`Unknown message code: ${code}`))
     })
     socket.on("data", (chunk) => {
       if (!read(chunk)) return socket.destroy()
+      // one reply: written as is; several (or header + body): copied once into one buffer
       if (out.length === 1) socket.write(out[0])
       else if (out.length > 1) socket.write(Buffer.concat(out))
       out.length = 0

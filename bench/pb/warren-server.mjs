@@ -16,17 +16,16 @@ try {
   }
   const { Effect, Either, Fiber } = await import("effect")
 
-  /** Replies with the request body under code 201. */
+  /**
+   * Replies with the request body under code 201. The reply is given in pieces (code byte, then the body: a view
+   * into the received chunk), so the server copies the body once into its output buffer, like the raw server.
+   */
+  const code = Uint8Array.of(ECHO_RESP)
   const echo = PbService.make({
     name: "bench_echo",
     init: () => undefined,
     decode: (_code, body) => PbService.decoded(body),
-    encode: (body) => {
-      const out = new Uint8Array(1 + body.length)
-      out[0] = ECHO_RESP
-      out.set(body, 1)
-      return Either.right(out)
-    },
+    encode: (body) => Either.right([code, body]),
     process: (body, state) => PbService.reply(body, state)
   })
 
