@@ -519,6 +519,35 @@ describe("Process", () => {
         yield* TestClock.adjust("3 seconds")
         assert.isTrue(Exit.isFailure(yield* Fiber.await(again)))
       }))
+    it.live("a process leaves no live timer behind when it exits (Node can exit)", () =>
+      Effect.gen(function*() {
+        const timers = () => process.getActiveResourcesInfo().filter((kind) => kind === "Timeout").length
+        const before = timers()
+        yield* Effect.scoped(Effect.gen(function*() {
+          const ref = yield* Process.start(recorder(makeProbe()), [])
+          // The call is answered long before its timeout: the timer fiber sleeps towards a deadline nobody needs.
+          yield* Process.call(ref, get, { timeout: "30 seconds" })
+          const pending = yield* Effect.fork(Process.call(ref, { _tag: "Later" } satisfies Later, { timeout: "45 seconds" }))
+          yield* settle
+          yield* Fiber.interrupt(pending)
+        }))
+        yield* settle
+        assert.strictEqual(timers(), before)
+      }))
+
+    it.live("callbacks run interruptibly: a timeout inside a handler fires", () =>
+      Effect.gen(function*() {
+        const behaviour = {
+          init: () => Process.ok(0),
+          handleCall: (_: "slow", _from: Process.From<string>, n: number) =>
+            Effect.never.pipe(
+              Effect.timeoutTo({ duration: "20 millis", onSuccess: () => "done", onTimeout: () => "timed out" }),
+              Effect.map((text) => Process.reply(text, n))
+            )
+        }
+        const ref = yield* Process.start(behaviour, undefined)
+        assert.strictEqual(yield* Process.call(ref, "slow", { timeout: "5 seconds" }), "timed out")
+      }).pipe(Effect.scoped))
   })
 
   describe("defects", () => {

@@ -188,7 +188,7 @@ export class ProcessImpl implements M.ProcessRef<unknown, unknown, unknown, unkn
     const created = new TimerList(millis, duration)
     this.timerLists.set(millis, created)
     created.append(from)
-    created.fiber = Runtime.runFork(this.runtime)(timerLoop(this, created))
+    created.fiber = Runtime.runFork(this.runtime)(Effect.interruptible(timerLoop(this, created)))
   }
 
   /** Answer a caller once; false if it was already answered or gave up. */
@@ -480,6 +480,7 @@ export const start = (
 ): Effect.Effect<ProcessImpl, M.InitStopped<unknown> | M.InitIgnored, Scope.Scope> =>
   Effect.uninterruptibleMask((restore) =>
     Effect.gen(function*() {
+      // Captured inside uninterruptibleMask: fibers forked from it must be made interruptible explicitly.
       const runtime = yield* Effect.runtime<never>()
       const clock = yield* Effect.clock
       const proc = new ProcessImpl(options?.name, behaviour, clock, runtime)
@@ -514,7 +515,8 @@ export const start = (
         }
       }
       proc.state = (result as M.Ok<unknown>).state
-      proc.fiber = yield* Effect.forkDaemon(runProcess(proc))
+      // Interruptible like any fiber (this code runs uninterruptibly): callbacks may use timeouts and races.
+      proc.fiber = yield* Effect.forkDaemon(Effect.interruptible(runProcess(proc)))
       if (scoped) {
         // Linked after the fork: an owner Scope that is already closed stops the process at once.
         const link = yield* Scope.fork(yield* Effect.scope, ExecutionStrategy.sequential)
