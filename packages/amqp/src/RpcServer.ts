@@ -17,6 +17,7 @@
  * gives Hare's mode. A request without `reply_to` is acked, counted and dropped; a failing handler's request is
  * rejected without requeue and counted; neither stops the server. Metrics: `metrics`; a span per request.
  */
+import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import type * as Scope from "effect/Scope"
 import type { AmqpError } from "./internal/amqpError.js"
@@ -103,10 +104,18 @@ export {
   await_ as await
 }
 
-/** A stateless handler served as a Layer: the server lives as long as the layer. */
+/**
+ * A stateless handler served as a Layer: the server lives as long as the layer. The layer is built once the server
+ * consumes (its queue declared and bound), so requests sent after it is up are not lost; `awaitReady: false` in
+ * `options` builds it at once instead.
+ */
 export const layer = <E, R>(
   config: internal.ServerConfig,
   handler: internal.Handler<E, R>,
   options?: internal.ServerOptions
 ): Layer.Layer<never, AmqpError, AmqpConnection | Exclude<R, Scope.Scope>> =>
-  Layer.scopedDiscard(internal.serve(config, handler, options))
+  Layer.scopedDiscard(
+    internal.serve(config, handler, options).pipe(
+      Effect.tap((running) => options?.awaitReady === false ? Effect.void : internal.awaitReady(running))
+    )
+  )

@@ -2,6 +2,7 @@ import { assert, describe, it } from "@effect/vitest"
 import { AmqpConnection, Reconnect, RpcServer } from "@warren/amqp"
 import { Process } from "@warren/process"
 import amqp from "amqplib"
+import * as Net from "node:net"
 import type * as Amqp from "amqplib"
 import { Deferred, Effect, Exit, Layer, Metric, Option, Queue, Ref, Scope, Stream } from "effect"
 import { amqpUrl, broker, closeConnection, deleteQueue, rabbitmqctl, withAdminChannel } from "./support/faults.js"
@@ -481,5 +482,34 @@ describe("RpcServer (real broker)", () => {
       }
       const refused = yield* Effect.flip(provide(RpcServer.start(refusing, { queue: "q" }, undefined)))
       assert.strictEqual(refused._tag, "InitStopped")
+    }))
+})
+
+describe("RpcServer.layer readiness", () => {
+  // A connection that never connects (nothing listens on the port; the TestClock holds the retry back).
+  const unreachable = (port: number) =>
+    AmqpConnection.layer({ urls: `amqp://guest:guest@127.0.0.1:${port}`, connectionName: unique("unreachable") })
+
+  const freePort = Effect.async<number>((resume) => {
+    const server = Net.createServer()
+    server.listen(0, "127.0.0.1", () => {
+      const address = server.address()
+      const port = typeof address === "object" && address !== null ? address.port : 0
+      server.close(() => resume(Effect.succeed(port)))
+    })
+  })
+
+  it.scoped("is built only once the server consumes; awaitReady: false builds it at once", () =>
+    Effect.gen(function*() {
+      const port = yield* freePort
+      const waiting = RpcServer.layer({ queue: unique("never") }, RpcServer.echo).pipe(Layer.provide(unreachable(port)))
+      const eager = RpcServer.layer({ queue: unique("eager") }, RpcServer.echo, { awaitReady: false }).pipe(
+        Layer.provide(unreachable(port))
+      )
+      const scope = yield* Effect.scope
+      const building = yield* Effect.fork(Layer.buildWithScope(waiting, scope))
+      yield* Effect.repeatN(Effect.yieldNow(), 50)
+      assert.isTrue(Option.isNone(yield* building.poll))
+      yield* Layer.buildWithScope(eager, scope)
     }))
 })

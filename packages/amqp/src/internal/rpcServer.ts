@@ -89,6 +89,10 @@ export interface ServerOptions {
   readonly reopen?: Reconnect.Policy
   /** no-ack mode only: how long a reply waits for a channel when the request's channel is gone. Default 5 s. */
   readonly replyTimeout?: Duration.DurationInput
+  /** `RpcServer.layer` only: build the layer once the server consumes (default `true`), so that a client in
+   *  the same program can call it as soon as the layers are up. `false` returns at once and serves when it can
+   *  (the layer then does not wait for the broker). */
+  readonly awaitReady?: boolean
 }
 
 interface Resolved {
