@@ -3,47 +3,8 @@
  */
 import { assert, describe, it } from "@effect/vitest"
 import { Effect } from "effect"
-import { createRequire } from "node:module"
+import { type FetchResult, promised, riakClient } from "./support/riakClient.js"
 import { startServer } from "./support/server.js"
-
-/** The parts of basho-riak-client used here (the package ships no types). */
-interface RiakObjectLike {
-  readonly value: Buffer
-  readonly contentType: string
-  readonly vclock: Buffer
-}
-interface FetchResult {
-  readonly isNotFound: boolean
-  readonly values: ReadonlyArray<RiakObjectLike>
-}
-type Callback<A> = (error: unknown, result: A) => void
-interface RiakClient {
-  storeValue(options: Record<string, unknown>, callback: Callback<{ readonly generatedKey?: string }>): void
-  fetchValue(options: Record<string, unknown>, callback: Callback<FetchResult>): void
-  deleteValue(options: Record<string, unknown>, callback: Callback<boolean>): void
-  listBuckets(options: Record<string, unknown>, callback: Callback<{ readonly buckets: ReadonlyArray<string> }>): void
-  listKeys(options: Record<string, unknown>, callback: Callback<{ readonly keys: ReadonlyArray<string> }>): void
-  ping(callback: Callback<boolean>): void
-  stop(callback: Callback<unknown>): void
-}
-interface RiakModule {
-  readonly Client: new(nodes: ReadonlyArray<string>, callback: Callback<RiakClient>) => RiakClient
-}
-
-const Riak = createRequire(import.meta.url)("basho-riak-client") as RiakModule
-
-const promised = <A>(f: (callback: Callback<A>) => void): Effect.Effect<A, Error> =>
-  Effect.async<A, Error>((resume) => {
-    f((error, result) =>
-      resume(error ? Effect.fail(error instanceof Error ? error : new Error(String(error))) : Effect.succeed(result))
-    )
-  })
-
-const riakClient = (port: number) =>
-  Effect.acquireRelease(
-    promised<RiakClient>((cb) => new Riak.Client([`127.0.0.1:${port}`], cb)),
-    (client) => promised((cb) => client.stop(cb)).pipe(Effect.ignore)
-  )
 
 describe("basho-riak-client 2.4.0", () => {
   it.scopedLive("StoreValue, FetchValue, DeleteValue, ListBuckets and ListKeys", () =>
