@@ -1,5 +1,5 @@
 // Draws bench/results/<name>.svg from bench/results/<name>.json: per workload, each contender's median of the
-// workload's main metric relative to the baseline (the last contender: raw amqplib / the raw net server), with a
+// workload's main metric relative to the baseline (raw amqplib / the raw net server), with a
 // min..max whisker and the goal as a dashed line. Plain SVG text, no dependencies.
 import { existsSync, readFileSync, writeFileSync } from "node:fs"
 import { fileURLToPath } from "node:url"
@@ -28,7 +28,9 @@ export const renderChart = (report) => {
   const barH = 16
   const gap = 6
   const groups = report.workloads.map((w) => {
-    const baseline = w.contenders[w.contenders.length - 1]
+    // the baseline is the contender the workload's first goal compares against (raw amqplib / the raw server)
+    const baselineId = w.goals[0]?.versus
+    const baseline = w.contenders.find((c) => c.id === baselineId) ?? w.contenders[w.contenders.length - 1]
     const base = baseline?.runs.length ? baseline.median[w.primary] : NaN
     let maxRatio = 1.2
     const bars = w.contenders.map((c) => {
@@ -39,7 +41,7 @@ export const renderChart = (report) => {
       if (hi !== null) maxRatio = Math.max(maxRatio, hi * 1.05)
       return { c, ratio, lo, hi }
     })
-    const goal = w.goals.find((g) => g.versus === baseline?.id)
+    const goal = w.goals.find((g) => g.versus === baseline?.id && g.field === w.primary)
     if (goal) maxRatio = Math.max(maxRatio, goal.ratio * 1.1)
     return { w, baseline, bars, goal, maxRatio }
   })
@@ -77,7 +79,7 @@ export const renderChart = (report) => {
     y += 26
   }
   const height = y + 20
-  const head = `${report.name.toUpperCase()} benchmark: median of ${report.options?.rounds ?? "?"} interleaved runs relative to the baseline (each workload on its own scale); whiskers = min..max`
+  const head = `${report.name.toUpperCase()} benchmark: median of ${report.options?.rounds ?? "?"} runs / baseline median (whiskers: min..max)`
   const foot = `${report.date.slice(0, 10)} · node ${report.machine.node} · ${report.machine.cpus} CPUs${report.machine.cpuModel ? ` (${report.machine.cpuModel})` : ""}`
   return [
     `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" font-family="sans-serif" font-size="12">`,
