@@ -3,3 +3,5 @@ export * as AmqpConnection from "./AmqpConnection.js"
 export * as Reconnect from "./Reconnect.js"
 export * as RpcClient from "./RpcClient.js"
 export * as RpcServer from "./RpcServer.js"
+/** A throwaway RabbitMQ node for integration tests and benchmarks. */
+export * as TestBroker from "./TestBroker.js"

@@ -1,5 +1,6 @@
 import { assert, it } from "@effect/vitest"
 import amqp from "amqplib"
+import { TestBroker } from "@warren/amqp"
 import { Effect, Exit } from "effect"
 import { amqpUrl, broker, closeConnection, listConnections, startApp, stopApp, withAdminChannel } from "./support/faults.js"
 
@@ -65,3 +66,20 @@ it.scopedLive("a publish to a deleted exchange closes that channel only (404)", 
     const other = yield* Effect.promise(() => connection.createChannel())
     yield* Effect.promise(() => other.checkExchange("amq.direct"))
   }))
+
+it.scopedLive("TestBroker.make gives a private node for the life of a Scope", () =>
+  Effect.gen(function*() {
+    const info = yield* Effect.scoped(Effect.gen(function*() {
+      const info = yield* TestBroker.make
+      const connection = yield* Effect.acquireRelease(
+        Effect.promise(() => amqp.connect(info.url)),
+        (connection) => Effect.promise(() => connection.close())
+      )
+      yield* Effect.promise(() => connection.createChannel())
+      return info
+    }))
+    if (info.kind === "local") {
+      const refused = yield* Effect.exit(Effect.tryPromise(() => amqp.connect(info.url)))
+      assert.isTrue(Exit.isFailure(refused), "the node is stopped when the Scope closes")
+    }
+  }), 120_000)

@@ -13,7 +13,7 @@ import amqp from "amqplib"
 import { Data, Effect, Schedule } from "effect"
 import { execFile } from "node:child_process"
 import { inject } from "vitest"
-import type { BrokerInfo } from "./broker.js"
+import type { BrokerInfo } from "@warren/amqp/TestBroker"
 
 /** A fault could not be injected (no rabbitmqctl for this broker, or the command failed). */
 export class BrokerControlError extends Data.TaggedError("BrokerControlError")<{

@@ -6,7 +6,7 @@
  * uses that broker.
  */
 import type { TestProject } from "vitest/node"
-import { type BrokerInfo, startBroker } from "./broker.js"
+import { type BrokerInfo, start as startBroker } from "@warren/amqp/TestBroker"
 
 declare module "vitest" {
   export interface ProvidedContext {

@@ -1,11 +1,16 @@
 /**
- * A throwaway RabbitMQ node for the test run, or the broker named by `AMQP_URL`.
+ * A throwaway RabbitMQ node for integration tests and benchmarks, or the broker named by `AMQP_URL`.
  *
- * Used by the vitest global setup (./globalSetup.ts), which runs in vitest's main process.
- * The node is private to one run: its own ports, data and log dirs under a temp dir, stopped at teardown.
+ * Tests against a real broker need one that nobody else uses: `start()` runs Debian's `rabbitmq-server`
+ * (`apt-get install rabbitmq-server`) as a private node on free ports, with its own data, log and cookie
+ * dirs under a temp dir, and resolves once it accepts AMQP connections; `stop()` shuts it down and removes
+ * the dirs. `make` is the same as a scoped Effect. warren's own test harness and benchmarks use it.
  */
+import * as Data from "effect/Data"
+import * as Effect from "effect/Effect"
+import type * as Scope from "effect/Scope"
 import { type ChildProcess, execFile, spawn } from "node:child_process"
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs"
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs"
 import * as Net from "node:net"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
@@ -64,7 +69,7 @@ const canConnect = (port: number) =>
 const delay = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
 
 /** Starts a private RabbitMQ node (or adopts `AMQP_URL`) and resolves once it accepts AMQP connections. */
-export const startBroker = async (): Promise<RunningBroker> => {
+export const start = async (): Promise<RunningBroker> => {
   const external = process.env["AMQP_URL"]
   if (external !== undefined && external !== "") {
     const ctl = process.env["WARREN_RABBITMQCTL"]
@@ -164,5 +169,14 @@ export const startBroker = async (): Promise<RunningBroker> => {
   }
 }
 
-/** Reads a file if it exists (for diagnostics). */
-export const readIfExists = (path: string): string => existsSync(path) ? readFileSync(path, "utf8") : ""
+/** The broker could not be started (no `rabbitmq-server` installed and no `AMQP_URL`, or the node failed). */
+export class TestBrokerError extends Data.TaggedError("TestBrokerError")<{ readonly message: string }> {}
+
+/** A private broker for the life of the Scope (or the `AMQP_URL` one): its connection details. */
+export const make: Effect.Effect<BrokerInfo, TestBrokerError, Scope.Scope> = Effect.acquireRelease(
+  Effect.tryPromise({
+    try: start,
+    catch: (cause) => new TestBrokerError({ message: cause instanceof Error ? cause.message : String(cause) })
+  }),
+  (running) => Effect.promise(running.stop)
+).pipe(Effect.map((running) => running.info))
