@@ -1,6 +1,5 @@
 /**
- * The Riak-compatible PB server (riak_api's `riak_api_pb_listener` + `riak_api_pb_server`), on @effect/platform's
- * `SocketServer` (Node's `NodeSocketServer`).
+ * The Riak-compatible PB server (riak_api's `riak_api_pb_listener` + `riak_api_pb_server`), on `node:net`.
  *
  * One fiber per connection; per connection, per service state from the service's `init`; dispatch through the
  * `ServiceRegistry` on every request, so services registered or swapped while the server runs are picked up by
@@ -18,15 +17,13 @@
  * )
  * ```
  *
- * The connection reads the socket itself (the raw `Net.Socket` from `NodeSocket.NetSocket`, not `Socket.run`):
- * it has to pause reads while replies are not drained, and STARTTLS replaces the socket by a `TLSSocket` in the
- * middle of the connection, which the platform `Socket` cannot do.
+ * The connection reads the raw `Net.Socket` itself: it has to pause reads while replies are not drained, and
+ * STARTTLS replaces the socket by a `TLSSocket` in the middle of the connection, which the platform `Socket` cannot
+ * do. The listener is the server's own (`node:net`, one fiber per connection) rather than `NodeSocketServer`,
+ * whose per-connection platform `Socket` wrapper doubled the memory of an idle connection (docs/decisions.md).
  *
  * @since 0.1.0
  */
-import * as NodeSocket from "@effect/platform-node/NodeSocket"
-import * as NodeSocketServer from "@effect/platform-node/NodeSocketServer"
-import type * as Socket from "@effect/platform/Socket"
 import * as Context from "effect/Context"
 import * as Data from "effect/Data"
 import * as Duration from "effect/Duration"
@@ -38,6 +35,7 @@ import type * as Scope from "effect/Scope"
 import * as NodeTls from "node:tls"
 import type { ConnectionInfo as InternalConnectionInfo, SecurityConfig, ServerState } from "./internal/connection.js"
 import { serve, Texts } from "./internal/connection.js"
+import { listen } from "./internal/listener.js"
 import * as Metrics from "./internal/metrics.js"
 import { Authenticator, Authorizer } from "./Security.js"
 import { ServiceRegistry } from "./ServiceRegistry.js"
@@ -275,25 +273,13 @@ const start = (
       connections: new Map(),
       nextId: 0
     }
-    const server = yield* NodeSocketServer.make({
+    const address = yield* listen({
       host: options.host,
       port: options.port,
       backlog: options.backlog,
       noDelay: options.nodelay,
-      keepAlive: options.keepalive,
-      allowHalfOpen: true
-    }).pipe(Effect.mapError((cause) => new PbServerError({ reason: "Open", cause })))
-    const handle = (_: Socket.Socket) =>
-      Effect.flatMap(Effect.serviceOption(NodeSocket.NetSocket), (raw) =>
-        Option.isSome(raw) ? serve(raw.value, state) : Effect.logError("PB server: connection without a Net.Socket"))
-    yield* server.run(handle).pipe(
-      Effect.catchAllCause((cause) => Effect.logError("PB server stopped accepting connections", cause)),
-      Effect.withSpan("PbServer.run"),
-      Effect.forkScoped
-    )
-    const address = server.address._tag === "TcpAddress"
-      ? { host: server.address.hostname, port: server.address.port }
-      : { host: server.address.path, port: 0 }
+      keepAlive: options.keepalive
+    }, (socket) => serve(socket, state)).pipe(Effect.mapError((cause) => new PbServerError({ reason: "Open", cause })))
     yield* Effect.annotateCurrentSpan("pb.port", address.port)
     return {
       address,
