@@ -205,6 +205,8 @@ export class Connection implements ConnectionLink {
   private userName: string | undefined = undefined
   private authFailures = 0
   private forks = 0
+  /** When the first request of the batch being served was dispatched (-1: none yet). */
+  private batchStarted = -1
   private secure = false
   private inbox: Inbox<Envelope> | undefined = undefined
   private fibers: { readonly set: FiberSet.FiberSet<unknown, unknown>; readonly scope: Scope.CloseableScope } | undefined =
@@ -426,8 +428,16 @@ export class Connection implements ConnectionLink {
     counts.set(kind, (counts.get(kind) ?? 0) + n)
   }
 
-  /** Records the counts gathered since the last call. */
+  /**
+   * Records the counts gathered since the last call, and the batch's latency: one `pb_request_duration_ms`
+   * observation per batch (the requests served in one turn, whose replies are written together), from the first
+   * request's dispatch to now (its replies are queued and about to be written).
+   */
   private recordCounts(): void {
+    if (this.batchStarted >= 0) {
+      Metrics.requestDuration.unsafeUpdate(performance.now() - this.batchStarted, [])
+      this.batchStarted = -1
+    }
     if (this.requestCodes.length > 0) {
       for (let i = 0; i < this.requestCodes.length; i++) {
         Metrics.recordRequests(this.requestCodes[i]!, this.requestCounts[i]!)
@@ -618,7 +628,9 @@ export class Connection implements ConnectionLink {
   }
 
   private processStage(instance: ServiceInstance, message: unknown, code: number): Step {
-    const started = performance.now()
+    // Latency is timed per batch (one clock read when the batch's first request is dispatched, one when its counts
+    // are recorded): a clock read pair and a histogram update per request were ~6 % of the server's CPU.
+    if (this.batchStarted < 0) this.batchStarted = performance.now()
     let result: ReturnType<ServiceInstance["process"]>
     try {
       result = instance.process(message)
@@ -626,18 +638,17 @@ export class Connection implements ConnectionLink {
       return this.defect(Cause.die(thrown), instance.service, code, false)
     }
     // A plain result (checked by tag first: cheaper than isEffect, and no Effect has these tags).
-    if (isProcessResult(result) || !Effect.isEffect(result)) return this.afterProcess(result, instance, code, started)
+    if (isProcessResult(result) || !Effect.isEffect(result)) return this.afterProcess(result, instance, code)
     return Effect.flatMap(Effect.exit(result), (exit) =>
       Exit.isFailure(exit)
         ? this.handleFailure(exit.cause, instance, code, false)
-        : toEffect(this.afterProcess(exit.value, instance, code, started)))
+        : toEffect(this.afterProcess(exit.value, instance, code)))
   }
 
   private afterProcess(
     result: ProcessResult<unknown, unknown, unknown>,
     instance: ServiceInstance,
-    code: number,
-    started: number
+    code: number
   ): Step {
     let step: Step = "Continue"
     switch (result._tag) {
@@ -657,7 +668,6 @@ export class Connection implements ConnectionLink {
       default:
         this.unexpected(result)
     }
-    Metrics.requestDuration.unsafeUpdate(performance.now() - started, [])
     if (this.streaming === undefined && this.forks > 0) return Effect.zipLeft(toEffect(step), this.clearForks())
     return step
   }

@@ -107,6 +107,25 @@ const writeLength = (out: Uint8Array, at: number, length: number): void => {
 
 const LARGE = 16 * 1024
 
+// Output buffers are carved from a shared slab (like Node's own 8 KiB pool, larger): a batch of 1 KiB replies would
+// otherwise need a fresh `allocUnsafe` (a new ArrayBuffer) on every flush. The slab is only ever filled forward, so a
+// slice handed to `socket.write` is never overwritten; a slab lives while any of its slices is still queued.
+const SLAB_SIZE = 256 * 1024
+const SLAB_MAX = 32 * 1024
+let slab: Buffer = Buffer.allocUnsafeSlow(SLAB_SIZE)
+let slabAt = 0
+
+const allocOut = (size: number): Buffer => {
+  if (size > SLAB_MAX) return Buffer.allocUnsafe(size)
+  if (slabAt + size > SLAB_SIZE) {
+    slab = Buffer.allocUnsafeSlow(SLAB_SIZE)
+    slabAt = 0
+  }
+  const out = slab.subarray(slabAt, slabAt + size)
+  slabAt = (slabAt + size + 7) & ~7
+  return out
+}
+
 /**
  * Replies waiting to be written, coalesced into as few writes as possible: small frames are copied into one
  * buffer (from Node's buffer pool), large pieces are written as they are (no copy). Nothing is kept once taken,
@@ -161,7 +180,7 @@ export class OutBuffer {
     this.hasLarge = false
     if (!hasLarge) {
       // The usual case: everything in one buffer, in one pass.
-      const buffer = Buffer.allocUnsafe(total)
+      const buffer = allocOut(total)
       let at = 0
       for (let i = 0; i < payloads.length; i++) {
         writeLength(buffer, at, lengths[i]!)

@@ -17,7 +17,12 @@ export const requests = Metric.counter("pb_requests", { description: "PB request
 /** Error replies and closes, tagged with `kind`. */
 export const errors = Metric.counter("pb_errors", { description: "PB errors by kind", incremental: true })
 
-/** Time from a request's dispatch to its reply (or the start of its stream), in milliseconds. */
+/**
+ * Request latency in milliseconds, one observation per batch: the requests a connection serves in one turn (e.g.
+ * the frames of one read) are timed together, from the first one's dispatch until their replies (or the start of
+ * a stream) are queued for writing. A sequential client gives one observation per request; a pipelining client one
+ * per batch, the latency of the batch's oldest request. Requests are counted exactly in `pb_requests`.
+ */
 export const requestDuration = Metric.histogram(
   "pb_request_duration_ms",
   MetricBoundaries.fromIterable([0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 25, 50, 100, 250, 500, 1000, 5000]),
