@@ -30,11 +30,12 @@ import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
+import * as Runtime from "effect/Runtime"
 import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
 import * as NodeTls from "node:tls"
 import type { ConnectionInfo as InternalConnectionInfo, SecurityConfig, ServerState } from "./internal/connection.js"
-import { serve, Texts } from "./internal/connection.js"
+import { accept, Texts } from "./internal/connection.js"
 import { listen } from "./internal/listener.js"
 import * as Metrics from "./internal/metrics.js"
 import { Authenticator, Authorizer } from "./Security.js"
@@ -271,15 +272,22 @@ const start = (
       },
       registry,
       connections: new Map(),
+      runFork: Runtime.runFork(yield* Effect.runtime<never>()),
       nextId: 0
     }
+    const shutdown = Effect.suspend(() =>
+      Effect.forEach(Array.from(state.connections.values()), (connection) => connection.shutdown(), {
+        concurrency: "unbounded",
+        discard: true
+      })
+    )
     const address = yield* listen({
       host: options.host,
       port: options.port,
       backlog: options.backlog,
       noDelay: options.nodelay,
       keepAlive: options.keepalive
-    }, (socket) => serve(socket, state)).pipe(Effect.mapError((cause) => new PbServerError({ reason: "Open", cause })))
+    }, (socket) => accept(socket, state), shutdown).pipe(Effect.mapError((cause) => new PbServerError({ reason: "Open", cause })))
     yield* Effect.annotateCurrentSpan("pb.port", address.port)
     return {
       address,

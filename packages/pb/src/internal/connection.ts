@@ -14,7 +14,7 @@ import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Exit from "effect/Exit"
-import type * as Fiber from "effect/Fiber"
+import * as Fiber from "effect/Fiber"
 import * as FiberId from "effect/FiberId"
 import * as FiberSet from "effect/FiberSet"
 import * as Option from "effect/Option"
@@ -73,6 +73,8 @@ export interface ServerState {
   readonly config: ConnectionConfig
   readonly registry: Registry
   readonly connections: Map<number, Connection>
+  /** Starts a connection's fiber (in the server's runtime: its services, logger, tracer). */
+  readonly runFork: (effect: Effect.Effect<void>) => Fiber.RuntimeFiber<void>
   nextId: number
 }
 
@@ -182,8 +184,13 @@ const CODE_AUTH_RESP = 254
 export class Connection implements ConnectionLink {
   socket: Net.Socket | NodeTls.TLSSocket
   readonly peer: Peer
-  /** The connection's fiber, interrupted when the socket closes. */
-  fiber: Fiber.RuntimeFiber<unknown, unknown> | undefined = undefined
+  /** The connection's fiber while it has work, interrupted when the socket closes. */
+  private fiber: Fiber.RuntimeFiber<unknown, unknown> | undefined = undefined
+  /**
+   * Idle with no fiber: an idle connection keeps no fiber (a suspended fiber and its stack were most of an idle
+   * connection's memory). Socket events serve what they can inline and start a fiber for the rest.
+   */
+  private parked = false
   private readonly decoder: FrameDecoder
   private pending: Array<Frame> = []
   private head = 0
@@ -303,7 +310,7 @@ export class Connection implements ConnectionLink {
     } else if (this.pendingBytes >= this.state.config.readBufferBytes) {
       this.pause()
     }
-    if (this.waiter !== undefined) this.serveInline()
+    if (this.waiter !== undefined || this.parked) this.serveInline()
     if (this.hasWork()) this.wake()
   }
 
@@ -378,7 +385,57 @@ export class Connection implements ConnectionLink {
     if (waiter !== undefined) {
       this.waiter = undefined
       waiter(Effect.void)
+    } else if (this.parked && !this.finished) {
+      this.parked = false
+      this.state.runFork(this.session())
     }
+  }
+
+  /** Starts serving: parked until the first event when there is no idle timeout to keep, else in a fiber. */
+  start(): void {
+    this.parked = true
+    if (this.state.config.idleTimeout !== undefined || this.hasWork()) this.wake()
+  }
+
+  /** One run of the connection's fiber: until it parks (idle) or the connection is over (then torn down). */
+  private session(): Effect.Effect<void> {
+    return Effect.withFiberRuntime<void>((fiber) => {
+      this.fiber = fiber
+      return this.loop().pipe(
+        Effect.onExit((exit) => {
+          if (this.fiber === fiber) this.fiber = undefined
+          return Exit.isSuccess(exit) && exit.value === "Park" ? Effect.void : this.finish(exit)
+        }),
+        Effect.catchAllCause((cause) =>
+          Cause.isInterruptedOnly(cause) ? Effect.void : Effect.logError("PB connection failed", cause)
+        )
+      )
+    })
+  }
+
+  /** Server shutdown: interrupts the connection's fiber, or tears a parked connection down directly. */
+  shutdown(): Effect.Effect<void> {
+    return Effect.suspend(() => {
+      if (this.finished) return Effect.void
+      const fiber = this.fiber
+      if (fiber !== undefined) return Effect.zipRight(Fiber.interrupt(fiber), this.shutdown())
+      this.parked = false
+      return this.finish(Exit.interrupt(FiberId.none))
+    })
+  }
+
+  /** Tears the connection down and unregisters it. */
+  private finish(exit: Exit.Exit<unknown, unknown>): Effect.Effect<void> {
+    return Effect.zipRight(
+      this.teardown(exit),
+      Effect.sync(() => {
+        const connections = this.state.connections
+        if (connections.get(this.id) === this) {
+          connections.delete(this.id)
+          Metrics.connectionsActive.unsafeUpdate(connections.size, [])
+        }
+      })
+    )
   }
 
   private hasFrames(): boolean {
@@ -391,13 +448,15 @@ export class Connection implements ConnectionLink {
   }
 
   /** Suspends until there is something to do. */
-  private readonly waitForWork: Effect.Effect<void> = Effect.async<void>((resume) => {
-    if (this.hasWork()) return resume(Effect.void)
-    this.waiter = resume
-    return Effect.sync(() => {
-      if (this.waiter === resume) this.waiter = undefined
+  private waitForWork(): Effect.Effect<void> {
+    return Effect.async<void>((resume) => {
+      if (this.hasWork()) return resume(Effect.void)
+      this.waiter = resume
+      return Effect.sync(() => {
+        if (this.waiter === resume) this.waiter = undefined
+      })
     })
-  })
+  }
 
   private takeFrame(): Frame {
     const frame = this.pending[this.head++]!
@@ -506,18 +565,19 @@ export class Connection implements ConnectionLink {
   // The loop
   // -------------------------------------------------------------------------------------------------------------
 
-  /** Serves the connection until it closes. */
-  readonly run: Effect.Effect<void> = Effect.gen(this, function*() {
+  /** Serves the connection until it is over ("Done") or idle without an idle timeout to keep ("Park"). */
+  private loop(): Effect.Effect<"Park" | "Done"> {
+    return Effect.gen(this, function*() {
     while (!this.closed) {
       if (this.handoff !== undefined) {
         const step = this.handoff
         this.handoff = undefined
         const next = typeof step === "string" ? step : yield* step
-        if (next === "Close") return yield* this.flush()
+        if (next === "Close") return yield* this.flushDone()
         continue
       }
       if (this.streaming !== undefined) {
-        if ((yield* this.streamStep()) === "Close") return yield* this.flush()
+        if ((yield* this.streamStep()) === "Close") return yield* this.flushDone()
         continue
       }
       // Messages for a stream that is over (or that never started): dropped, as riak drops them.
@@ -525,24 +585,38 @@ export class Connection implements ConnectionLink {
       if (this.hasFrames()) {
         const step = this.processFrames()
         const next = typeof step === "string" ? step : yield* step
-        if (next === "Close") return yield* this.flush()
+        if (next === "Close") return yield* this.flushDone()
         continue
       }
       this.recordCounts()
       yield* this.flush()
-      if (this.problem !== undefined) return yield* this.handleProblem(this.problem)
-      if (this.eof) return
+      if (this.problem !== undefined) {
+        yield* this.handleProblem(this.problem)
+        return "Done" as const
+      }
+      if (this.eof) return "Done" as const
       this.resume()
       const idle = this.state.config.idleTimeout
       if (idle === undefined) {
-        yield* this.waitForWork
+        if (this.hasWork()) continue
+        // Parked in the same synchronous step as the check: the next socket event serves inline or restarts a fiber.
+        this.parked = true
+        return "Park" as const
       } else {
         // Requests served inline count as activity: the connection is idle only if there were none.
         const activity = this.activity
-        if (Option.isNone(yield* Effect.timeoutOption(this.waitForWork, idle)) && this.activity === activity) return
+        if (Option.isNone(yield* Effect.timeoutOption(this.waitForWork(), idle)) && this.activity === activity) {
+          return "Done" as const
+        }
       }
     }
-  })
+    return "Done" as const
+    })
+  }
+
+  private flushDone(): Effect.Effect<"Done"> {
+    return Effect.as(this.flush(), "Done" as const)
+  }
 
   /** Serves pending frames while their results are known synchronously. */
   private processFrames(): Step {
@@ -766,8 +840,8 @@ export class Connection implements ConnectionLink {
         yield* this.flush()
         const timeout = this.state.config.streamIdleTimeout
         if (timeout === undefined) {
-          yield* this.waitForWork
-        } else if (Option.isNone(yield* Effect.timeoutOption(this.waitForWork, timeout))) {
+          yield* this.waitForWork()
+        } else if (Option.isNone(yield* Effect.timeoutOption(this.waitForWork(), timeout))) {
           this.sendError(Texts.streamTimeout, "stream_timeout")
           yield* this.endStream()
         }
@@ -1010,45 +1084,33 @@ const decodeAuthReq = (body: Uint8Array): { user: string; password: string } | u
   return { user: Buffer.from(user).toString("utf8"), password: Buffer.from(password).toString("utf8") }
 }
 
-/** Serves one accepted socket until it closes. Never fails: everything is answered on the wire or logged. */
-export const serve = (raw: Net.Socket, state: ServerState): Effect.Effect<void> =>
-  Effect.withFiberRuntime<void>((fiber) => {
-    const id = ++state.nextId
-    Metrics.connectionsAccepted.unsafeUpdate(1, [])
-    const config = state.config
-    if (config.maxConnections !== undefined && state.connections.size >= config.maxConnections) {
-      Metrics.recordErrors("too_many_connections", 1)
-      raw.on("error", () => {})
-      raw.end(frameOf(errorText(Texts.tooManyConnections)))
-      const timer = setTimeout(() => raw.destroy(), Duration.toMillis(config.closeTimeout))
-      timer.unref()
-      raw.once("close", () => clearTimeout(timer))
-      return Effect.void
-    }
-    if (!raw.destroyed) {
-      raw.setNoDelay(config.nodelay)
-      raw.setKeepAlive(config.keepalive)
-    }
-    const connection = new Connection(id, raw, state)
-    state.connections.set(id, connection)
-    Metrics.connectionsActive.unsafeUpdate(state.connections.size, [])
-    connection.fiber = fiber
-    connection.attach(raw)
-    return connection.run.pipe(
-      Effect.onExit((exit) =>
-        Effect.zipRight(
-          connection.teardown(exit),
-          Effect.sync(() => {
-            state.connections.delete(id)
-            Metrics.connectionsActive.unsafeUpdate(state.connections.size, [])
-          })
-        )
-      ),
-      Effect.catchAllCause((cause) =>
-        Cause.isInterruptedOnly(cause) ? Effect.void : Effect.logError("PB connection failed", cause)
-      )
-    )
-  })
+/**
+ * Takes one accepted socket: registers the connection and starts serving it (parked: an idle connection has no
+ * fiber). Never fails: everything is answered on the wire or logged.
+ */
+export const accept = (raw: Net.Socket, state: ServerState): void => {
+  const id = ++state.nextId
+  Metrics.connectionsAccepted.unsafeUpdate(1, [])
+  const config = state.config
+  if (config.maxConnections !== undefined && state.connections.size >= config.maxConnections) {
+    Metrics.recordErrors("too_many_connections", 1)
+    raw.on("error", () => {})
+    raw.end(frameOf(errorText(Texts.tooManyConnections)))
+    const timer = setTimeout(() => raw.destroy(), Duration.toMillis(config.closeTimeout))
+    timer.unref()
+    raw.once("close", () => clearTimeout(timer))
+    return
+  }
+  if (!raw.destroyed) {
+    raw.setNoDelay(config.nodelay)
+    raw.setKeepAlive(config.keepalive)
+  }
+  const connection = new Connection(id, raw, state)
+  state.connections.set(id, connection)
+  Metrics.connectionsActive.unsafeUpdate(state.connections.size, [])
+  connection.attach(raw)
+  connection.start()
+}
 
 const frameOf = (payload: Uint8Array): Uint8Array => {
   const out = new Uint8Array(payload.length + 4)

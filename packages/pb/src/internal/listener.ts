@@ -1,5 +1,5 @@
 /**
- * A lean TCP listener on `node:net`: one fiber per accepted socket, and nothing else per connection.
+ * A lean TCP listener on `node:net`: hands every accepted socket to a callback, and keeps nothing per connection.
  *
  * It replaces `NodeSocketServer` for the PB server (see docs/decisions.md, "PB server: own listener"): that one
  * wraps every connection in a platform `Socket` (latch, scope, FiberSet, context, closures) the PB connection never
@@ -8,7 +8,6 @@
  */
 import * as Cause from "effect/Cause"
 import * as Effect from "effect/Effect"
-import * as Fiber from "effect/Fiber"
 import * as Runtime from "effect/Runtime"
 import type * as Scope from "effect/Scope"
 import * as Net from "node:net"
@@ -29,31 +28,23 @@ export interface BoundAddress {
 }
 
 /**
- * Listens and runs `handle` in its own fiber for every accepted socket (half-open allowed: the handler decides when
- * to end). When the scope closes: no new connections, the live connections' fibers are interrupted (and awaited),
- * then the listening socket is closed.
+ * Listens and calls `onConnection` for every accepted socket (half-open allowed: the handler decides when to end).
+ * When the scope closes: new connections are refused, `shutdown` runs (it ends the live connections), then the
+ * listening socket is closed.
  */
 export const listen = (
   options: ListenOptions,
-  handle: (socket: Net.Socket) => Effect.Effect<void>
+  onConnection: (socket: Net.Socket) => void,
+  shutdown: Effect.Effect<void>
 ): Effect.Effect<BoundAddress, Error, Scope.Scope> =>
   Effect.gen(function*() {
     const runtime = yield* Effect.runtime<never>()
     const runFork = Runtime.runFork(runtime)
-    const fibers = new Set<Fiber.RuntimeFiber<void>>()
     let accepting = true
-    const forget = (fiber: Fiber.RuntimeFiber<void>) => () => fibers.delete(fiber)
     const server = Net.createServer({ allowHalfOpen: true, noDelay: options.noDelay, keepAlive: options.keepAlive })
     server.on("connection", (socket: Net.Socket) => {
-      if (!accepting) {
-        socket.destroy()
-        return
-      }
-      const fiber = runFork(handle(socket))
-      if (fiber.unsafePoll() === null) {
-        fibers.add(fiber)
-        fiber.addObserver(forget(fiber))
-      }
+      if (accepting) onConnection(socket)
+      else socket.destroy()
     })
     yield* Effect.acquireRelease(
       Effect.async<void, Error>((resume) => {
@@ -69,7 +60,7 @@ export const listen = (
       () =>
         Effect.suspend(() => {
           accepting = false
-          return Fiber.interruptAll(Array.from(fibers))
+          return shutdown
         }).pipe(
           Effect.zipRight(Effect.async<void>((resume) => {
             server.close(() => resume(Effect.void))
