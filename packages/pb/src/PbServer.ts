@@ -1,9 +1,11 @@
 /**
- * The Riak-compatible PB server (riak_api's `riak_api_pb_listener` + `riak_api_pb_server`), on `node:net`.
+ * The Riak-compatible PB server (riak_api's `riak_api_pb_listener` + `riak_api_pb_server`), on @effect/platform's
+ * `SocketServer` (Node's `NodeSocketServer`).
  *
- * One fiber per connection; per connection, per service state from the service's `init`; dispatch through the
- * `ServiceRegistry` on every request, so services registered or swapped while the server runs are picked up by
- * live connections.
+ * A connection runs in a fiber while it has work and keeps none while idle (requests whose services answer with
+ * plain values are served straight from the socket's events); per connection, per service state from the
+ * service's `init`; dispatch through the `ServiceRegistry` on every request, so services registered or swapped
+ * while the server runs are picked up by live connections.
  *
  * ```ts
  * const program = Effect.gen(function*() {
@@ -19,11 +21,14 @@
  *
  * The connection reads the raw `Net.Socket` itself: it has to pause reads while replies are not drained, and
  * STARTTLS replaces the socket by a `TLSSocket` in the middle of the connection, which the platform `Socket` cannot
- * do. The listener is the server's own (`node:net`, one fiber per connection) rather than `NodeSocketServer`,
- * whose per-connection platform `Socket` wrapper doubled the memory of an idle connection (docs/decisions.md).
+ * do. The platform's per-connection handler only registers the connection and returns, so its fiber and `Socket`
+ * wrapper do not stay for the connection's life (they were most of an idle connection's memory; docs/decisions.md).
  *
  * @since 0.1.0
  */
+import * as NodeSocket from "@effect/platform-node/NodeSocket"
+import * as NodeSocketServer from "@effect/platform-node/NodeSocketServer"
+import type * as Socket from "@effect/platform/Socket"
 import * as Context from "effect/Context"
 import * as Data from "effect/Data"
 import * as Duration from "effect/Duration"
@@ -36,7 +41,6 @@ import type * as Scope from "effect/Scope"
 import * as NodeTls from "node:tls"
 import type { ConnectionInfo as InternalConnectionInfo, SecurityConfig, ServerState } from "./internal/connection.js"
 import { accept, Texts } from "./internal/connection.js"
-import { listen } from "./internal/listener.js"
 import * as Metrics from "./internal/metrics.js"
 import { Authenticator, Authorizer } from "./Security.js"
 import { ServiceRegistry } from "./ServiceRegistry.js"
@@ -273,21 +277,41 @@ const start = (
       registry,
       connections: new Map(),
       runFork: Runtime.runFork(yield* Effect.runtime<never>()),
-      nextId: 0
+      nextId: 0,
+      stopping: false
     }
-    const shutdown = Effect.suspend(() =>
-      Effect.forEach(Array.from(state.connections.values()), (connection) => connection.shutdown(), {
+    const shutdown = Effect.suspend(() => {
+      state.stopping = true
+      return Effect.forEach(Array.from(state.connections.values()), (connection) => connection.shutdown(), {
         concurrency: "unbounded",
         discard: true
       })
-    )
-    const address = yield* listen({
+    })
+    const server = yield* NodeSocketServer.make({
       host: options.host,
       port: options.port,
       backlog: options.backlog,
       noDelay: options.nodelay,
-      keepAlive: options.keepalive
-    }, (socket) => accept(socket, state), shutdown).pipe(Effect.mapError((cause) => new PbServerError({ reason: "Open", cause })))
+      keepAlive: options.keepalive,
+      allowHalfOpen: true
+    }).pipe(Effect.mapError((cause) => new PbServerError({ reason: "Open", cause })))
+    // Runs before NodeSocketServer's own finalizer (which waits for every socket to close): ends the connections.
+    yield* Effect.addFinalizer(() => shutdown)
+    // The handler only registers the connection and returns: the connection keeps no fiber while idle, so the
+    // platform's per-connection fiber and Socket wrapper are released at once.
+    const handle = (_: Socket.Socket) =>
+      Effect.flatMap(Effect.serviceOption(NodeSocket.NetSocket), (raw) =>
+        Option.isSome(raw)
+          ? Effect.sync(() => accept(raw.value, state))
+          : Effect.logError("PB server: connection without a Net.Socket"))
+    yield* server.run(handle).pipe(
+      Effect.catchAllCause((cause) => Effect.logError("PB server stopped accepting connections", cause)),
+      Effect.withSpan("PbServer.run"),
+      Effect.forkScoped
+    )
+    const address = server.address._tag === "TcpAddress"
+      ? { host: server.address.hostname, port: server.address.port }
+      : { host: server.address.path, port: 0 }
     yield* Effect.annotateCurrentSpan("pb.port", address.port)
     return {
       address,

@@ -1,5 +1,5 @@
 /**
- * One PB connection: the riak_api_pb_server process, as one fiber.
+ * One PB connection: the riak_api_pb_server process, as a fiber while it has work (none while idle).
  *
  * Bytes arrive through socket events and are cut into frames synchronously (pending, in order). Messages other
  * fibers send to the connection (`ctx.send`) go through a bounded Mailbox. The connection fiber is the only
@@ -76,6 +76,8 @@ export interface ServerState {
   /** Starts a connection's fiber (in the server's runtime: its services, logger, tracer). */
   readonly runFork: (effect: Effect.Effect<void>) => Fiber.RuntimeFiber<void>
   nextId: number
+  /** Set when the server shuts down: sockets accepted from then on are destroyed. */
+  stopping: boolean
 }
 
 /** A snapshot of a connection, for operators and tests. */
@@ -1089,6 +1091,10 @@ const decodeAuthReq = (body: Uint8Array): { user: string; password: string } | u
  * fiber). Never fails: everything is answered on the wire or logged.
  */
 export const accept = (raw: Net.Socket, state: ServerState): void => {
+  if (state.stopping) {
+    raw.destroy()
+    return
+  }
   const id = ++state.nextId
   Metrics.connectionsAccepted.unsafeUpdate(1, [])
   const config = state.config
