@@ -418,7 +418,43 @@ describe("RpcClient: the original's tests (timeout, stop, config, init)", () => 
     }))
 })
 
+/** Records the socket writes of the connection `channel` belongs to: one entry per write, its number of chunks. */
+const recordSocketWrites = (channel: Amqp.Channel): Array<number> => {
+  const writes: Array<number> = []
+  const socket: unknown = Reflect.get(channel.connection, "stream")
+  if (typeof socket !== "object" || socket === null) return assert.fail("no socket behind the channel")
+  const write: unknown = Reflect.get(socket, "_write")
+  const writev: unknown = Reflect.get(socket, "_writev")
+  if (typeof write !== "function" || typeof writev !== "function") return assert.fail("not a net.Socket")
+  Reflect.set(socket, "_write", (...args: Array<unknown>) => {
+    writes.push(1)
+    return Reflect.apply(write, socket, args)
+  })
+  Reflect.set(socket, "_writev", (chunks: Array<unknown>, ...rest: Array<unknown>) => {
+    writes.push(chunks.length)
+    return Reflect.apply(writev, socket, [chunks, ...rest])
+  })
+  return writes
+}
+
 describe("RpcClient: beyond the original", () => {
+  it.scopedLive("requests issued in the same turn leave in one socket write", () =>
+    withConnection("coalesce", Effect.gen(function*() {
+      const server = yield* startServer({ mode: "echo" })
+      const client = yield* RpcClient.make({ timeout: "20 seconds" })
+      yield* readyMeta(client)
+      const connection = yield* AmqpConnection.AmqpConnection
+      const probe = yield* connection.openChannel()
+      const writes = recordSocketWrites(probe)
+      const replies = yield* Effect.forEach(
+        Array.from({ length: 20 }, (_, i) => `r${i}`),
+        (body) => Effect.map(client.request(body, server.queue), text),
+        { concurrency: "unbounded" }
+      )
+      assert.deepStrictEqual(replies, Array.from({ length: 20 }, (_, i) => `r${i}`))
+      assert.deepStrictEqual(writes, [20], "the 20 publishes went out in one writev")
+    })))
+
   it.scopedLive("an unroutable mandatory request fails at once with RpcUnroutable", () =>
     withConnection("unroutable", Effect.gen(function*() {
       const client = yield* RpcClient.make({ timeout: "20 seconds" })

@@ -191,6 +191,42 @@ const destroySocket = (model: Amqp.ChannelModel): void => {
   }
 }
 
+/** A writable stream that can hold its writes and flush them as one (a `net.Socket`). */
+interface Corkable {
+  cork(): void
+  uncork(): void
+}
+
+const isCorkable = (stream: unknown): stream is Corkable =>
+  typeof stream === "object" && stream !== null &&
+  "cork" in stream && typeof stream.cork === "function" &&
+  "uncork" in stream && typeof stream.uncork === "function"
+
+/**
+ * Makes every frame amqplib's multiplexer writes in one pass leave in one socket write. amqplib queues frames per
+ * channel and a scheduled pass (`Mux._readIncoming`, once per event-loop turn) writes them to the socket one
+ * `write` each: each a syscall and a TCP segment. Corking the socket around the pass turns the frames of all
+ * publishes issued in the same turn (concurrent RPC callers resumed by one batch of replies) into one `writev`.
+ * A pass with one frame costs one cork/uncork more. Nothing changes on an amqplib whose internals differ.
+ */
+const coalesceWrites = (model: Amqp.ChannelModel): void => {
+  const connection: object = model.connection
+  if (!("muxer" in connection) || !("stream" in connection)) return
+  const { muxer, stream } = connection
+  if (typeof muxer !== "object" || muxer === null || !isCorkable(stream)) return
+  if (!("_readIncoming" in muxer) || typeof muxer._readIncoming !== "function") return
+  const readIncoming: unknown = muxer._readIncoming
+  if (typeof readIncoming !== "function") return
+  Reflect.set(muxer, "_readIncoming", () => {
+    stream.cork()
+    try {
+      Reflect.apply(readIncoming, muxer, [])
+    } finally {
+      stream.uncork()
+    }
+  })
+}
+
 const closeModel = (model: Amqp.ChannelModel, timeout: Duration.Duration): Effect.Effect<void> =>
   Effect.async<void>((resume) => {
     model.close().then(() => resume(Effect.void), () => resume(Effect.void))
@@ -302,6 +338,7 @@ export const make = (options: ConnectionOptions): Effect.Effect<AmqpConnectionSh
 
     const attach = (model: Amqp.ChannelModel, target: Target, lost: Deferred.Deferred<AmqpError>): Live => {
       const live: Live = { model, display: target.display, lost, generation: 0, closed: false, error: undefined }
+      coalesceWrites(model)
       model.on("error", (error: Error) => {
         live.error = error
       })
