@@ -570,49 +570,49 @@ export class Connection implements ConnectionLink {
   /** Serves the connection until it is over ("Done") or idle without an idle timeout to keep ("Park"). */
   private loop(): Effect.Effect<"Park" | "Done"> {
     return Effect.gen(this, function*() {
-    while (!this.closed) {
-      if (this.handoff !== undefined) {
-        const step = this.handoff
-        this.handoff = undefined
-        const next = typeof step === "string" ? step : yield* step
-        if (next === "Close") return yield* this.flushDone()
-        continue
-      }
-      if (this.streaming !== undefined) {
-        if ((yield* this.streamStep()) === "Close") return yield* this.flushDone()
-        continue
-      }
-      // Messages for a stream that is over (or that never started): dropped, as riak drops them.
-      if (this.inbox !== undefined && this.inbox.size > 0) this.inbox.takeAll()
-      if (this.hasFrames()) {
-        const step = this.processFrames()
-        const next = typeof step === "string" ? step : yield* step
-        if (next === "Close") return yield* this.flushDone()
-        continue
-      }
-      this.recordCounts()
-      yield* this.flush()
-      if (this.problem !== undefined) {
-        yield* this.handleProblem(this.problem)
-        return "Done" as const
-      }
-      if (this.eof) return "Done" as const
-      this.resume()
-      const idle = this.state.config.idleTimeout
-      if (idle === undefined) {
-        if (this.hasWork()) continue
-        // Parked in the same synchronous step as the check: the next socket event serves inline or restarts a fiber.
-        this.parked = true
-        return "Park" as const
-      } else {
-        // Requests served inline count as activity: the connection is idle only if there were none.
-        const activity = this.activity
-        if (Option.isNone(yield* Effect.timeoutOption(this.waitForWork(), idle)) && this.activity === activity) {
+      while (!this.closed) {
+        if (this.handoff !== undefined) {
+          const step = this.handoff
+          this.handoff = undefined
+          const next = typeof step === "string" ? step : yield* step
+          if (next === "Close") return yield* this.flushDone()
+          continue
+        }
+        if (this.streaming !== undefined) {
+          if ((yield* this.streamStep()) === "Close") return yield* this.flushDone()
+          continue
+        }
+        // Messages for a stream that is over (or that never started): dropped, as riak drops them.
+        if (this.inbox !== undefined && this.inbox.size > 0) this.inbox.takeAll()
+        if (this.hasFrames()) {
+          const step = this.processFrames()
+          const next = typeof step === "string" ? step : yield* step
+          if (next === "Close") return yield* this.flushDone()
+          continue
+        }
+        this.recordCounts()
+        yield* this.flush()
+        if (this.problem !== undefined) {
+          yield* this.handleProblem(this.problem)
           return "Done" as const
         }
+        if (this.eof) return "Done" as const
+        this.resume()
+        const idle = this.state.config.idleTimeout
+        if (idle === undefined) {
+          if (this.hasWork()) continue
+          // Parked in the same synchronous step as the check: the next socket event serves inline or restarts a fiber.
+          this.parked = true
+          return "Park" as const
+        } else {
+          // Requests served inline count as activity: the connection is idle only if there were none.
+          const activity = this.activity
+          if (Option.isNone(yield* Effect.timeoutOption(this.waitForWork(), idle)) && this.activity === activity) {
+            return "Done" as const
+          }
+        }
       }
-    }
-    return "Done" as const
+      return "Done" as const
     })
   }
 
