@@ -1,5 +1,5 @@
 import { assert, describe, it } from "@effect/vitest"
-import { Deferred, Effect, Either, Exit, Metric } from "effect"
+import { Deferred, Effect, Either, Exit, Metric, Scope } from "effect"
 import * as Net from "node:net"
 import { PbCodec, PbServer, PbService, RiakPb, ServiceRegistry } from "@warren/pb"
 import { ClientClosed, connect, encodeFrame, errorText } from "./utils/pbClient.js"
@@ -508,6 +508,29 @@ describe("PbServer", () => {
         assert.instanceOf(error, ClientClosed)
         const refused = yield* Effect.exit(connect(port))
         assert.isTrue(Exit.isFailure(refused))
+      }))
+
+    it.scopedLive("closing the server's scope ends connections in every state: never used, idle, streaming", () =>
+      Effect.gen(function*() {
+        const interrupted = yield* Deferred.make<void>()
+        const serverScope = yield* Scope.make()
+        const { port, server } = yield* Scope.extend(
+          startServer([syncRegistration(), ServiceRegistry.registration(streamService(interrupted), 107, 109)]),
+          serverScope
+        )
+        // The clients live in the test's scope: only the server's shutdown can close them.
+        const fresh = yield* connect(port)
+        const idle = yield* connect(port)
+        assert.strictEqual((yield* idle.request(101, "x")).code, 102)
+        const streaming = yield* connect(port)
+        yield* streaming.send(107, "hang")
+        yield* eventually(Effect.map(server.connections, (all) => all.length === 3 && all.some((c) => c.streaming)))
+        yield* Scope.close(serverScope, Exit.void)
+        for (const client of [fresh, idle, streaming]) {
+          assert.instanceOf(yield* Effect.flip(client.next), ClientClosed)
+        }
+        yield* Deferred.await(interrupted)
+        assert.deepStrictEqual(yield* server.connections, [])
       }))
 
     it.scopedLive("metrics: accepted, active, requests by code, errors by kind", () =>
