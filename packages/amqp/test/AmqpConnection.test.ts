@@ -4,6 +4,7 @@ import { Duration, Effect, Exit, Fiber, Option, Queue, Random, Schedule, Scope, 
 import {
   amqpUrl,
   broker,
+  brokerChannelCount,
   closeConnection,
   listConnections,
   rabbitmqctl,
@@ -49,20 +50,6 @@ const nextDisconnected = (states: Queue.Queue<State>) =>
 
 const retryMillis = (state: State) =>
   state._tag === "Disconnected" ? Option.map(state.retryIn, Duration.toMillis) : Option.none()
-
-/** The broker's channel count for the connection named `name` (0 if it is not there). */
-const brokerChannelCount = (name: string) =>
-  rabbitmqctl("list_connections", "channels", "client_properties", "--formatter", "json").pipe(
-    Effect.map((out) => {
-      const rows = (out.trim() === "" ? [] : JSON.parse(out)) as ReadonlyArray<{
-        readonly channels: number
-        readonly client_properties: ReadonlyArray<readonly [string, string, unknown]>
-      }>
-      return rows
-        .filter((row) => row.client_properties.some(([key, , value]) => key === "connection_name" && value === name))
-        .reduce((sum, row) => sum + row.channels, 0)
-    })
-  )
 
 /** Polls `effect` until it returns `expected` (about 20 tries), then returns the last value seen. */
 const eventually = <A, E>(effect: Effect.Effect<A, E>, expected: A): Effect.Effect<A, E> =>

@@ -5,7 +5,14 @@ import amqp from "amqplib"
 import * as Net from "node:net"
 import type * as Amqp from "amqplib"
 import { Deferred, Effect, Exit, Layer, Metric, Option, Queue, Ref, Scope, Stream } from "effect"
-import { amqpUrl, broker, closeConnection, deleteQueue, rabbitmqctl, withAdminChannel } from "./support/faults.js"
+import {
+  amqpUrl,
+  broker,
+  brokerChannelCount,
+  closeConnection,
+  deleteQueue,
+  withAdminChannel
+} from "./support/faults.js"
 
 let counter = 0
 const unique = (label: string) => `warren-rpc-${label}-${process.pid}-${++counter}`
@@ -64,19 +71,6 @@ const eventually = <A, E>(effect: Effect.Effect<A, E>, predicate: (a: A) => bool
   })
 
 const queueInfo = (queue: string) => withAdminChannel((ch) => ch.checkQueue(queue))
-
-const brokerChannelCount = (name: string) =>
-  rabbitmqctl("list_connections", "channels", "client_properties", "--formatter", "json").pipe(
-    Effect.map((out) => {
-      const rows = (out.trim() === "" ? [] : JSON.parse(out)) as ReadonlyArray<{
-        readonly channels: number
-        readonly client_properties: ReadonlyArray<readonly [string, string, unknown]>
-      }>
-      return rows
-        .filter((row) => row.client_properties.some(([key, , value]) => key === "connection_name" && value === name))
-        .reduce((sum, row) => sum + row.channels, 0)
-    })
-  )
 
 describe("RpcServer (real broker)", () => {
   it.scopedLive("echo: the reply goes to reply_to with the request's correlation id and content type", () =>

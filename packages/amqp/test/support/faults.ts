@@ -147,3 +147,17 @@ export const withAdminChannel = <A>(f: (channel: amqp.Channel) => Promise<A>): E
       }),
     (connection) => Effect.promise(() => connection.close().catch(() => undefined))
   )
+
+/** The broker's channel count for the connection(s) whose `connection_name` is `name` (0 if there is none). */
+export const brokerChannelCount = (name: string): Effect.Effect<number, BrokerControlError> =>
+  rabbitmqctl("list_connections", "channels", "client_properties", "--formatter", "json").pipe(
+    Effect.map((out) => {
+      const rows = (out.trim() === "" ? [] : JSON.parse(out)) as ReadonlyArray<{
+        readonly channels: number
+        readonly client_properties: ReadonlyArray<readonly [string, string, unknown]>
+      }>
+      return rows
+        .filter((row) => row.client_properties.some(([key, , value]) => key === "connection_name" && value === name))
+        .reduce((sum, row) => sum + row.channels, 0)
+    })
+  )
