@@ -6,6 +6,7 @@ import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Exit from "effect/Exit"
+import { identity } from "effect/Function"
 import * as Metric from "effect/Metric"
 import * as Option from "effect/Option"
 import * as ParseResult from "effect/ParseResult"
@@ -361,50 +362,60 @@ export const make = (options: ConnectionOptions): Effect.Effect<AmqpConnectionSh
       return live
     }
 
-    const connectOne = (target: Target): Effect.Effect<Live, AmqpError> =>
-      Effect.flatMap(Deferred.make<AmqpError>(), (lost) => {
-        const box: { live: Live | undefined; abandoned: boolean } = { live: undefined, abandoned: false }
-        return Effect.uninterruptibleMask((restore) =>
-          restore(
-            Effect.async<Live, AmqpError>((resume) => {
-              amqp.connect(target.connectUrl, config.socketOptions).then(
-                (model) => {
-                  const live = attach(model, target, lost)
-                  if (box.abandoned) {
-                    runFork(closeModel(model, config.closeTimeout))
-                    return
-                  }
-                  box.live = live
-                  resume(Effect.succeed(live))
-                },
-                (cause: unknown) =>
-                  resume(
-                    Effect.fail(
-                      new AmqpError({ reason: "Connect", message: `${target.display}: ${describe(cause)}`, cause })
-                    )
-                  )
-              )
-              return Effect.sync(() => {
-                box.abandoned = true
-              })
-            }).pipe(
-              Effect.timeoutFail({
-                duration: config.connectTimeout,
-                onTimeout: () =>
-                  new AmqpError({
-                    reason: "Connect",
-                    message: `${target.display}: no connection within ${Duration.format(config.connectTimeout)}`
-                  })
-              })
-            )
-          ).pipe(
-            // Whatever went wrong after the connection opened (timeout race, interruption): close it.
-            Effect.onExit((exit) =>
-              Exit.isFailure(exit) && box.live !== undefined ? closeModel(box.live.model, config.closeTimeout) : Effect.void
-            )
+    /**
+     * Opens a resource with a Promise-returning amqplib call so that it is never leaked: if the caller has gone
+     * (interrupted, or `guard` failed it, e.g. a timeout) by the time the resource arrives, it is released at once.
+     */
+    const openReleasing = <A>(
+      open: () => Promise<A>,
+      release: (resource: A) => Effect.Effect<void>,
+      onError: (cause: unknown) => AmqpError,
+      guard: (opening: Effect.Effect<A, AmqpError>) => Effect.Effect<A, AmqpError>
+    ): Effect.Effect<A, AmqpError> => {
+      const box: { opened: { readonly resource: A } | undefined; abandoned: boolean } = {
+        opened: undefined,
+        abandoned: false
+      }
+      return Effect.uninterruptibleMask((restore) =>
+        restore(guard(Effect.async<A, AmqpError>((resume) => {
+          open().then(
+            (resource) => {
+              if (box.abandoned) {
+                runFork(release(resource))
+                return
+              }
+              box.opened = { resource }
+              resume(Effect.succeed(resource))
+            },
+            (cause: unknown) => resume(Effect.fail(onError(cause)))
+          )
+          return Effect.sync(() => {
+            box.abandoned = true
+          })
+        }))).pipe(
+          // Opened, but the caller left at that very moment (timeout race, interruption): release it.
+          Effect.onExit((exit) =>
+            Exit.isFailure(exit) && box.opened !== undefined ? release(box.opened.resource) : Effect.void
           )
         )
-      })
+      )
+    }
+
+    const connectOne = (target: Target): Effect.Effect<Live, AmqpError> =>
+      Effect.flatMap(Deferred.make<AmqpError>(), (lost) =>
+        openReleasing(
+          () => amqp.connect(target.connectUrl, config.socketOptions).then((model) => attach(model, target, lost)),
+          (live) => closeModel(live.model, config.closeTimeout),
+          (cause) => new AmqpError({ reason: "Connect", message: `${target.display}: ${describe(cause)}`, cause }),
+          Effect.timeoutFail({
+            duration: config.connectTimeout,
+            onTimeout: () =>
+              new AmqpError({
+                reason: "Connect",
+                message: `${target.display}: no connection within ${Duration.format(config.connectTimeout)}`
+              })
+          })
+        ))
 
     const connectAny: Effect.Effect<Live, AmqpError> = Effect.gen(function*() {
       const failures: Array<string> = []
@@ -522,42 +533,18 @@ export const make = (options: ConnectionOptions): Effect.Effect<AmqpConnectionSh
       live: Live,
       confirm: boolean,
       scope: Scope.Scope
-    ): Effect.Effect<Amqp.Channel, AmqpError> => {
-      const box: { channel: Amqp.Channel | undefined; abandoned: boolean } = { channel: undefined, abandoned: false }
-      return Effect.uninterruptibleMask((restore) =>
-        restore(
-          Effect.async<Amqp.Channel, AmqpError>((resume) => {
-            const opening: Promise<Amqp.Channel> = confirm ? live.model.createConfirmChannel() : live.model.createChannel()
-            opening.then(
-              (channel) => {
-                track(channel, live)
-                if (box.abandoned) {
-                  runFork(closeChannel(channel, config.closeTimeout))
-                  return
-                }
-                box.channel = channel
-                resume(Effect.succeed(channel))
-              },
-              (cause: unknown) =>
-                resume(
-                  Effect.fail(
-                    new AmqpError({ reason: "ChannelOpen", message: `could not open a channel: ${describe(cause)}`, cause })
-                  )
-                )
-            )
-            return Effect.sync(() => {
-              box.abandoned = true
-            })
-          })
-        ).pipe(
-          // Opened, but the caller left at that very moment: close it.
-          Effect.onExit((exit) =>
-            Exit.isFailure(exit) && box.channel !== undefined ? closeChannel(box.channel, config.closeTimeout) : Effect.void
-          ),
-          Effect.tap((channel) => Scope.addFinalizer(scope, closeChannel(channel, config.closeTimeout)))
-        )
-      )
-    }
+    ): Effect.Effect<Amqp.Channel, AmqpError> =>
+      openReleasing(
+        () =>
+          (confirm ? live.model.createConfirmChannel() : live.model.createChannel()).then((channel) => {
+            track(channel, live)
+            return channel
+          }),
+        (channel) => closeChannel(channel, config.closeTimeout),
+        (cause) =>
+          new AmqpError({ reason: "ChannelOpen", message: `could not open a channel: ${describe(cause)}`, cause }),
+        identity
+      ).pipe(Effect.tap((channel) => Scope.addFinalizer(scope, closeChannel(channel, config.closeTimeout))))
 
     const openChannelAny = (options?: { readonly confirm?: boolean | undefined }) =>
       Effect.gen(function*() {
