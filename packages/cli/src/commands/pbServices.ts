@@ -5,6 +5,7 @@
 import { KvService, KvStore } from "@warren/kv"
 import { BasicService } from "@warren/pb"
 import type { ServiceRegistry } from "@warren/pb"
+import * as ConfigProvider from "effect/ConfigProvider"
 import * as Effect from "effect/Effect"
 import type * as Scope from "effect/Scope"
 import * as NodeFs from "node:fs"
@@ -20,10 +21,16 @@ const kvRegistrations = (
   overrides: PbServicesOptions
 ): Effect.Effect<ReadonlyArray<ServiceRegistry.Registration>, never, Scope.Scope> =>
   Effect.gen(function*() {
-    const fromEnv = yield* KvStore.config
-    const options = overrides.dataFile === undefined
-      ? fromEnv
-      : { ...fromEnv, dataFile: overrides.dataFile, snapshotInterval: fromEnv.snapshotInterval ?? "5 minutes" }
+    // `--data-file` acts exactly as WARREN_DATA_FILE would (so the snapshot interval rules stay KvStore.config's).
+    const options = yield* overrides.dataFile === undefined
+      ? KvStore.config
+      : Effect.withConfigProvider(
+        KvStore.config,
+        ConfigProvider.orElse(
+          ConfigProvider.fromMap(new Map([["WARREN_DATA_FILE", overrides.dataFile]])),
+          () => ConfigProvider.fromEnv()
+        )
+      )
     const dataFile = options.dataFile
     if (dataFile !== undefined) {
       // The snapshot is written on stop: create its directory now, so a missing one fails the start, not the stop.
