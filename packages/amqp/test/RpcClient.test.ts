@@ -3,7 +3,7 @@ import { AmqpConnection, Reconnect, RpcClient, RpcServer } from "@warren/amqp"
 import { Process } from "@warren/process"
 import amqp from "amqplib"
 import type * as Amqp from "amqplib"
-import { Clock, Duration, Effect, Fiber, Metric, Option, Queue, Schedule, Stream, TestClock, Tracer } from "effect"
+import { Clock, Duration, Effect, Either, Fiber, Metric, Option, Queue, Schedule, Stream, TestClock, Tracer } from "effect"
 import { amqpUrl, closeConnection, deleteQueue, rabbitmqctl, withAdminChannel } from "./support/faults.js"
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -510,6 +510,26 @@ describe("RpcClient: beyond the original", () => {
       assert.deepStrictEqual((yield* Fiber.join(calls)).map(text), ["r1", "r2", "r3", "r4", "r5"])
     })))
 
+  it.scopedLive("an interrupted caller's request is forgotten when its finalizer makes another request", () =>
+    withConnection("interrupt-finalizer", Effect.gen(function*() {
+      const server = yield* startServer({ mode: "hold" })
+      const client = yield* RpcClient.make({ timeout: "20 seconds" })
+      const caller = yield* Effect.fork(
+        client.request("first", server.queue).pipe(Effect.ensuring(Effect.ignore(client.request("second", server.queue))))
+      )
+      const first = yield* Queue.take(server.arrivals)
+      yield* Fiber.interruptFork(caller)
+      const second = yield* Queue.take(server.arrivals)
+      assert.strictEqual(text(second.content), "second")
+      assert.strictEqual((yield* client.stats).inFlight, 1, "the interrupted first request is no longer in flight")
+      server.reply(second, "done")
+      yield* Fiber.await(caller)
+      server.reply(first, "too late")
+      const stats = yield* eventually(client.stats, (stats) => stats.lateReplies === 1, "10 millis")
+      assert.strictEqual(stats.lateReplies, 1)
+      assert.strictEqual(stats.inFlight, 0)
+    })))
+
   it.scopedLive("direct reply-to: replies come on amq.rabbitmq.reply-to, no reply queue is declared", () =>
     withConnection("direct", Effect.gen(function*() {
       const server = yield* startServer({ mode: "echo" })
@@ -541,6 +561,22 @@ describe("RpcClient: beyond the original", () => {
         server.reply(second, "ok")
         assert.strictEqual(text(yield* Fiber.join(follow)), "ok")
         assert.strictEqual((yield* client.stats).lateReplies, 1)
+      })))
+
+    it.scopedLive(`a caller that gives up while the channel is down is never published (${path.label})`, () =>
+      withConnection("give-up-down", Effect.gen(function*() {
+        const server = yield* startServer({ mode: "echo" })
+        const client = yield* path.start({ timeout: "20 seconds", reconnect: Reconnect.fromDelays(["500 millis"]) })
+        const meta = yield* readyMeta(client)
+        yield* deleteQueue(meta.replyQueue)
+        yield* awaitState(client, "Reconnecting")
+        const gaveUp = yield* Effect.either(client.request("gave up", server.queue).pipe(Effect.timeout("50 millis")))
+        assert.isTrue(Either.isLeft(gaveUp) && gaveUp.left._tag === "TimeoutException")
+        const parked = yield* eventually(client.stats, (stats) => stats.waiting === 0, "10 millis")
+        assert.strictEqual(parked.waiting, 0, "the abandoned request is no longer parked")
+        yield* awaitState(client, "Ready")
+        assert.strictEqual(text(yield* client.request("after", server.queue)), "after")
+        assert.deepStrictEqual(server.received.map((message) => text(message.content)), ["after"])
       })))
 
     it.scopedLive(`1,000 concurrent requests are all answered and correctly correlated (${path.label})`, () =>

@@ -5,7 +5,9 @@
  *
  * Hot path, no fork per request. Without `handleRequest` a request needs no process state, so it does not go
  * through the mailbox: the caller's `Effect.async` registers it, publishes at once on the current channel (or
- * parks it until a channel / an in-flight slot is free) and arms its timer. With `handleRequest` a request is a
+ * parks it until a channel / an in-flight slot is free) and arms its timer. An interrupted caller's request is
+ * forgotten when the caller's fiber ends (a `CallerWatch` per fiber, observing its exit), not through a canceler
+ * on each `Effect.async`: the canceler's interruption region cost more than the rest of the client's own work. With `handleRequest` a request is a
  * `Process.call`: `handleCall` runs the callback with the state, publishes, returns `noreply`, and the process's
  * call timeout is its clock. Either way the amqplib reply consumer looks the correlation id up in a Map and
  * answers the caller from the amqplib callback (replies never queue behind the mailbox). Timers: one fiber per
@@ -108,6 +110,8 @@ class Pending {
   done = false
   deadline = 0
   timers: TimerList | undefined = undefined
+  /** The caller's watch, for a direct request (cleared when the request is settled). */
+  watch: CallerWatch | undefined = undefined
   prev: Pending | undefined = undefined
   next: Pending | undefined = undefined
   constructor(
@@ -118,6 +122,15 @@ class Pending {
     readonly from: Process.From<ReplyValue> | undefined,
     readonly resume: Resume | undefined
   ) {}
+}
+
+/**
+ * The direct request a caller fiber is waiting for. A fiber waits in at most one request at a time, so one slot
+ * is enough; the fiber's exit observer abandons the request if it is still there (the caller was interrupted:
+ * `Fiber.interrupt`, the losing side of `Effect.timeout` or a race, a closed scope).
+ */
+class CallerWatch {
+  current: Pending | undefined = undefined
 }
 
 /** Direct requests with the same timeout, oldest first (so deadlines are in order); one fiber sleeps until the head's. */
@@ -214,6 +227,8 @@ class Engine {
   exitReason: Process.ExitReason<unknown> | undefined = undefined
   drainWaiters: Array<() => void> = []
   readonly timerLists = new Map<number, TimerList>()
+  /** The watch of every fiber that made a direct request (weakly held: a fiber's entry goes with it). */
+  readonly callers = new WeakMap<object, CallerWatch>()
   nextDirectId = 0
   readonly counts = {
     requests: 0,
@@ -257,10 +272,20 @@ class Engine {
   answer(pending: Pending, value: ReplyValue): boolean {
     if (pending.from !== undefined) return Process.unsafeReplyTo(pending.from, value)
     if (pending.done) return false
-    pending.done = true
-    if (pending.timers !== undefined) pending.timers.unlink(pending)
+    this.settleDirect(pending)
     pending.resume!(Buffer.isBuffer(value) ? Effect.succeed(value) : Effect.fail(value))
     return true
+  }
+
+  /** Marks a direct request done: off its timer list and out of its caller's watch. */
+  settleDirect(pending: Pending): void {
+    pending.done = true
+    if (pending.timers !== undefined) pending.timers.unlink(pending)
+    const watch = pending.watch
+    if (watch !== undefined) {
+      if (watch.current === pending) watch.current = undefined
+      pending.watch = undefined
+    }
   }
 
   /** Takes `pending` out of the tables (it is answered, timed out or abandoned). */
@@ -271,21 +296,42 @@ class Engine {
 
   // -- direct requests (no handleRequest): no mailbox hop ------------------------------------------------------
 
-  /** A request answered directly: publish (or park) now, arm its timer; the canceler forgets it. */
-  direct(payload: Buffer, routingKey: string, options: PublishOptions, timeout: Duration.Duration) {
-    return Effect.async<Buffer, RequestError>((resume) => {
-      this.count("requests")
-      if (this.exitReason !== undefined) return resume(Effect.fail(this.stopped(this.exitReason)))
-      if (this.stopping) return resume(Effect.fail(this.stopped("Stopping")))
-      const pending = new Pending(`${this.prefix}d${this.nextDirectId++}`, payload, routingKey, options, undefined, resume)
-      this.arm(pending, timeout)
-      this.submit(pending)
-      return Effect.sync(() => this.abandonDirect(pending))
-    })
+  /** A request answered directly: publish (or park) now, arm its timer; the caller's exit forgets it. */
+  direct(payload: Buffer, routingKey: string, options: PublishOptions, timeout: Duration.Duration, timeoutMillis: number) {
+    return Effect.withFiberRuntime<Buffer, RequestError>((caller) =>
+      Effect.async<Buffer, RequestError>((resume) => {
+        this.count("requests")
+        if (this.exitReason !== undefined) return resume(Effect.fail(this.stopped(this.exitReason)))
+        if (this.stopping) return resume(Effect.fail(this.stopped("Stopping")))
+        const pending = new Pending(`${this.prefix}d${this.nextDirectId++}`, payload, routingKey, options, undefined, resume)
+        this.watch(caller, pending)
+        this.arm(pending, timeout, timeoutMillis)
+        this.submit(pending)
+      })
+    )
   }
 
-  arm(pending: Pending, timeout: Duration.Duration): void {
-    const millis = Duration.toMillis(timeout)
+  /** Records `pending` as what `caller` waits for; the first time, makes the caller's exit abandon it. */
+  watch(caller: Fiber.RuntimeFiber<Buffer, RequestError>, pending: Pending): void {
+    let watch = this.callers.get(caller)
+    if (watch === undefined) {
+      const created = new CallerWatch()
+      this.callers.set(caller, created)
+      caller.addObserver(() => {
+        const left = created.current
+        if (left !== undefined) this.abandonDirect(left)
+      })
+      watch = created
+    }
+    // A fiber waits in one request at a time: one still recorded here was left without its answer (the caller
+    // was interrupted and is now making another request, in a finalizer).
+    const left = watch.current
+    if (left !== undefined) this.abandonDirect(left)
+    watch.current = pending
+    pending.watch = watch
+  }
+
+  arm(pending: Pending, timeout: Duration.Duration, millis: number): void {
     if (!Number.isFinite(millis)) return
     pending.deadline = this.clock.unsafeCurrentTimeMillis() + millis
     const list = this.timerLists.get(millis)
@@ -321,7 +367,7 @@ class Engine {
   /** A direct request's timeout passed. */
   expire(pending: Pending, timeout: Duration.Duration): void {
     if (pending.done) return
-    pending.done = true
+    this.settleDirect(pending)
     this.remove(pending)
     pending.resume!(Effect.fail(this.timeoutError(pending.routingKey, timeout)))
   }
@@ -331,11 +377,10 @@ class Engine {
     return new RpcTimeout({ client: this.options.name, routingKey, timeout })
   }
 
-  /** A direct caller was interrupted: forget its request. */
+  /** A direct caller ended without its answer (interrupted): forget its request. */
   abandonDirect(pending: Pending): void {
     if (pending.done) return
-    pending.done = true
-    if (pending.timers !== undefined) pending.timers.unlink(pending)
+    this.settleDirect(pending)
     this.remove(pending)
   }
 
@@ -830,13 +875,16 @@ export const start = <Arg, State, Info, Reason, R>(
 
     // Without handleRequest a request needs no process state: it skips the mailbox (see `Engine.direct`).
     const viaProcess = callbacks.handleRequest !== undefined
+    // The default timeout in milliseconds, decoded once rather than per request.
+    const defaultTimeoutMillis = Duration.toMillis(options.timeout)
     const request: Client<Info, Reason>["request"] = (payload, routingKey = "", publishOptions, timeout) => {
       const duration = timeout === undefined ? options.timeout : Duration.decode(timeout)
       const call = viaProcess ? processRequest(payload, routingKey, publishOptions, duration) : engine.direct(
         toBuffer(payload),
         routingKey,
         publishOptions ?? noOptions,
-        duration
+        duration,
+        timeout === undefined ? defaultTimeoutMillis : Duration.toMillis(duration)
       )
       return spans
         ? Effect.withSpan(call, "RpcClient.request", {
