@@ -1,4 +1,4 @@
-// `npm run bench [-- rpc|pb] [--duration 5s] [--warmup 1s] [--rounds 3] [--only warren,amqplib]
+// `npm run bench [-- rpc|pb] [--duration 5s] [--warmup 3s|1s] [--rounds 5|3] [--only warren,amqplib]
 //   [--workloads ping-1x1,idle] [--idle-connections 5000] [--profile]`
 // Runs the benchmarks (both by default), prints tables, writes bench/results/<name>.json and the SVG charts.
 // --profile runs warren's contender (or those of --only), once, under `node --cpu-prof` and prints the top costs of
@@ -12,7 +12,7 @@ import { summarizeProfiles } from "./profile.mjs"
 import { runPb } from "./pb/bench.mjs"
 import { runRpc } from "./rpc/bench.mjs"
 
-const usage = `usage: node bench/run.mjs [rpc] [pb] [--duration 5s] [--warmup 1s] [--rounds 3] [--only ids]
+const usage = `usage: node bench/run.mjs [rpc] [pb] [--duration 5s] [--warmup 3s|1s] [--rounds 5|3] [--only ids]
   [--workloads ids] [--concurrency 1,64] [--idle-connections 5000] [--profile] [--pin | --no-pin]`
 
 const parseDuration = (s) => {
@@ -23,7 +23,12 @@ const parseDuration = (s) => {
 
 const argv = process.argv.slice(2)
 const names = []
-const opts = { durationMs: 5000, warmupMs: 1000, rounds: 3, idleConnections: 5000, payloadSize: 256, concurrencies: [1, 64], profile: false }
+// Defaults per benchmark. RPC: a 3 s warm-up, because warren's client needs about 3 s of load at concurrency 1 to
+// reach its steady speed (V8 optimizing Effect's runtime) where raw amqplib needs about 1 s (docs/benchmarks.md,
+// "Warm-up"), and 5 rounds, because the broker's share of a round trip moves more from run to run than the
+// clients' differ. The first second of load is still reported for every contender.
+const defaults = { rpc: { warmupMs: 3000, rounds: 5 }, pb: { warmupMs: 1000, rounds: 3 } }
+const opts = { durationMs: 5000, idleConnections: 5000, payloadSize: 256, concurrencies: [1, 64], profile: false }
 for (let i = 0; i < argv.length; i++) {
   const a = argv[i]
   const value = () => {
@@ -58,7 +63,8 @@ if (opts.profile) {
 }
 
 for (const name of names) {
-  const report = name === "rpc" ? await runRpc(opts) : await runPb(opts)
+  const options = { ...defaults[name], ...opts }
+  const report = name === "rpc" ? await runRpc(options) : await runPb(options)
   if (opts.profile) continue
   writeReport(`${resultsDir}${name}.json`, report)
   writeFileSync(`${resultsDir}${name}.md`, markdownReport(report) + "\n")

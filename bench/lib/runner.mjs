@@ -123,7 +123,7 @@ export const writeReport = (path, report) => {
 /** The report as Markdown tables (median, with min..max), for docs/benchmarks.md. */
 export const markdownReport = (report, workloads) => {
   const lines = [`_${report.name} run of ${report.date.slice(0, 16).replace("T", " ")} UTC, node ${report.machine.node}, ` +
-    `${report.machine.cpus} CPUs; ${report.options.rounds} rounds x ${report.options.durationMs / 1000} s; median (min..max)._`, ""]
+    `${report.machine.cpus} CPUs; ${report.options.rounds} rounds x ${report.options.durationMs / 1000} s after a ${report.options.warmupMs / 1000} s warm-up; median (min..max)._`, ""]
   for (const w of report.workloads) {
     const columns = w.columns ?? workloads?.find((x) => x.id === w.id)?.columns ?? []
     lines.push(`**${w.title}**`, "")

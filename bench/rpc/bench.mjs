@@ -19,7 +19,9 @@ const columns = [
   { field: "p99Ms", title: "p99 ms", digits: 3 },
   { field: "cpuUsPerReq", title: "client CPU µs/req", digits: 1 },
   { field: "cpuUtil", title: "client CPU util", digits: 2 },
-  { field: "rssMB", title: "client RSS MB", digits: 1 }
+  { field: "rssMB", title: "client RSS MB", digits: 1 },
+  { field: "turnaroundUs", title: "client turnaround µs (c1)", digits: 1 },
+  { field: "firstSecondThroughput", title: "req/s in 1st s", digits: 0 }
 ]
 
 /** Runs the RPC workloads; `options`: { durationMs, warmupMs, rounds, concurrencies, payloadSize, only, profile }. */
@@ -40,7 +42,9 @@ export const runRpc = async (options) => {
       columns,
       describe: (r) =>
         `${Math.round(r.throughput)} req/s  p50 ${r.p50Ms.toFixed(3)} ms  p99 ${r.p99Ms.toFixed(3)} ms  ` +
-        `cpu ${r.cpuUsPerReq.toFixed(1)} µs/req  rss ${r.rssMB.toFixed(1)} MB`,
+        `cpu ${r.cpuUsPerReq.toFixed(1)} µs/req  rss ${r.rssMB.toFixed(1)} MB` +
+        (r.turnaroundUs == null ? "" : `  turnaround ${r.turnaroundUs.toFixed(1)} µs (outside ${r.outsideUs.toFixed(1)})`) +
+        `  1st s ${Math.round(r.firstSecondThroughput)} req/s`,
       goals: [
         { text: `warren >= 0.9x raw amqplib throughput at concurrency ${concurrency}`, contender: "warren", versus: "amqplib", field: "throughput", op: ">=", ratio: 0.9 },
         { text: `warren ahead of rabbitmq-client throughput at concurrency ${concurrency}`, contender: "warren", versus: "rabbitmq-client", field: "throughput", op: ">", ratio: 1 }
