@@ -208,8 +208,25 @@ const isCorkable = (stream: unknown): stream is Corkable =>
  * channel and a scheduled pass (`Mux._readIncoming`, once per event-loop turn) writes them to the socket one
  * `write` each: each a syscall and a TCP segment. Corking the socket around the pass turns the frames of all
  * publishes issued in the same turn (concurrent RPC callers resumed by one batch of replies) into one `writev`.
- * A pass with one frame costs one cork/uncork more. Nothing changes on an amqplib whose internals differ.
+ * A pass with at most one frame queued (one request at a time) is left uncorked. Nothing changes on an amqplib
+ * whose internals differ.
  */
+/** Frames waiting in the channels' queues of amqplib's multiplexer (2 when unknown: cork to be safe). */
+const queuedFrames = (muxer: object): number => {
+  let frames = 0
+  for (const field of ["newStreams", "oldStreams"]) {
+    const streams: unknown = Reflect.get(muxer, field)
+    if (!Array.isArray(streams)) return 2
+    for (const queue of streams as ReadonlyArray<unknown>) {
+      const length: unknown = typeof queue === "object" && queue !== null ? Reflect.get(queue, "readableLength") : undefined
+      if (typeof length !== "number") return 2
+      frames += length
+      if (frames > 1) return frames
+    }
+  }
+  return frames
+}
+
 const coalesceWrites = (model: Amqp.ChannelModel): void => {
   const connection: object = model.connection
   if (!("muxer" in connection) || !("stream" in connection)) return
@@ -219,6 +236,7 @@ const coalesceWrites = (model: Amqp.ChannelModel): void => {
   const readIncoming: unknown = muxer._readIncoming
   if (typeof readIncoming !== "function") return
   Reflect.set(muxer, "_readIncoming", () => {
+    if (queuedFrames(muxer) <= 1) return Reflect.apply(readIncoming, muxer, [])
     stream.cork()
     try {
       Reflect.apply(readIncoming, muxer, [])

@@ -298,21 +298,21 @@ class Engine {
 
   /** A request answered directly: publish (or park) now, arm its timer; the caller's exit forgets it. */
   direct(payload: Buffer, routingKey: string, options: PublishOptions, timeout: Duration.Duration, timeoutMillis: number) {
-    return Effect.withFiberRuntime<Buffer, RequestError>((caller) =>
-      Effect.async<Buffer, RequestError>((resume) => {
-        this.count("requests")
-        if (this.exitReason !== undefined) return resume(Effect.fail(this.stopped(this.exitReason)))
-        if (this.stopping) return resume(Effect.fail(this.stopped("Stopping")))
-        const pending = new Pending(`${this.prefix}d${this.nextDirectId++}`, payload, routingKey, options, undefined, resume)
-        this.watch(caller, pending)
-        this.arm(pending, timeout, timeoutMillis)
-        this.submit(pending)
-      })
-    )
+    return Effect.async<Buffer, RequestError>((resume) => {
+      this.count("requests")
+      if (this.exitReason !== undefined) return resume(Effect.fail(this.stopped(this.exitReason)))
+      if (this.stopping) return resume(Effect.fail(this.stopped("Stopping")))
+      const pending = new Pending(`${this.prefix}d${this.nextDirectId++}`, payload, routingKey, options, undefined, resume)
+      // The register function runs on the caller's fiber, so the current fiber is the caller.
+      const caller = Fiber.getCurrentFiber()
+      if (caller._tag === "Some") this.watch(caller.value, pending)
+      this.arm(pending, timeout, timeoutMillis)
+      this.submit(pending)
+    })
   }
 
   /** Records `pending` as what `caller` waits for; the first time, makes the caller's exit abandon it. */
-  watch(caller: Fiber.RuntimeFiber<Buffer, RequestError>, pending: Pending): void {
+  watch(caller: Fiber.RuntimeFiber<unknown, unknown>, pending: Pending): void {
     let watch = this.callers.get(caller)
     if (watch === undefined) {
       const created = new CallerWatch()
