@@ -530,6 +530,27 @@ describe("RpcClient: beyond the original", () => {
       assert.strictEqual(stats.inFlight, 0)
     })))
 
+  it.scopedLive("one caller, two clients: interrupted in the second client's request, only that request is forgotten", () =>
+    withConnection("interrupt-two-clients", Effect.gen(function*() {
+      const echo = yield* startServer({ mode: "echo" })
+      const server = yield* startServer({ mode: "hold" })
+      const first = yield* RpcClient.make({ name: "first", timeout: "20 seconds" })
+      const second = yield* RpcClient.make({ name: "second", timeout: "20 seconds" })
+      const parked = yield* Effect.fork(first.request("keeps waiting", server.queue))
+      const waiting = yield* Queue.take(server.arrivals)
+      const caller = yield* Effect.fork(Effect.gen(function*() {
+        assert.strictEqual(text(yield* first.request("answered", echo.queue)), "answered")
+        return yield* second.request("interrupted", server.queue)
+      }))
+      const interrupted = yield* Queue.take(server.arrivals)
+      assert.strictEqual(text(interrupted.content), "interrupted")
+      yield* Fiber.interrupt(caller)
+      assert.strictEqual((yield* second.stats).inFlight, 0, "the interrupted request is forgotten")
+      assert.strictEqual((yield* first.stats).inFlight, 1, "the other client's caller still waits")
+      server.reply(waiting, "late but wanted")
+      assert.strictEqual(text(yield* Fiber.join(parked)), "late but wanted")
+    })))
+
   it.scopedLive("direct reply-to: replies come on amq.rabbitmq.reply-to, no reply queue is declared", () =>
     withConnection("direct", Effect.gen(function*() {
       const server = yield* startServer({ mode: "echo" })

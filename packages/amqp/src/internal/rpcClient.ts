@@ -6,7 +6,7 @@
  * Hot path, no fork per request. Without `handleRequest` a request needs no process state, so it does not go
  * through the mailbox: the caller's `Effect.async` registers it, publishes at once on the current channel (or
  * parks it until a channel / an in-flight slot is free) and arms its timer. An interrupted caller's request is
- * forgotten when the caller's fiber ends (a `CallerWatch` per fiber, observing its exit), not through a canceler
+ * forgotten when the caller's fiber ends (a `CallerSlot` per fiber, observing its exit), not through a canceler
  * on each `Effect.async`: the canceler's interruption region cost more than the rest of the client's own work. With `handleRequest` a request is a
  * `Process.call`: `handleCall` runs the callback with the state, publishes, returns `noreply`, and the process's
  * call timeout is its clock. Either way the amqplib reply consumer looks the correlation id up in a Map and
@@ -110,8 +110,8 @@ class Pending {
   done = false
   deadline = 0
   timers: TimerList | undefined = undefined
-  /** The caller's watch, for a direct request (cleared when the request is settled). */
-  watch: CallerWatch | undefined = undefined
+  /** The caller's slot, for a direct request (cleared when the request is settled). */
+  slot: CallerSlot | undefined = undefined
   prev: Pending | undefined = undefined
   next: Pending | undefined = undefined
   constructor(
@@ -125,12 +125,38 @@ class Pending {
 }
 
 /**
- * The direct request a caller fiber is waiting for. A fiber waits in at most one request at a time, so one slot
- * is enough; the fiber's exit observer abandons the request if it is still there (the caller was interrupted:
- * `Fiber.interrupt`, the losing side of `Effect.timeout` or a race, a closed scope).
+ * The direct request a fiber is waiting for, with the client it belongs to. A fiber waits in at most one request
+ * at a time (of any client), so one slot per fiber is enough, and one exit observer per fiber, added with its
+ * first request: when the fiber ends with a request still in its slot (the caller was interrupted:
+ * `Fiber.interrupt`, the losing side of `Effect.timeout` or a race, a closed scope), the observer abandons it. The
+ * slot is emptied when the request settles, so it holds on to no client after that.
  */
-class CallerWatch {
-  current: Pending | undefined = undefined
+class CallerSlot {
+  pending: Pending | undefined = undefined
+  engine: Engine | undefined = undefined
+}
+
+/** Every fiber that made a direct request, with its slot (weakly held: an entry goes with its fiber). */
+const callerSlots = new WeakMap<object, CallerSlot>()
+
+/** Puts `pending` in `caller`'s slot; the first time, makes the caller's exit abandon whatever the slot holds. */
+const watchCaller = (caller: Fiber.RuntimeFiber<unknown, unknown>, engine: Engine, pending: Pending): void => {
+  let slot = callerSlots.get(caller)
+  if (slot === undefined) {
+    const created = new CallerSlot()
+    callerSlots.set(caller, created)
+    caller.addObserver(() => {
+      if (created.pending !== undefined && created.engine !== undefined) created.engine.abandonDirect(created.pending)
+    })
+    slot = created
+  } else if (slot.pending !== undefined && slot.engine !== undefined) {
+    // Still taken: the fiber left that request without its answer (it was interrupted and now makes another
+    // request, in a finalizer).
+    slot.engine.abandonDirect(slot.pending)
+  }
+  slot.pending = pending
+  slot.engine = engine
+  pending.slot = slot
 }
 
 /** Direct requests with the same timeout, oldest first (so deadlines are in order); one fiber sleeps until the head's. */
@@ -227,8 +253,6 @@ class Engine {
   exitReason: Process.ExitReason<unknown> | undefined = undefined
   drainWaiters: Array<() => void> = []
   readonly timerLists = new Map<number, TimerList>()
-  /** The watch of every fiber that made a direct request (weakly held: a fiber's entry goes with it). */
-  readonly callers = new WeakMap<object, CallerWatch>()
   nextDirectId = 0
   readonly counts = {
     requests: 0,
@@ -277,14 +301,17 @@ class Engine {
     return true
   }
 
-  /** Marks a direct request done: off its timer list and out of its caller's watch. */
+  /** Marks a direct request done: off its timer list and out of its caller's slot. */
   settleDirect(pending: Pending): void {
     pending.done = true
     if (pending.timers !== undefined) pending.timers.unlink(pending)
-    const watch = pending.watch
-    if (watch !== undefined) {
-      if (watch.current === pending) watch.current = undefined
-      pending.watch = undefined
+    const slot = pending.slot
+    if (slot !== undefined) {
+      if (slot.pending === pending) {
+        slot.pending = undefined
+        slot.engine = undefined
+      }
+      pending.slot = undefined
     }
   }
 
@@ -305,30 +332,10 @@ class Engine {
       const pending = new Pending(`${this.prefix}d${this.nextDirectId++}`, payload, routingKey, options, undefined, resume)
       // The register function runs on the caller's fiber, so the current fiber is the caller.
       const caller = Fiber.getCurrentFiber()
-      if (caller._tag === "Some") this.watch(caller.value, pending)
+      if (caller._tag === "Some") watchCaller(caller.value, this, pending)
       this.arm(pending, timeout, timeoutMillis)
       this.submit(pending)
     })
-  }
-
-  /** Records `pending` as what `caller` waits for; the first time, makes the caller's exit abandon it. */
-  watch(caller: Fiber.RuntimeFiber<unknown, unknown>, pending: Pending): void {
-    let watch = this.callers.get(caller)
-    if (watch === undefined) {
-      const created = new CallerWatch()
-      this.callers.set(caller, created)
-      caller.addObserver(() => {
-        const left = created.current
-        if (left !== undefined) this.abandonDirect(left)
-      })
-      watch = created
-    }
-    // A fiber waits in one request at a time: one still recorded here was left without its answer (the caller
-    // was interrupted and is now making another request, in a finalizer).
-    const left = watch.current
-    if (left !== undefined) this.abandonDirect(left)
-    watch.current = pending
-    pending.watch = watch
   }
 
   arm(pending: Pending, timeout: Duration.Duration, millis: number): void {
