@@ -150,6 +150,17 @@ const paths = [
   }
 ] as const
 
+/** An echo server and a client (on `path`) whose channel was just lost: it reconnects after `delay`. */
+const echoWithChannelDown = (path: (typeof paths)[number], delay: Duration.DurationInput) =>
+  Effect.gen(function*() {
+    const server = yield* startServer({ mode: "echo" })
+    const client = yield* path.start({ timeout: "20 seconds", reconnect: Reconnect.fromDelays([delay]) })
+    const meta = yield* readyMeta(client)
+    yield* deleteQueue(meta.replyQueue)
+    yield* awaitState(client, "Reconnecting")
+    return { server, client }
+  })
+
 // ---------------------------------------------------------------------------------------------------------------
 
 describe("RpcClient: the original's tests (echo)", () => {
@@ -586,11 +597,7 @@ describe("RpcClient: beyond the original", () => {
 
     it.scopedLive(`a caller that gives up while the channel is down is never published (${path.label})`, () =>
       withConnection("give-up-down", Effect.gen(function*() {
-        const server = yield* startServer({ mode: "echo" })
-        const client = yield* path.start({ timeout: "20 seconds", reconnect: Reconnect.fromDelays(["500 millis"]) })
-        const meta = yield* readyMeta(client)
-        yield* deleteQueue(meta.replyQueue)
-        yield* awaitState(client, "Reconnecting")
+        const { client, server } = yield* echoWithChannelDown(path, "500 millis")
         const gaveUp = yield* Effect.either(client.request("gave up", server.queue).pipe(Effect.timeout("50 millis")))
         assert.isTrue(Either.isLeft(gaveUp) && gaveUp.left._tag === "TimeoutException")
         const parked = yield* eventually(client.stats, (stats) => stats.waiting === 0, "10 millis")
@@ -618,11 +625,7 @@ describe("RpcClient: beyond the original", () => {
 
     it.scopedLive(`a request made while the channel is down waits and is answered (${path.label})`, () =>
       withConnection("wait-down", Effect.gen(function*() {
-        const server = yield* startServer({ mode: "echo" })
-        const client = yield* path.start({ timeout: "20 seconds", reconnect: Reconnect.fromDelays(["300 millis"]) })
-        const meta = yield* readyMeta(client)
-        yield* deleteQueue(meta.replyQueue)
-        yield* awaitState(client, "Reconnecting")
+        const { client, server } = yield* echoWithChannelDown(path, "300 millis")
         assert.strictEqual(text(yield* client.request("patient", server.queue)), "patient")
         assert.strictEqual((yield* client.stats).sessions, 2)
       })))

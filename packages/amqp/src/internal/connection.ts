@@ -203,14 +203,6 @@ const isCorkable = (stream: unknown): stream is Corkable =>
   "cork" in stream && typeof stream.cork === "function" &&
   "uncork" in stream && typeof stream.uncork === "function"
 
-/**
- * Makes every frame amqplib's multiplexer writes in one pass leave in one socket write. amqplib queues frames per
- * channel and a scheduled pass (`Mux._readIncoming`, once per event-loop turn) writes them to the socket one
- * `write` each: each a syscall and a TCP segment. Corking the socket around the pass turns the frames of all
- * publishes issued in the same turn (concurrent RPC callers resumed by one batch of replies) into one `writev`.
- * A pass with at most one frame queued (one request at a time) is left uncorked. Nothing changes on an amqplib
- * whose internals differ.
- */
 /** Frames waiting in the channels' queues of amqplib's multiplexer (2 when unknown: cork to be safe). */
 const queuedFrames = (muxer: object): number => {
   let frames = 0
@@ -227,6 +219,14 @@ const queuedFrames = (muxer: object): number => {
   return frames
 }
 
+/**
+ * Makes every frame amqplib's multiplexer writes in one pass leave in one socket write. amqplib queues frames per
+ * channel and a scheduled pass (`Mux._readIncoming`, once per event-loop turn) writes them to the socket one
+ * `write` each: each a syscall and a TCP segment. Corking the socket around the pass turns the frames of all
+ * publishes issued in the same turn (concurrent RPC callers resumed by one batch of replies) into one `writev`.
+ * A pass with at most one frame queued (one request at a time) is left uncorked. Nothing changes on an amqplib
+ * whose internals differ.
+ */
 const coalesceWrites = (model: Amqp.ChannelModel): void => {
   const connection: object = model.connection
   if (!("muxer" in connection) || !("stream" in connection)) return

@@ -7,11 +7,12 @@
  * through the mailbox: the caller's `Effect.async` registers it, publishes at once on the current channel (or
  * parks it until a channel / an in-flight slot is free) and arms its timer. An interrupted caller's request is
  * forgotten when the caller's fiber ends (a `CallerSlot` per fiber, observing its exit), not through a canceler
- * on each `Effect.async`: the canceler's interruption region cost more than the rest of the client's own work. With `handleRequest` a request is a
- * `Process.call`: `handleCall` runs the callback with the state, publishes, returns `noreply`, and the process's
- * call timeout is its clock. Either way the amqplib reply consumer looks the correlation id up in a Map and
- * answers the caller from the amqplib callback (replies never queue behind the mailbox). Timers: one fiber per
- * distinct timeout duration, on the Effect Clock (deadlines arrive in order, so each list is a FIFO).
+ * on each `Effect.async`: the canceler's interruption region cost more than the rest of the client's own work.
+ * With `handleRequest` a request is a `Process.call`: `handleCall` runs the callback with the state, publishes,
+ * returns `noreply`, and the process's call timeout is its clock. Either way the amqplib reply consumer looks the
+ * correlation id up in a Map and answers the caller from the amqplib callback (replies never queue behind the
+ * mailbox). Timers: one fiber per distinct timeout duration, on the Effect Clock (deadlines arrive in order, so
+ * each list is a FIFO).
  */
 import type * as Amqp from "amqplib"
 import { Process } from "@warren/process"
