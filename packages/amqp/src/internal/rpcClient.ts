@@ -135,6 +135,11 @@ class Pending {
 class CallerSlot {
   pending: Pending | undefined = undefined
   engine: Engine | undefined = undefined
+
+  /** Abandons the request the slot still holds (its caller left it without an answer); empties the slot. */
+  abandonHeld(): void {
+    if (this.pending !== undefined && this.engine !== undefined) this.engine.abandonDirect(this.pending)
+  }
 }
 
 /** Every fiber that made a direct request, with its slot (weakly held: an entry goes with its fiber). */
@@ -146,14 +151,12 @@ const watchCaller = (caller: Fiber.RuntimeFiber<unknown, unknown>, engine: Engin
   if (slot === undefined) {
     const created = new CallerSlot()
     callerSlots.set(caller, created)
-    caller.addObserver(() => {
-      if (created.pending !== undefined && created.engine !== undefined) created.engine.abandonDirect(created.pending)
-    })
+    caller.addObserver(() => created.abandonHeld())
     slot = created
-  } else if (slot.pending !== undefined && slot.engine !== undefined) {
+  } else {
     // Still taken: the fiber left that request without its answer (it was interrupted and now makes another
     // request, in a finalizer).
-    slot.engine.abandonDirect(slot.pending)
+    slot.abandonHeld()
   }
   slot.pending = pending
   slot.engine = engine
