@@ -1,4 +1,7 @@
 import { defineProject, mergeConfig } from "vitest/config"
 import shared from "../../vitest.shared.js"
 
-export default mergeConfig(shared, defineProject({ test: { name: "kv" } }))
+export default mergeConfig(
+  shared,
+  defineProject({ test: { name: "kv", globalSetup: ["./test/support/globalSetup.ts"] } })
+)
