@@ -4,8 +4,7 @@
  * `start()` runs Debian's `postgresql` binaries (`apt-get install postgresql`): `initdb` into a temp dir and
  * `postgres` on a free loopback port, tuned for tests (no fsync, small buffers), as the `postgres` user when
  * run as root (the server refuses root). It resolves once the server accepts connections; `stop()` shuts it
- * down and removes the dir. `outage()` stops the server and returns a function that starts it again on the
- * same port and data, for outage tests. `make` is the same as a scoped Effect.
+ * down and removes the dir. `make` is the same as a scoped Effect.
  *
  * @since 0.1.0
  */
@@ -42,8 +41,6 @@ export interface PostgresInfo {
  */
 export interface RunningPostgres {
   readonly info: PostgresInfo
-  /** Stops the server (local only) and resolves with a function that starts it again. */
-  readonly outage: () => Promise<() => Promise<void>>
   readonly stop: () => Promise<void>
 }
 
@@ -102,7 +99,6 @@ export const start = async (): Promise<RunningPostgres> => {
   if (external !== undefined && external !== "") {
     return {
       info: { url: external, kind: "external" },
-      outage: () => Promise.reject(new Error("outage() needs the private cluster (DATABASE_URL is set)")),
       stop: async () => {}
     }
   }
@@ -193,10 +189,6 @@ export const start = async (): Promise<RunningPostgres> => {
   }
   return {
     info: { url, kind: "local" },
-    outage: async () => {
-      await halt()
-      return launch
-    },
     stop: async () => {
       await halt()
       cleanup()

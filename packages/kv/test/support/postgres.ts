@@ -1,0 +1,32 @@
+/** The kv project's PostgreSQL (started by globalSetup), and fresh databases on it for tests. */
+import { inject } from "vitest"
+import * as TestPostgres from "@warren/kv/TestPostgres"
+import * as PgBackend from "@warren/kv/PgBackend"
+import * as Reactivity from "@effect/experimental/Reactivity"
+import * as PgClient from "@effect/sql-pg/PgClient"
+import { Effect, Layer, Redacted } from "effect"
+import type { Scope } from "effect"
+
+/** The URL of a fresh database on the project's server, dropped when the scope closes. */
+export const freshDatabase: Effect.Effect<string, TestPostgres.TestPostgresError, Scope.Scope> = Effect.suspend(() =>
+  TestPostgres.freshDatabase(inject("postgres").url)
+)
+
+/** The PostgreSQL backend on a fresh database, as a layer (for the conformance suite). */
+export const freshBackendLayer = (options?: Omit<PgBackend.Options, "url">) =>
+  Layer.unwrapScoped(Effect.map(freshDatabase, (url) => PgBackend.layer({ ...options, url })))
+
+/**
+ * Fills `bucket` with `count` keys `k0000000`, `k0000001`, ... in one statement, each a copy of the object
+ * already stored at key `template` of the same bucket (written through the backend, so rows are well formed).
+ */
+export const seedKeys = (url: string, bucket: Uint8Array, template: Uint8Array, count: number) =>
+  Effect.flatMap(PgClient.PgClient, (sql) =>
+    sql`INSERT INTO warren_kv_objects (bucket_type, bucket, key, vclock, content, size)
+      SELECT t.bucket_type, t.bucket, convert_to('k' || lpad(i::text, 7, '0'), 'UTF8'), t.vclock, t.content, t.size
+      FROM warren_kv_objects t, generate_series(0, ${count - 1}) AS i
+      WHERE t.bucket = ${bucket} AND t.key = ${template}`).pipe(
+      Effect.provide(PgClient.layer({ url: Redacted.make(url) })),
+      Effect.provide(Reactivity.layer),
+      Effect.orDie
+    )
