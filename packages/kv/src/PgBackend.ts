@@ -80,7 +80,15 @@ export const layer = (options: Options): Layer.Layer<KvBackend, StorageError | P
 export const isUrl = (url: string): boolean => /^postgres(ql)?:\/\//i.test(url.trim())
 
 /**
- * Backend options from the environment, given the URL (`WARREN_KV_URL` in `StoreConfig`):
+ * The options other than the URL.
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export type PoolOptions = Omit<Options, "url">
+
+/**
+ * Pool options from the environment (the URL comes from `WARREN_KV_URL` or `--store`, see `StoreConfig`):
  *
  * - `WARREN_KV_PG_MAX_CONNECTIONS` (default 10), `WARREN_KV_PG_MIN_CONNECTIONS` (default 0);
  * - `WARREN_KV_PG_CONNECT_TIMEOUT`, `WARREN_KV_PG_IDLE_TIMEOUT`, `WARREN_KV_PG_REQUEST_TIMEOUT`,
@@ -89,23 +97,32 @@ export const isUrl = (url: string): boolean => /^postgres(ql)?:\/\//i.test(url.t
  * @since 0.2.0
  * @category config
  */
-export const config = (url: Redacted.Redacted<string>): Config.Config<Options> =>
-  Config.all({
-    maxConnections: Config.option(Config.integer("WARREN_KV_PG_MAX_CONNECTIONS")),
-    minConnections: Config.option(Config.integer("WARREN_KV_PG_MIN_CONNECTIONS")),
-    connectTimeout: Config.option(Config.duration("WARREN_KV_PG_CONNECT_TIMEOUT")),
-    idleTimeout: Config.option(Config.duration("WARREN_KV_PG_IDLE_TIMEOUT")),
-    requestTimeout: Config.option(Config.duration("WARREN_KV_PG_REQUEST_TIMEOUT")),
-    startTimeout: Config.option(Config.duration("WARREN_KV_PG_START_TIMEOUT"))
-  }).pipe(Config.map((o): Options => ({
-    url,
-    maxConnections: Option.getOrUndefined(o.maxConnections),
-    minConnections: Option.getOrUndefined(o.minConnections),
-    connectTimeout: Option.getOrUndefined(o.connectTimeout),
-    idleTimeout: Option.getOrUndefined(o.idleTimeout),
-    requestTimeout: Option.getOrUndefined(o.requestTimeout),
-    startTimeout: Option.getOrUndefined(o.startTimeout)
-  })))
+export const poolConfig: Config.Config<PoolOptions> = Config.all({
+  maxConnections: Config.option(Config.integer("WARREN_KV_PG_MAX_CONNECTIONS")),
+  minConnections: Config.option(Config.integer("WARREN_KV_PG_MIN_CONNECTIONS")),
+  connectTimeout: Config.option(Config.duration("WARREN_KV_PG_CONNECT_TIMEOUT")),
+  idleTimeout: Config.option(Config.duration("WARREN_KV_PG_IDLE_TIMEOUT")),
+  requestTimeout: Config.option(Config.duration("WARREN_KV_PG_REQUEST_TIMEOUT")),
+  startTimeout: Config.option(Config.duration("WARREN_KV_PG_START_TIMEOUT"))
+}).pipe(Config.map((o): PoolOptions => ({
+  maxConnections: Option.getOrUndefined(o.maxConnections),
+  minConnections: Option.getOrUndefined(o.minConnections),
+  connectTimeout: Option.getOrUndefined(o.connectTimeout),
+  idleTimeout: Option.getOrUndefined(o.idleTimeout),
+  requestTimeout: Option.getOrUndefined(o.requestTimeout),
+  startTimeout: Option.getOrUndefined(o.startTimeout)
+})))
+
+/**
+ * All options from the environment: `WARREN_KV_URL` (required here) and `poolConfig`.
+ *
+ * @since 0.2.0
+ * @category config
+ */
+export const config: Config.Config<Options> = Config.all({
+  url: Config.redacted("WARREN_KV_URL"),
+  pool: poolConfig
+}).pipe(Config.map(({ pool, url }): Options => ({ ...pool, url })))
 
 /**
  * The backend as a layer, with options from a `Config`.
@@ -114,6 +131,6 @@ export const config = (url: Redacted.Redacted<string>): Config.Config<Options> =
  * @category layers
  */
 export const layerConfig = (
-  options: Config.Config<Options>
+  options: Config.Config<Options> = config
 ): Layer.Layer<KvBackend, StorageError | ParseResult.ParseError | ConfigError.ConfigError> =>
   Layer.scoped(KvBackend, Effect.flatMap(options, make))

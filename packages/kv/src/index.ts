@@ -24,3 +24,6 @@ export * as KvService from "./KvService.js"
 
 /** The PostgreSQL backend: one store shared by several servers. @since 0.2.0 */
 export * as PgBackend from "./PgBackend.js"
+
+/** Which backend the store runs on (`WARREN_KV_URL`, `--store`). @since 0.2.0 */
+export * as StoreConfig from "./StoreConfig.js"

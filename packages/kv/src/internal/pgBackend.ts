@@ -28,7 +28,7 @@ const DurationInput = Schema.declare((u): u is Duration.DurationInput => Option.
 
 /** The options as `make` checks them (the URL is redacted so it never shows in logs or errors). */
 const OptionsSchema = Schema.Struct({
-  url: Schema.Union(Schema.NonEmptyTrimmedString, Schema.Redacted(Schema.NonEmptyTrimmedString)),
+  url: Schema.Union(Schema.NonEmptyTrimmedString, Schema.RedactedFromSelf(Schema.NonEmptyTrimmedString)),
   maxConnections: Schema.optional(Positive),
   minConnections: Schema.optional(Schema.Int.pipe(Schema.nonNegative())),
   connectTimeout: Schema.optional(DurationInput),
@@ -53,6 +53,10 @@ const defaults = {
 
 /** The table the migrator records applied migrations in. */
 export const migrationsTable = "warren_kv_migrations"
+
+/** The advisory lock key (any fixed 64-bit number) that serializes schema set-up across servers. */
+const migrationLock = 0x7761_7272_656e
+
 
 /**
  * The schema, one migration per step; applied at start by `@effect/sql`'s migrator, which takes a table
@@ -135,18 +139,32 @@ export const make = (
         idleTimeout: checked.idleTimeout ?? defaults.idleTimeout,
         applicationName: checked.applicationName ?? "warren-kv"
       })
+      // The migrator creates its table unless it exists, which races when servers start together; create
+      // it first under a transaction-scoped advisory lock, so exactly one server does.
+      yield* client.withTransaction(Effect.zipRight(
+        client`SELECT pg_advisory_xact_lock(${migrationLock})`,
+        client`CREATE TABLE IF NOT EXISTS ${client(migrationsTable)} (
+          migration_id integer PRIMARY KEY,
+          created_at timestamp with time zone NOT NULL DEFAULT now(),
+          name text NOT NULL
+        )`
+      ))
       yield* Migrator.make({})({ loader: Migrator.fromRecord(migrations), table: migrationsTable }).pipe(
         Effect.provideService(SqlClient.SqlClient, client)
       )
       return client
     }).pipe(Effect.provide(Reactivity.layer))
     const sql = yield* connect.pipe(
-      Effect.tapError((e) => Effect.logWarning(`KV store (postgres): cannot start yet: ${e.message}`)),
+      Effect.tapError((e) =>
+        Effect.logWarning(`KV store (postgres): cannot start yet: ${e._tag === "SqlError" ? describe(e) : e.message}`)
+      ),
       Effect.retry(Schedule.exponential("100 millis", 2).pipe(
         Schedule.union(Schedule.spaced("2 seconds")),
         Schedule.upTo(startTimeout)
       )),
-      Effect.mapError((e) => unavailable(e, `could not connect and migrate: ${e.message}`))
+      Effect.mapError((e) =>
+        unavailable(e, `could not connect and migrate: ${e._tag === "SqlError" ? describe(e) : e.message}`)
+      )
     )
 
     /** One request: bounded by `requestTimeout`; any failure becomes `StorageError` (counted). */

@@ -4,7 +4,10 @@ import * as TestPostgres from "@warren/kv/TestPostgres"
 import * as PgBackend from "@warren/kv/PgBackend"
 import * as Reactivity from "@effect/experimental/Reactivity"
 import * as PgClient from "@effect/sql-pg/PgClient"
-import { Effect, Layer, Redacted } from "effect"
+import { KvService, KvStore, StoreConfig } from "@warren/kv"
+import { BasicService, PbServer, ServiceRegistry } from "@warren/pb"
+import { Context, Effect, Layer, Redacted } from "effect"
+import type { TestServer } from "./server.js"
 import type { Scope } from "effect"
 
 /** The URL of a fresh database on the project's server, dropped when the scope closes. */
@@ -30,3 +33,27 @@ export const seedKeys = (url: string, bucket: Uint8Array, template: Uint8Array, 
       Effect.provide(Reactivity.layer),
       Effect.orDie
     )
+
+/**
+ * A real PB server (KV service plus ping/server-info) on an ephemeral port whose store is PostgreSQL at `url`,
+ * chosen the way `warren pb serve` chooses it (`StoreConfig`). Several of these on one URL form a cluster.
+ */
+export const startPgServer = (
+  url: string,
+  options?: PgBackend.PoolOptions
+): Effect.Effect<TestServer, unknown, Scope.Scope> =>
+  Effect.gen(function*() {
+    const store = StoreConfig.layer({ _tag: "Postgres", options: { ...options, url } })
+    const layer = PbServer.layer({ port: 0 }).pipe(
+      Layer.merge(
+        Layer.mergeAll(KvService.layer, ServiceRegistry.registered(BasicService.registrations(BasicService.make())))
+          .pipe(Layer.provideMerge(store))
+      ),
+      Layer.provideMerge(ServiceRegistry.layer)
+    )
+    const context = yield* Layer.build(layer)
+    return {
+      port: Context.get(context, PbServer.PbServer).address.port,
+      store: Context.get(context, KvStore.KvStore)
+    }
+  })
