@@ -3,5 +3,11 @@ import shared from "../../vitest.shared.js"
 
 export default mergeConfig(
   shared,
-  defineProject({ test: { name: "kv", globalSetup: ["./test/support/globalSetup.ts"] } })
+  defineProject({
+    test: {
+      name: "kv",
+      // A private PostgreSQL (or DATABASE_URL) for the PostgreSQL backend's tests.
+      globalSetup: ["./test/support/globalSetup.ts"]
+    }
+  })
 )

@@ -23,12 +23,17 @@ export const freshBackendLayer = (options?: Omit<PgBackend.Options, "url">) =>
  * Fills `bucket` with `count` keys `k0000000`, `k0000001`, ... in one statement, each a copy of the object
  * already stored at key `template` of the same bucket (written through the backend, so rows are well formed).
  */
-export const seedKeys = (url: string, bucket: Uint8Array, template: Uint8Array, count: number) =>
+export const seedKeys = (
+  url: string,
+  bucket: Uint8Array,
+  template: Uint8Array,
+  count: number
+): Effect.Effect<void> =>
   Effect.flatMap(PgClient.PgClient, (sql) =>
     sql`INSERT INTO warren_kv_objects (bucket_type, bucket, key, vclock, content, size)
       SELECT t.bucket_type, t.bucket, convert_to('k' || lpad(i::text, 7, '0'), 'UTF8'), t.vclock, t.content, t.size
       FROM warren_kv_objects t, generate_series(0, ${count - 1}) AS i
-      WHERE t.bucket = ${bucket} AND t.key = ${template}`).pipe(
+      WHERE t.bucket = ${bucket} AND t.key = ${template}`.pipe(Effect.asVoid)).pipe(
       Effect.provide(PgClient.layer({ url: Redacted.make(url) })),
       Effect.provide(Reactivity.layer),
       Effect.orDie
