@@ -7,6 +7,7 @@ import * as os from "node:os"
 import * as path from "node:path"
 import { fileURLToPath } from "node:url"
 import * as snapshotFile from "../src/internal/snapshot.js"
+import { viteNode } from "./support/child.js"
 
 const enc = (s: string): Uint8Array => new TextEncoder().encode(s)
 const dec = (b: Uint8Array | undefined): string | undefined => (b === undefined ? undefined : new TextDecoder().decode(b))
@@ -285,15 +286,6 @@ describe("KvStore snapshot", () => {
       assert.strictEqual(loaded?.header.objects, 1)
     }))
 })
-
-/** The vite-node runner (a vitest dependency), found from this package upwards. */
-const viteNode = (): string => {
-  for (let dir = path.dirname(fileURLToPath(import.meta.url)); ; dir = path.dirname(dir)) {
-    const candidate = path.join(dir, "node_modules", "vite-node", "vite-node.mjs")
-    if (fs.existsSync(candidate)) return candidate
-    if (path.dirname(dir) === dir) throw new Error("vite-node not found")
-  }
-}
 
 describe("KvStore snapshot crash", () => {
   it.scopedLive("a writer killed with SIGKILL mid-write leaves the previous snapshot loadable", () =>
