@@ -8,6 +8,7 @@ import type * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import type * as Scope from "effect/Scope"
 import * as internal from "./internal/embedded.js"
+import * as logWriter from "./internal/logWriter.js"
 import { KvBackend } from "./KvBackend.js"
 import type * as Backend from "./KvBackend.js"
 import type { Options, StartError } from "./KvStore.js"
@@ -27,3 +28,13 @@ export const make: (options?: Options) => Effect.Effect<Backend.Backend, StartEr
  * @category layers
  */
 export const layer = (options?: Options): Layer.Layer<KvBackend, StartError> => Layer.scoped(KvBackend, make(options))
+
+/**
+ * The write-ahead log's counters: `warren_kv_wal_fsyncs` (fdatasync calls), `warren_kv_wal_records`
+ * (records appended) and `warren_kv_wal_writes` (group-commit rounds). Records per fsync shows how much
+ * group commit is sharing.
+ *
+ * @since 0.2.0
+ * @category metrics
+ */
+export const metrics = logWriter.metrics

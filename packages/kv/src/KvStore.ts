@@ -225,6 +225,18 @@ export interface Options {
   readonly listBatchSize?: number | undefined
   /** Most bytes of names per listing batch (default 64 KiB; a single longer name still forms a batch). */
   readonly listBatchBytes?: number | undefined
+  /**
+   * With a `dataFile`, when an acknowledged write is on disk (default `"always"`): `"always"` acknowledges
+   * after the write-ahead log's fsync (group-committed: concurrent writes share one); `"interval"` after
+   * the write to the OS, with an fsync every `syncInterval` (a crash of the machine loses at most that
+   * long, a crash of the process nothing); `"none"` after the write to the OS, fsyncing only when a
+   * segment is closed.
+   */
+  readonly sync?: "always" | "interval" | "none" | undefined
+  /** The fsync period of `sync: "interval"` (default 1 second). */
+  readonly syncInterval?: Duration.DurationInput | undefined
+  /** Write a snapshot (compacting the log) once the log holds this many bytes (default 64 MiB). */
+  readonly logMaxBytes?: number | undefined
 }
 
 /**
@@ -281,7 +293,9 @@ export const layer = (options?: Options): Layer.Layer<KvStore, StartError> => La
  *
  * - `WARREN_DATA_FILE`: the snapshot file (unset: in memory only);
  * - `WARREN_KV_MAX_BYTES`: the memory bound in bytes (default 256 MiB);
- * - `WARREN_KV_SNAPSHOT_INTERVAL`: a duration such as `5 minutes` (default 5 minutes, only with a data file).
+ * - `WARREN_KV_SNAPSHOT_INTERVAL`: a duration such as `5 minutes` (default 5 minutes, only with a data file);
+ * - `WARREN_KV_SYNC`: `always` (default), `interval` or `none` (see `Options.sync`);
+ * - `WARREN_KV_SYNC_INTERVAL`: the fsync period of `interval`, such as `100 millis` (default 1 second).
  *
  * @since 0.1.0
  * @category config
@@ -291,11 +305,15 @@ export const config: Config.Config<Options> = Config.all({
   maxBytes: Config.option(
     Config.integer("WARREN_KV_MAX_BYTES").pipe(Config.validate({ message: "must be positive", validation: (n) => n > 0 }))
   ),
-  snapshotInterval: Config.duration("WARREN_KV_SNAPSHOT_INTERVAL").pipe(Config.withDefault("5 minutes"))
-}).pipe(Config.map(({ dataFile, maxBytes, snapshotInterval }): Options => ({
+  snapshotInterval: Config.duration("WARREN_KV_SNAPSHOT_INTERVAL").pipe(Config.withDefault("5 minutes")),
+  sync: Config.option(Config.literal("always", "interval", "none")("WARREN_KV_SYNC")),
+  syncInterval: Config.option(Config.duration("WARREN_KV_SYNC_INTERVAL"))
+}).pipe(Config.map(({ dataFile, maxBytes, snapshotInterval, sync, syncInterval }): Options => ({
   dataFile: Option.getOrUndefined(dataFile),
   maxBytes: Option.getOrUndefined(maxBytes),
-  snapshotInterval: Option.isSome(dataFile) ? snapshotInterval : undefined
+  snapshotInterval: Option.isSome(dataFile) ? snapshotInterval : undefined,
+  sync: Option.getOrUndefined(sync),
+  syncInterval: Option.getOrUndefined(syncInterval)
 })))
 
 /**
