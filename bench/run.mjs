@@ -14,7 +14,8 @@ import { runPb } from "./pb/bench.mjs"
 import { runRpc } from "./rpc/bench.mjs"
 
 const usage = `usage: node bench/run.mjs [rpc] [pb] [kv] [--duration 5s] [--warmup 3s|1s] [--rounds 5|3] [--only ids]
-  [--workloads ids] [--concurrency 1,64] [--idle-connections 5000] [--profile] [--pin | --no-pin]`
+  [--workloads ids] [--concurrency 1,64] [--idle-connections 5000] [--profile] [--pin | --no-pin]
+  [--store embedded|postgres] (kv: postgres compares 1 and 2 PB servers on one PostgreSQL with the embedded store)`
 
 const parseDuration = (s) => {
   const m = /^(\d+(?:\.\d+)?)(ms|s)?$/.exec(s)
@@ -45,7 +46,10 @@ for (let i = 0; i < argv.length; i++) {
   else if (a === "--workloads") opts.workloads = value().split(",")
   else if (a === "--concurrency") opts.concurrencies = value().split(",").map(Number)
   else if (a === "--idle-connections") opts.idleConnections = Number(value())
-  else if (a === "--profile") opts.profile = true
+  else if (a === "--store") {
+    opts.store = value()
+    if (opts.store !== "embedded" && opts.store !== "postgres") throw new Error(`--store: embedded or postgres\n${usage}`)
+  } else if (a === "--profile") opts.profile = true
   else if (a === "--pin") opts.pin = true
   else if (a === "--no-pin") opts.pin = false
   else if (a === "--help" || a === "-h") {
@@ -67,11 +71,12 @@ for (const name of names) {
   const options = { ...defaults[name], ...opts }
   const report = name === "rpc" ? await runRpc(options) : name === "pb" ? await runPb(options) : await runKv(options)
   if (opts.profile) continue
-  writeReport(`${resultsDir}${name}.json`, report)
-  writeFileSync(`${resultsDir}${name}.md`, markdownReport(report) + "\n")
-  console.log(`wrote ${resultsDir}${name}.md`)
+  const file = name === "kv" && opts.store === "postgres" ? "kv-postgres" : name
+  writeReport(`${resultsDir}${file}.json`, report)
+  writeFileSync(`${resultsDir}${file}.md`, markdownReport(report) + "\n")
+  console.log(`wrote ${resultsDir}${file}.md`)
 }
 // the measured window is the last part of each profiled process's life (the drain and exit after it are short)
 if (opts.profile) summarizeProfiles(opts.profileDir, { lastMs: opts.durationMs + 300 })
-else writeCharts(names)
+else writeCharts(names.map((n) => (n === "kv" && opts.store === "postgres" ? "kv-postgres" : n)))
 process.exit(0)
