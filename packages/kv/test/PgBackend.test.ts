@@ -5,7 +5,7 @@
 import { assert, describe, it } from "@effect/vitest"
 import * as PgBackend from "@warren/kv/PgBackend"
 import type { KvBackend } from "@warren/kv/KvBackend"
-import { Chunk, Effect, Option, Stream } from "effect"
+import { Chunk, Effect, Option, Schedule, Stream } from "effect"
 import { freshDatabase } from "./support/postgres.js"
 import { makeProxy } from "./support/tcpProxy.js"
 
@@ -152,6 +152,28 @@ describe("PgBackend", () => {
       }
       yield* proxy.start
       assert.strictEqual(dec(Option.getOrThrow(yield* backend.get(k)).content.value), "before")
+    }), 60_000)
+
+  it.scopedLive("a database that stops answering fails requests after requestTimeout; they succeed once it answers", () =>
+    Effect.gen(function*() {
+      const proxy = yield* makeProxy(yield* freshDatabase)
+      yield* proxy.start
+      const backend = yield* PgBackend.make({ url: proxy.url, connectTimeout: "1 second", requestTimeout: "1 second" })
+      const k = address("k")
+      assert.isTrue(yield* backend.compareAndSet(k, Option.none(), Option.some(record("v1", "before"))))
+      yield* proxy.stall
+      const started = Date.now()
+      const failed = yield* Effect.flip(backend.get(k))
+      const waited = Date.now() - started
+      assert.strictEqual(failed._tag, "StorageError")
+      assert.include(failed.message, "no answer within 1s")
+      // It answers at the timeout, not after the driver's (5 s) query cancellation.
+      assert.isBelow(waited, 4000)
+      yield* proxy.unstall
+      const after = yield* backend.get(k).pipe(
+        Effect.retry({ times: 20, schedule: Schedule.spaced("100 millis") })
+      )
+      assert.strictEqual(dec(Option.getOrThrow(after).content.value), "before")
     }), 60_000)
 
   it.scopedLive("start-up waits for a database that is not up yet", () =>

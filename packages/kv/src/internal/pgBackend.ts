@@ -5,6 +5,8 @@ import type { SqlError } from "@effect/sql/SqlError"
 import * as PgClient from "@effect/sql-pg/PgClient"
 import * as Chunk from "effect/Chunk"
 import * as Duration from "effect/Duration"
+import * as ExecutionStrategy from "effect/ExecutionStrategy"
+import * as Exit from "effect/Exit"
 import * as Effect from "effect/Effect"
 import * as Metric from "effect/Metric"
 import * as Option from "effect/Option"
@@ -12,7 +14,7 @@ import type * as ParseResult from "effect/ParseResult"
 import * as Redacted from "effect/Redacted"
 import * as Schedule from "effect/Schedule"
 import * as Schema from "effect/Schema"
-import type * as Scope from "effect/Scope"
+import * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import type * as KvBackend from "../KvBackend.js"
 import { StorageError } from "../KvError.js"
@@ -154,7 +156,15 @@ export const make = (
       )
       return client
     }).pipe(Effect.provide(Reactivity.layer))
-    const sql = yield* connect.pipe(
+    // Each attempt gets its own scope (a child of the backend's), closed when the attempt fails, so a pool
+    // opened by an attempt whose migration failed does not stay open beside the next attempt's.
+    const attempt = Effect.flatMap(Effect.scope, (outer) =>
+      Effect.flatMap(Scope.fork(outer, ExecutionStrategy.sequential), (scope) =>
+        connect.pipe(
+          Scope.extend(scope),
+          Effect.onError((cause) => Scope.close(scope, Exit.failCause(cause)))
+        )))
+    const sql = yield* attempt.pipe(
       Effect.tapError((e) =>
         Effect.logWarning(`KV store (postgres): cannot start yet: ${e._tag === "SqlError" ? describe(e) : e.message}`)
       ),
@@ -170,6 +180,9 @@ export const make = (
     /** One request: bounded by `requestTimeout`; any failure becomes `StorageError` (counted). */
     const request = <A>(what: string, effect: Effect.Effect<A, SqlError>): Effect.Effect<A, StorageError> =>
       effect.pipe(
+        // On timeout, answer now: the query's interruption (a best-effort pg_cancel_backend, which the driver
+        // bounds at 5 s) finishes in the background, supervised by the request's fiber scope.
+        Effect.disconnect,
         Effect.timeoutFail({
           duration: requestTimeout,
           onTimeout: () => unavailable(undefined, `${what}: no answer within ${Duration.format(requestTimeout)}`)

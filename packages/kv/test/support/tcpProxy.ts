@@ -13,6 +13,12 @@ export interface TcpProxy {
   readonly start: Effect.Effect<void>
   /** Stops listening and cuts every forwarded connection. */
   readonly stop: Effect.Effect<void>
+  /**
+   * Stops moving bytes in either direction, keeping every connection open (a stalled network or a hung
+   * server: nothing is lost, nothing arrives) until `unstall`.
+   */
+  readonly stall: Effect.Effect<void>
+  readonly unstall: Effect.Effect<void>
 }
 
 const freePort: Effect.Effect<number> = Effect.async<number>((resume) => {
@@ -31,6 +37,7 @@ export const makeProxy = (target: string) =>
     const port = yield* freePort
     const sockets = new Set<net.Socket>()
     let server: net.Server | undefined
+    let stalled = false
 
     const start = Effect.async<void>((resume) => {
       const created = net.createServer((client) => {
@@ -47,6 +54,10 @@ export const makeProxy = (target: string) =>
         database.on("error", drop).on("close", drop)
         client.pipe(database)
         database.pipe(client)
+        if (stalled) {
+          client.pause()
+          database.pause()
+        }
       })
       server = created
       created.listen(port, "127.0.0.1", () => resume(Effect.void))
@@ -61,9 +72,18 @@ export const makeProxy = (target: string) =>
       else current.close(() => resume(Effect.void))
     })
 
+    const stall = Effect.sync(() => {
+      stalled = true
+      for (const socket of sockets) socket.pause()
+    })
+    const unstall = Effect.sync(() => {
+      stalled = false
+      for (const socket of sockets) socket.resume()
+    })
+
     yield* Effect.addFinalizer(() => stop)
     const url = new URL(target)
     url.hostname = "127.0.0.1"
     url.port = String(port)
-    return { url: url.toString(), start, stop } satisfies TcpProxy
+    return { url: url.toString(), start, stop, stall, unstall } satisfies TcpProxy
   })
