@@ -6,7 +6,7 @@ import { assert, describe, it } from "@effect/vitest"
 import * as PgBackend from "@warren/kv/PgBackend"
 import type { KvBackend } from "@warren/kv/KvBackend"
 import { Chunk, Effect, Option, Schedule, Stream } from "effect"
-import { freshDatabase } from "./support/postgres.js"
+import { freshDatabase, query } from "./support/postgres.js"
 import { makeProxy } from "./support/tcpProxy.js"
 
 const enc = (s: string) => new TextEncoder().encode(s)
@@ -38,6 +38,11 @@ describe("PgBackend", () => {
       const seen = yield* c.get(address("k"))
       assert.strictEqual(dec(Option.getOrThrow(seen).content.value), "x")
       assert.strictEqual((yield* b.usage).objects, 1)
+      const applied = yield* query<{ readonly migration_id: number; readonly name: string }>(
+        url,
+        "SELECT migration_id, name FROM warren_kv_migrations"
+      )
+      assert.deepStrictEqual(applied.map((m) => [m.migration_id, m.name]), [[1, "objects"]])
     }))
 
   it.scopedLive("stores every content field and returns it as written", () =>

@@ -62,3 +62,11 @@ export const startPgServer = (
       store: Context.get(context, KvStore.KvStore)
     }
   })
+
+/** Rows of one query on the database at `url` (for checks that look under the backend). */
+export const query = <A extends object>(url: string, text: string): Effect.Effect<ReadonlyArray<A>> =>
+  Effect.flatMap(PgClient.PgClient, (sql) => sql.unsafe<A>(text)).pipe(
+    Effect.provide(PgClient.layer({ url: Redacted.make(url) })),
+    Effect.provide(Reactivity.layer),
+    Effect.orDie
+  )
