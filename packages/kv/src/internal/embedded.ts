@@ -172,11 +172,11 @@ const build = (
         return yield* new MemoryLimitExceeded({ limitBytes: maxBytes, usedBytes: 0, requiredBytes: table.bytes })
       }
       const generation = Math.max(replayed.lastGeneration + 1, walSegment, 1)
-      const handle = yield* Effect.tryPromise({
+      const segment = yield* Effect.tryPromise({
         try: () => logWriter.createSegment(dataFile, generation),
         catch: (cause) => new LogError({ reason: "Write", path: wal.segmentPath(dataFile, generation), cause })
       })
-      writer = yield* logWriter.start({ file: dataFile, generation, handle, sync, syncInterval })
+      writer = yield* logWriter.start({ file: dataFile, segment, sync, syncInterval })
     }
     yield* updateGauges
     /** Wakes the snapshot loop early when the log has grown past `logMaxBytes`. */
