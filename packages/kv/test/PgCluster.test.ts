@@ -167,4 +167,19 @@ describe("two PB servers sharing PostgreSQL", () => {
       assert.strictEqual(dec(after.content?.[0]?.value), "before")
       expectTag(yield* call(conn, put("b", "k", "after")), "RpbPutResp")
     }), 60_000)
+
+  it.scopedLive("basho-riak-client during an outage: an error for the request, the value again after it", () =>
+    Effect.gen(function*() {
+      const proxy = yield* makeProxy(yield* freshDatabase)
+      yield* proxy.start
+      const server = yield* startPgServer(proxy.url, { connectTimeout: "1 second", requestTimeout: "2 seconds" })
+      const client = yield* riakClient(server.port)
+      yield* promised((cb) => client.storeValue({ bucket: "b", key: "k", value: "before" }, cb))
+      yield* proxy.stop
+      const failed = yield* Effect.flip(promised((cb) => client.fetchValue({ bucket: "b", key: "k" }, cb)))
+      assert.match(failed.message, /KV storage \(postgres\) unavailable/)
+      yield* proxy.start
+      const fetched = yield* promised<FetchResult>((cb) => client.fetchValue({ bucket: "b", key: "k" }, cb))
+      assert.strictEqual(fetched.values[0]!.value.toString("utf8"), "before")
+    }), 60_000)
 })
