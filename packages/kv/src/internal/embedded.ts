@@ -208,6 +208,9 @@ const build = (
           ? current === undefined
           : current !== undefined && equalBytes(current.vclock, expected.value)
         if (!matches) return Effect.succeed(false)
+        // A change the log would refuse is not made in memory either.
+        const refusal = writer?.refusal()
+        if (refusal !== undefined) return Effect.fail(refusal)
         if (Option.isNone(next)) {
           table.remove(address)
           return logged({ _tag: "Remove", address })
@@ -225,7 +228,13 @@ const build = (
       })
 
     const del = (address: KvBackend.Address): Effect.Effect<boolean, StorageError> =>
-      Effect.suspend(() => (table.remove(address) ? logged({ _tag: "Remove", address }) : Effect.succeed(false)))
+      Effect.suspend(() => {
+        if (table.get(address) === undefined) return Effect.succeed(false)
+        const refusal = writer?.refusal()
+        if (refusal !== undefined) return Effect.fail(refusal)
+        table.remove(address)
+        return logged({ _tag: "Remove", address })
+      })
 
     const listKeys = (type: Uint8Array, bucket: Uint8Array): Stream.Stream<ReadonlyArray<Uint8Array>, StorageError> =>
       Stream.suspend(() => {

@@ -71,6 +71,8 @@ export interface LogWriter {
   readonly rotate: () => Effect.Effect<number, StorageError>
   /** Bytes of records in the current segment (its magic included). */
   readonly segmentBytes: () => number
+  /** Why the log takes no more appends (closed, or failed earlier), if it does not; check before a change. */
+  readonly refusal: () => StorageError | undefined
 }
 
 const ioError = (detail: string, cause: unknown) =>
@@ -298,6 +300,7 @@ export const start = (options: {
         enqueue({ _tag: "Rotate", done })
         return Deferred.await(done)
       },
-      segmentBytes: () => segment.position
+      segmentBytes: () => segment.position,
+      refusal: () => (closed ? closedError : failed)
     }
   })
