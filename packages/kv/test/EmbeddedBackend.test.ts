@@ -102,6 +102,8 @@ describe("EmbeddedBackend write-ahead log", () => {
       const k = Option.getOrThrow(yield* store.get(at("k")))
       assert.deepStrictEqual(Buffer.from(k.vclock), Buffer.from(last.object.vclock))
       assert.strictEqual((yield* store.usage).objects, 2)
+      // The empty segment of the previous run is gone: only this run's is left.
+      assert.strictEqual((yield* segments(dataFile)).length, 1)
     }))
 
   it.scopedLive("many concurrent puts share fsyncs (group commit) and all are acknowledged", () =>

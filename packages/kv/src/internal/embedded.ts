@@ -353,7 +353,12 @@ const replay = (
           else table.remove(op.address)
         })
         records += result.records
-        if (result.problem === undefined) continue
+        if (result.problem === undefined) {
+          // A segment without records (e.g. the one opened after the last stop's snapshot) holds nothing:
+          // removed, so restarts without writes do not pile up allocated segments.
+          if (result.records === 0) await fs.rm(segment.path, { force: true })
+          continue
+        }
         if (i !== segments.length - 1) {
           throw new LogError({ reason: "Corrupt", path: segment.path, cause: new Error(result.problem) })
         }
