@@ -46,7 +46,9 @@ const segments = (dataFile: string) => Effect.promise(() => wal.listSegments(dat
 /** Polls (yielding to the event loop, no timer) until `condition` holds; for real I/O under the TestClock. */
 const eventually = (condition: Effect.Effect<boolean>, what: string) =>
   Effect.gen(function*() {
-    for (let i = 0; i < 100_000; i++) {
+    // Bounded by wall time (real file I/O on a loaded machine can take seconds), not by a sleep.
+    const deadline = Date.now() + 30_000
+    while (Date.now() < deadline) {
       if (yield* condition) return
       yield* Effect.promise(() => new Promise<void>((resolve) => setImmediate(resolve)))
     }
