@@ -8,7 +8,7 @@
  * together). Requests that cannot reach the database fail with `StorageError` (clients get an
  * `RpbErrorResp`); the pool reconnects on its own when the database returns.
  *
- * @since 0.2.0
+ * @since 0.1.0
  */
 import * as Config from "effect/Config"
 import type * as ConfigError from "effect/ConfigError"
@@ -26,7 +26,7 @@ import * as internal from "./internal/pgBackend.js"
 /**
  * Options of the PostgreSQL backend.
  *
- * @since 0.2.0
+ * @since 0.1.0
  * @category models
  */
 export interface Options {
@@ -56,7 +56,7 @@ export interface Options {
  * Connects (retrying until `startTimeout`), applies the schema and returns the backend; the pool is closed
  * when the scope closes.
  *
- * @since 0.2.0
+ * @since 0.1.0
  * @category constructors
  */
 export const make: (options: Options) => Effect.Effect<Backend, StorageError | ParseResult.ParseError, Scope.Scope> =
@@ -65,7 +65,7 @@ export const make: (options: Options) => Effect.Effect<Backend, StorageError | P
 /**
  * The backend as a layer.
  *
- * @since 0.2.0
+ * @since 0.1.0
  * @category layers
  */
 export const layer = (options: Options): Layer.Layer<KvBackend, StorageError | ParseResult.ParseError> =>
@@ -74,7 +74,7 @@ export const layer = (options: Options): Layer.Layer<KvBackend, StorageError | P
 /**
  * Whether `url` names a PostgreSQL database (`postgres://` or `postgresql://`).
  *
- * @since 0.2.0
+ * @since 0.1.0
  * @category predicates
  */
 export const isUrl = (url: string): boolean => /^postgres(ql)?:\/\//i.test(url.trim())
@@ -82,7 +82,7 @@ export const isUrl = (url: string): boolean => /^postgres(ql)?:\/\//i.test(url.t
 /**
  * The options other than the URL.
  *
- * @since 0.2.0
+ * @since 0.1.0
  * @category models
  */
 export type PoolOptions = Omit<Options, "url">
@@ -94,7 +94,7 @@ export type PoolOptions = Omit<Options, "url">
  * - `WARREN_KV_PG_CONNECT_TIMEOUT`, `WARREN_KV_PG_IDLE_TIMEOUT`, `WARREN_KV_PG_REQUEST_TIMEOUT`,
  *   `WARREN_KV_PG_START_TIMEOUT`: durations such as `5 seconds`.
  *
- * @since 0.2.0
+ * @since 0.1.0
  * @category config
  */
 export const poolConfig: Config.Config<PoolOptions> = Config.all({
@@ -116,7 +116,7 @@ export const poolConfig: Config.Config<PoolOptions> = Config.all({
 /**
  * All options from the environment: `WARREN_KV_URL` (required here) and `poolConfig`.
  *
- * @since 0.2.0
+ * @since 0.1.0
  * @category config
  */
 export const config: Config.Config<Options> = Config.all({
@@ -127,7 +127,7 @@ export const config: Config.Config<Options> = Config.all({
 /**
  * The backend as a layer, with options from a `Config`.
  *
- * @since 0.2.0
+ * @since 0.1.0
  * @category layers
  */
 export const layerConfig = (

@@ -3,7 +3,7 @@
  * PostgreSQL, chosen by a URL (`WARREN_KV_URL`, or `warren pb serve --store`), so several servers can
  * share one store.
  *
- * @since 0.2.0
+ * @since 0.1.0
  */
 import * as Config from "effect/Config"
 import * as ConfigError from "effect/ConfigError"
@@ -19,7 +19,7 @@ import * as PgBackend from "./PgBackend.js"
 /**
  * The chosen backend and its options.
  *
- * @since 0.2.0
+ * @since 0.1.0
  * @category models
  */
 export type Choice =
@@ -29,7 +29,7 @@ export type Choice =
 /**
  * Why the chosen store could not start.
  *
- * @since 0.2.0
+ * @since 0.1.0
  * @category errors
  */
 export type StartError = KvStore.StartError | StorageError
@@ -57,7 +57,7 @@ const redact = (value: string): string => value.replace(/\/\/([^:/@]*):[^@]*@/, 
  * `KvStore.config`); a `postgres://` or `postgresql://` URL selects PostgreSQL (pool options from
  * `PgBackend.poolConfig`). Anything else is a `ConfigError` naming `source`.
  *
- * @since 0.2.0
+ * @since 0.1.0
  * @category config
  */
 export const fromUrl = (store: string | undefined, source = "--store"): Config.Config<Choice> =>
@@ -68,7 +68,7 @@ export const fromUrl = (store: string | undefined, source = "--store"): Config.C
 /**
  * The choice from the environment: `WARREN_KV_URL` (unset: the embedded store), as `fromUrl` reads it.
  *
- * @since 0.2.0
+ * @since 0.1.0
  * @category config
  */
 export const config: Config.Config<Choice> = Config.all({
@@ -82,7 +82,7 @@ export const config: Config.Config<Choice> = Config.all({
 /**
  * The store over the chosen backend.
  *
- * @since 0.2.0
+ * @since 0.1.0
  * @category layers
  */
 export const layer = (choice: Choice): Layer.Layer<KvStore.KvStore, StartError> =>
@@ -94,7 +94,7 @@ export const layer = (choice: Choice): Layer.Layer<KvStore.KvStore, StartError> 
  * The store over the backend chosen by a `Config` (default: `config`, i.e. `WARREN_KV_URL`). For a
  * command-line flag that overrides the variable, pass `fromUrl(flag)` when the flag is given.
  *
- * @since 0.2.0
+ * @since 0.1.0
  * @category layers
  */
 export const layerConfig = (

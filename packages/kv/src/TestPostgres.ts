@@ -6,7 +6,7 @@
  * run as root (the server refuses root). It resolves once the server accepts connections; `stop()` shuts it
  * down and removes the dir. `make` is the same as a scoped Effect.
  *
- * @since 0.2.0
+ * @since 0.1.0
  */
 import * as Data from "effect/Data"
 import * as Duration from "effect/Duration"
@@ -24,7 +24,7 @@ import * as Redacted from "effect/Redacted"
 /**
  * How tests reach the server.
  *
- * @since 0.2.0
+ * @since 0.1.0
  * @category models
  */
 export interface PostgresInfo {
@@ -36,7 +36,7 @@ export interface PostgresInfo {
 /**
  * A running server and how to stop it.
  *
- * @since 0.2.0
+ * @since 0.1.0
  * @category models
  */
 export interface RunningPostgres {
@@ -91,7 +91,7 @@ const canQuery = (url: string): Promise<boolean> =>
 /**
  * Options of the private cluster.
  *
- * @since 0.2.0
+ * @since 0.1.0
  * @category models
  */
 export interface StartOptions {
@@ -105,7 +105,7 @@ export interface StartOptions {
 /**
  * Starts a private PostgreSQL cluster (or adopts `DATABASE_URL`) and resolves once it accepts connections.
  *
- * @since 0.2.0
+ * @since 0.1.0
  * @category constructors
  */
 export const start = async (options: StartOptions = {}): Promise<RunningPostgres> => {
@@ -215,7 +215,7 @@ export const start = async (options: StartOptions = {}): Promise<RunningPostgres
 /**
  * The cluster could not be started (no `postgresql` installed and no `DATABASE_URL`, or the server failed).
  *
- * @since 0.2.0
+ * @since 0.1.0
  * @category errors
  */
 export class TestPostgresError extends Data.TaggedError("TestPostgresError")<{ readonly message: string }> {}
@@ -223,7 +223,7 @@ export class TestPostgresError extends Data.TaggedError("TestPostgresError")<{ r
 /**
  * A private cluster for the life of the Scope (or the `DATABASE_URL` one).
  *
- * @since 0.2.0
+ * @since 0.1.0
  * @category constructors
  */
 export const make = (options?: StartOptions): Effect.Effect<RunningPostgres, TestPostgresError, Scope.Scope> =>
@@ -239,7 +239,7 @@ export const make = (options?: StartOptions): Effect.Effect<RunningPostgres, Tes
  * A fresh, empty database on the server at `url` for the life of the Scope (dropped at the end), so tests
  * sharing one server never see each other's data. Resolves with its URL.
  *
- * @since 0.2.0
+ * @since 0.1.0
  * @category constructors
  */
 export const freshDatabase = (url: string): Effect.Effect<string, TestPostgresError, Scope.Scope> => {

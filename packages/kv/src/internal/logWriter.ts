@@ -13,6 +13,7 @@ import * as Effect from "effect/Effect"
 import * as FiberId from "effect/FiberId"
 import * as Metric from "effect/Metric"
 import type * as Scope from "effect/Scope"
+import * as fsSync from "node:fs"
 import * as fs from "node:fs/promises"
 import * as path from "node:path"
 import { StorageError } from "../KvError.js"
@@ -70,6 +71,8 @@ export interface LogWriter {
   readonly rotate: () => Effect.Effect<number, StorageError>
   /** Bytes of records in the current segment (its magic included). */
   readonly segmentBytes: () => number
+  /** Why the log takes no more appends (closed, or failed earlier), if it does not; check before a change. */
+  readonly refusal: () => StorageError | undefined
 }
 
 const ioError = (detail: string, cause: unknown) =>
@@ -110,6 +113,17 @@ const writeAt = async (handle: fs.FileHandle, bytes: Uint8Array, position: numbe
   while (offset < bytes.length) {
     const { bytesWritten } = await handle.write(bytes, offset, bytes.length - offset, position + offset)
     offset += bytesWritten
+  }
+}
+
+/**
+ * A round's write, done synchronously: a `write` into the page cache takes microseconds, less than a
+ * trip through libuv's thread pool (the fsync, which can take milliseconds, stays asynchronous).
+ */
+const writeAtSync = (handle: fs.FileHandle, bytes: Uint8Array, position: number): void => {
+  let offset = 0
+  while (offset < bytes.length) {
+    offset += fsSync.writeSync(handle.fd, bytes, offset, bytes.length - offset, position + offset)
   }
 }
 
@@ -158,15 +172,15 @@ export const start = (options: {
         if (failed === undefined) {
           const bytes = batch.buffers.length === 1 ? batch.buffers[0]! : Buffer.concat(batch.buffers, batch.bytes)
           const at = segment.position
-          const written = yield* Effect.either(Effect.tryPromise({
-            try: async () => {
+          const written = yield* Effect.either(Effect.try({
+            try: () => {
               if (at + bytes.length > segment.allocated) {
                 // Grow by whole zero-filled steps; this round's fsync also makes the new size durable.
                 const grow = Math.ceil((at + bytes.length - segment.allocated) / growBytes) * growBytes
-                await writeAt(segment.handle, Buffer.alloc(grow), segment.allocated)
+                writeAtSync(segment.handle, Buffer.alloc(grow), segment.allocated)
                 segment.allocated += grow
               }
-              await writeAt(segment.handle, bytes, at)
+              writeAtSync(segment.handle, bytes, at)
             },
             catch: (cause) => ioError(`write to ${segmentName()} failed`, cause)
           }).pipe(
@@ -286,6 +300,7 @@ export const start = (options: {
         enqueue({ _tag: "Rotate", done })
         return Deferred.await(done)
       },
-      segmentBytes: () => segment.position
+      segmentBytes: () => segment.position,
+      refusal: () => (closed ? closedError : failed)
     }
   })
