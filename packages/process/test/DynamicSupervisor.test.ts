@@ -211,4 +211,17 @@ describe("DynamicSupervisor", () => {
         assert.strictEqual(yield* Deferred.await(seen), "hello x")
       }))
     }))
+
+  it.effect("made in an uninterruptible region (a layer, an acquire), its children can still be terminated", () =>
+    Effect.gen(function*() {
+      const events: Array<string> = []
+      const scope = yield* Scope.make()
+      const sup = yield* Effect.uninterruptible(Scope.extend(DynamicSupervisor.make({ run: body(events) }), scope))
+      const a = yield* DynamicSupervisor.startChild(sup, hold("a"))
+      yield* DynamicSupervisor.startChild(sup, hold("b"))
+      yield* settle
+      yield* DynamicSupervisor.terminateChild(sup, a)
+      yield* Scope.close(scope, Exit.void)
+      assert.deepStrictEqual(events, ["a start", "b start", "a closed interrupted", "b closed interrupted"])
+    }))
 })
