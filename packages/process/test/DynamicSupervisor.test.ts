@@ -193,6 +193,8 @@ describe("DynamicSupervisor", () => {
       const sup = yield* DynamicSupervisor.make({ run: body(events) })
       const handler = yield* Effect.fork(DynamicSupervisor.startChild(sup, hold("conn")))
       const child = yield* Fiber.join(handler)
+      // active as soon as startChild returned
+      assert.deepStrictEqual(yield* DynamicSupervisor.count(sup), { active: 1, specs: 1, workers: 1 })
       yield* settle
       assert.deepStrictEqual(events, ["conn start"])
       assert.deepStrictEqual((yield* DynamicSupervisor.which(sup)).map((c) => c.id), [child.id])

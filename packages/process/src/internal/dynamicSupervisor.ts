@@ -105,6 +105,8 @@ export class DynamicSupervisorImpl implements DynamicSupervisor<unknown> {
    */
   start(arg: unknown, scope: Scope.CloseableScope): ChildRecord {
     const record = new ChildRecord(++this.nextId, arg)
+    // Active from now on, as an OTP child is once `start_child` returned (its body starts on the next tick).
+    record.running = true
     this.children.set(record.id, record)
     const runtime = Runtime.make({
       context: Context.add(this.runtime.context, Scope.Scope, scope),
