@@ -109,18 +109,25 @@ class CallerSlot {
 /** Every fiber that made a call, with its slot (weakly held: an entry goes with its fiber). */
 const slots = new WeakMap<Fiber.RuntimeFiber<unknown, unknown>, CallerSlot>()
 
+let lastCaller: Fiber.RuntimeFiber<unknown, unknown> | undefined = undefined
+let lastSlot: CallerSlot | undefined = undefined
+
 /** Put `from` in the current fiber's slot (the register function of a call runs on the caller's fiber). */
 const watchCaller = (from: FromImpl): void => {
   const current = Fiber.getCurrentFiber()
   if (current._tag === "None") return
   const caller = current.value
-  let slot = slots.get(caller)
+  // A caller in a loop calls from the same fiber every time: skip the WeakMap lookup then.
+  let slot = caller === lastCaller ? lastSlot : slots.get(caller)
   if (slot === undefined) {
     const created = new CallerSlot()
     slots.set(caller, created)
     caller.addObserver(() => created.abandonHeld())
     slot = created
-  } else if (slot.from !== undefined) {
+  }
+  lastCaller = caller
+  lastSlot = slot
+  if (slot.from !== undefined) {
     // The fiber left that call without its answer (it was interrupted and now calls again, in a finalizer).
     slot.abandonHeld()
   }
