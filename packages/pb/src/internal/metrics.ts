@@ -42,6 +42,7 @@ export type ErrorKind =
   | "decode"
   | "encode"
   | "unexpected_result"
+  | "unexpected_request"
   | "process"
   | "defect"
   | "oversized_frame"
