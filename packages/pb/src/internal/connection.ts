@@ -293,31 +293,27 @@ export class Connection implements ConnectionLink {
       (this.inbox !== undefined && this.inbox.size > 0)
   }
 
-  /** Suspends until there is something to do. */
-  waitForWork(): Effect.Effect<void> {
-    return Effect.async<void>((resume) => {
-      if (this.hasWork()) return resume(Effect.void)
-      this.waiter = resume
-      return Effect.sync(() => {
-        if (this.waiter === resume) this.waiter = undefined
-      })
-    })
-  }
+  /** Suspends until there is something to do (one Effect, built once: waiting allocates nothing of ours). */
+  readonly waitForWork: Effect.Effect<void> = Effect.async<void>((resume) => {
+    if (this.hasWork()) return resume(Effect.void)
+    this.waiter = resume
+    return this.cancelWait
+  })
+
+  private readonly cancelWait: Effect.Effect<void> = Effect.sync(() => {
+    this.waiter = undefined
+  })
 
   /** Suspends until the socket has drained (or closed, or the connection idled out). */
-  private awaitDrain(): Effect.Effect<void> {
-    return Effect.async<void>((resume) => {
-      if (!this.writeBlocked || this.closed || this.idleExpired) return resume(Effect.void)
-      if (!this.socket.writableNeedDrain) {
-        this.writeBlocked = false
-        return resume(Effect.void)
-      }
-      this.waiter = resume
-      return Effect.sync(() => {
-        if (this.waiter === resume) this.waiter = undefined
-      })
-    })
-  }
+  private readonly awaitDrain: Effect.Effect<void> = Effect.async<void>((resume) => {
+    if (!this.writeBlocked || this.closed || this.idleExpired) return resume(Effect.void)
+    if (!this.socket.writableNeedDrain) {
+      this.writeBlocked = false
+      return resume(Effect.void)
+    }
+    this.waiter = resume
+    return this.cancelWait
+  })
 
   /**
    * The idle sweep: a connection with no request, no drained write and no stream for `idleMs` is closed (after
@@ -414,7 +410,7 @@ export class Connection implements ConnectionLink {
   flush(): Effect.Effect<void> {
     return Effect.suspend(() => {
       this.writeOut()
-      return this.writeBlocked ? this.awaitDrain() : Effect.void
+      return this.writeBlocked ? this.awaitDrain : Effect.void
     })
   }
 
@@ -431,7 +427,7 @@ export class Connection implements ConnectionLink {
         // more until the socket has drained what was written.
         if (this.out.size >= config.flushBytes) this.writeOut()
         if (this.writeBlocked) {
-          yield* this.awaitDrain()
+          yield* this.awaitDrain
           if (this.idleExpired) return
           continue
         }
@@ -453,7 +449,7 @@ export class Connection implements ConnectionLink {
         if (this.writeBlocked) continue
         if (this.problem !== undefined) return yield* this.handleProblem(this.problem)
         if (this.eof || this.idleExpired) return
-        yield* this.waitForWork()
+        yield* this.waitForWork
       }
     })
   }
@@ -484,7 +480,8 @@ export class Connection implements ConnectionLink {
   /**
    * The Scope's finalizer: releases the socket. After a normal finish the socket is ended gracefully (the last
    * replies go out) and destroyed if the peer has not closed within `closeTimeout`; when interrupted (the peer is
-   * gone, or the server is shutting down) it is destroyed at once.
+   * gone, or the server is shutting down) it is destroyed at once. The connection is listed until its socket is
+   * released.
    */
   release(exit: Exit.Exit<unknown, unknown>): Effect.Effect<void> {
     return Effect.suspend(() => {
@@ -495,10 +492,9 @@ export class Connection implements ConnectionLink {
       this.detach(socket)
       socket.on("error", () => {})
       this.account()
-      this.server.unregister(this)
-      if (socket.destroyed) return Effect.void
-      if (Exit.isInterrupted(exit) || this.closed) {
+      if (socket.destroyed || Exit.isInterrupted(exit) || this.closed) {
         socket.destroy()
+        this.server.unregister(this)
         return Effect.void
       }
       socket.end()
@@ -508,8 +504,11 @@ export class Connection implements ConnectionLink {
         socket.once("close", done)
         return Effect.sync(() => socket.off("close", done))
       }).pipe(
+        // A finalizer runs uninterruptibly; the wait must be interruptible for the timeout to end it.
+        Effect.interruptible,
         Effect.timeoutOption(this.server.config.closeTimeout),
-        Effect.flatMap((closed) => Option.isNone(closed) ? Effect.sync(() => socket.destroy()) : Effect.void)
+        Effect.flatMap((closed) => Option.isNone(closed) ? Effect.sync(() => socket.destroy()) : Effect.void),
+        Effect.ensuring(Effect.sync(() => this.server.unregister(this)))
       )
     })
   }

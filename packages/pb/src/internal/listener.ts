@@ -109,6 +109,7 @@ export const refuse = (raw: Net.Socket, config: ConnectionConfig): Effect.Effect
     raw.on("error", () => {})
     raw.end(frame(errorText(Texts.tooManyConnections)))
     return awaitClose(raw).pipe(
+      Effect.interruptible,
       Effect.timeoutOption(config.closeTimeout),
       Effect.flatMap((closed) => Option.isNone(closed) ? Effect.sync(() => raw.destroy()) : Effect.void)
     )

@@ -66,8 +66,8 @@ export const streamStep = (conn: Connection): Effect.Effect<Next> =>
       if (conn.writeBlocked) return "Continue" as const
       const timeout = conn.server.config.streamIdleTimeout
       if (timeout === undefined) {
-        yield* conn.waitForWork()
-      } else if (Option.isNone(yield* Effect.timeoutOption(conn.waitForWork(), timeout))) {
+        yield* conn.waitForWork
+      } else if (Option.isNone(yield* Effect.timeoutOption(conn.waitForWork, timeout))) {
         conn.sendError(Texts.streamTimeout, "stream_timeout")
         yield* endStream(conn)
       }
