@@ -9,6 +9,7 @@ import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import * as Ref from "effect/Ref"
 import * as Schedule from "effect/Schedule"
+import type * as Scheduler from "effect/Scheduler"
 import type * as Scope from "effect/Scope"
 import type * as Net from "node:net"
 import type { Registry } from "../ServiceRegistry.js"
@@ -17,6 +18,7 @@ import { Connection } from "./connection.js"
 import { errorText, Texts } from "./errors.js"
 import { frame } from "./frame.js"
 import * as Metrics from "./metrics.js"
+import { makeEagerScheduler } from "./scheduler.js"
 import type { SecurityConfig } from "./security.js"
 import type { ConnectionState } from "./state.js"
 
@@ -43,6 +45,8 @@ export interface ServerContext {
   /** The server's clock (Effect's `Clock`: timeouts and the idle sweep follow it, and `TestClock` in tests). */
   readonly clock: Clock.Clock
   readonly connections: Map<number, Connection>
+  /** Runs the connections' fibers (internal/scheduler.ts). */
+  readonly scheduler: Scheduler.Scheduler
   /** Removes a finished connection. */
   readonly unregister: (connection: Connection) => void
 }
@@ -61,6 +65,7 @@ export const makeContext = (
     budget,
     clock,
     connections,
+    scheduler: makeEagerScheduler(),
     unregister: (connection) => {
       if (connections.get(connection.id) === connection) {
         connections.delete(connection.id)
@@ -96,6 +101,7 @@ export const serve = (server: ServerContext, id: number, raw: Net.Socket): Effec
     })
     yield* connection.loop()
   }).pipe(
+    Effect.withScheduler(server.scheduler),
     Effect.catchAllCause((cause) =>
       Cause.isInterruptedOnly(cause) ? Effect.void : Effect.logError(`PB connection ${id} failed`, cause)
     ),
