@@ -77,13 +77,21 @@ const PositiveInt = Schema.Int.pipe(Schema.positive())
  * @category schemas
  */
 export const TlsOptions = Schema.Struct({
+  /** The server's private key (PEM). */
   key: Pem,
+  /** The server's certificate chain (PEM). */
   cert: Pem,
+  /** The key's passphrase, if it is encrypted. */
   passphrase: Schema.optional(Schema.String),
+  /** CA certificates (PEM) that client certificates are checked against (default: Node's bundled roots). */
   ca: Schema.optional(Schema.Union(Pem, Schema.Array(Pem))),
+  /** Ask clients for a certificate (given to the `Authenticator` as `peerCertificate`). */
   requestCert: Schema.optionalWith(Schema.Boolean, { default: () => false }),
+  /** With `requestCert`: refuse the handshake when the client's certificate does not verify against `ca`. */
   rejectUnauthorized: Schema.optionalWith(Schema.Boolean, { default: () => false }),
+  /** Oldest TLS version accepted. */
   minVersion: Schema.optionalWith(Schema.Literal("TLSv1.2", "TLSv1.3"), { default: () => "TLSv1.2" as const }),
+  /** OpenSSL cipher list (default: Node's). */
   ciphers: Schema.optional(Schema.String)
 })
 
@@ -94,11 +102,13 @@ export const TlsOptions = Schema.Struct({
  * @category schemas
  */
 export const SecurityOptions = Schema.Struct({
+  /** The certificate and key used after STARTTLS. */
   tls: TlsOptions,
   /** How long a failed login waits before its error reply. */
   authFailureDelay: Schema.optionalWith(DurationInput, { default: () => Duration.seconds(1) }),
   /** Consecutive failed logins after which the connection is closed (riak: 3). */
   maxAuthFailures: Schema.optionalWith(PositiveInt, { default: () => 3 }),
+  /** A TLS handshake not done within this closes the connection. */
   handshakeTimeout: Schema.optionalWith(DurationInput, { default: () => Duration.seconds(10) })
 })
 
@@ -309,10 +319,12 @@ const start = (
     // Made after the listener, so closed before it: the listener's own finalizer waits for every socket to close,
     // and closing the supervisor stops every connection (each child's Scope closes its socket).
     let nextId = 0
+    // The children inherit the supervisor's context, so its scheduler is set once here (internal/scheduler.ts),
+    // not per connection (each fiber-local change copies the fiber's refs).
     const supervisor = yield* DynamicSupervisor.make(
       { run: ({ id, raw }: { readonly id: number; readonly raw: Net.Socket }) => serve(server, id, raw) },
       { maxChildren: options.maxConnections, name: "pb-connections" }
-    )
+    ).pipe(Effect.withScheduler(server.scheduler))
     // The platform's handler starts the connection's process and returns: the handler's fiber and the platform's
     // `Socket` wrapper do not stay for the connection's life (they were most of an idle connection's memory).
     const handle = (_: Socket.Socket) =>

@@ -75,12 +75,8 @@ export class Connection implements ConnectionLink {
   inbox: Inbox<Envelope> | undefined = undefined
   forks = 0
   private fibers: FiberSet.FiberSet<unknown, unknown> | undefined = undefined
-  // Metrics counted here and recorded once per batch, not per request.
-  private requestCodes: Array<number> = []
-  private requestCounts: Array<number> = []
-  private errorCounts: Map<Metrics.ErrorKind, number> | undefined = undefined
-  /** When the first request of the batch being served was dispatched (-1: none yet). */
-  batchStarted = -1
+  /** Metrics counted per request, recorded once per batch. */
+  readonly counts = new Metrics.BatchCounts()
 
   constructor(
     readonly id: number,
@@ -293,15 +289,14 @@ export class Connection implements ConnectionLink {
       (this.inbox !== undefined && this.inbox.size > 0)
   }
 
-  /** Suspends until there is something to do (one Effect, built once: waiting allocates nothing of ours). */
+  /**
+   * Suspends until there is something to do (one Effect, built once: waiting allocates nothing of ours). No
+   * canceler: Effect wraps a canceler in an interruption region that costs run-loop steps on every wait; a waiter
+   * left behind by an interruption is replaced by the next wait, or resumes a fiber that is gone (a no-op).
+   */
   readonly waitForWork: Effect.Effect<void> = Effect.async<void>((resume) => {
     if (this.hasWork()) return resume(Effect.void)
     this.waiter = resume
-    return this.cancelWait
-  })
-
-  private readonly cancelWait: Effect.Effect<void> = Effect.sync(() => {
-    this.waiter = undefined
   })
 
   /** Suspends until the socket has drained (or closed, or the connection idled out). */
@@ -312,7 +307,6 @@ export class Connection implements ConnectionLink {
       return resume(Effect.void)
     }
     this.waiter = resume
-    return this.cancelWait
   })
 
   /**
@@ -337,46 +331,17 @@ export class Connection implements ConnectionLink {
     return frame
   }
 
-  // -------------------------------------------------------------------------------------------------------------
-  // Metrics
-  // -------------------------------------------------------------------------------------------------------------
-
   countRequest(code: number): void {
-    const at = this.requestCodes.indexOf(code)
-    if (at >= 0) {
-      this.requestCounts[at]!++
-    } else {
-      this.requestCodes.push(code)
-      this.requestCounts.push(1)
-    }
+    this.counts.request(code)
   }
 
-  countError(kind: Metrics.ErrorKind, n = 1): void {
-    const counts = this.errorCounts ??= new Map()
-    counts.set(kind, (counts.get(kind) ?? 0) + n)
+  countError(kind: Metrics.ErrorKind): void {
+    this.counts.error(kind)
   }
 
-  /**
-   * Records the counts gathered since the last call, and the batch's latency: one `pb_request_duration_ms`
-   * observation per batch, from the first request's dispatch to now (its replies are queued and about to be
-   * written).
-   */
+  /** Records the batch's counts and latency (see `Metrics.BatchCounts`). */
   recordCounts(): void {
-    if (this.batchStarted >= 0) {
-      Metrics.requestDuration.unsafeUpdate(performance.now() - this.batchStarted, [])
-      this.batchStarted = -1
-    }
-    if (this.requestCodes.length > 0) {
-      for (let i = 0; i < this.requestCodes.length; i++) {
-        Metrics.recordRequests(this.requestCodes[i]!, this.requestCounts[i]!)
-      }
-      this.requestCodes = []
-      this.requestCounts = []
-    }
-    if (this.errorCounts !== undefined) {
-      for (const [kind, count] of this.errorCounts) Metrics.recordErrors(kind, count)
-      this.errorCounts = undefined
-    }
+    this.counts.record()
   }
 
   // -------------------------------------------------------------------------------------------------------------
@@ -456,6 +421,7 @@ export class Connection implements ConnectionLink {
 
   /** Serves pending frames while their results are known synchronously (one batch). */
   private serveFrames(): Effect.Effect<Next> | Next {
+    this.waiter = undefined // whatever wait was interrupted, the fiber is serving now
     this.lastActivity = this.server.clock.unsafeCurrentTimeMillis()
     const flushBytes = this.server.config.flushBytes
     while (this.hasFrames() && this.state.streaming === undefined) {

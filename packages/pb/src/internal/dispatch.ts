@@ -95,7 +95,7 @@ const decodeStage = (conn: Connection, instance: ServiceInstance, frame: Frame):
 const processStage = (conn: Connection, instance: ServiceInstance, message: unknown, code: number): Step => {
   // Latency is timed per batch (one clock read when the batch's first request is dispatched, one when its counts
   // are recorded): a clock read pair and a histogram update per request were ~6 % of the server's CPU.
-  if (conn.batchStarted < 0) conn.batchStarted = performance.now()
+  conn.counts.startBatch()
   let result: ReturnType<ServiceInstance["process"]>
   try {
     result = instance.process(message)

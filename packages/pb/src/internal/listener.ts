@@ -101,11 +101,9 @@ export const serve = (server: ServerContext, id: number, raw: Net.Socket): Effec
     })
     yield* connection.loop()
   }).pipe(
-    Effect.withScheduler(server.scheduler),
     Effect.catchAllCause((cause) =>
       Cause.isInterruptedOnly(cause) ? Effect.void : Effect.logError(`PB connection ${id} failed`, cause)
-    ),
-    Effect.annotateLogs({ connection: id })
+    )
   )
 
 /** Refuses a connection beyond `maxConnections`: an error reply, then a graceful close (destroyed on timeout). */
