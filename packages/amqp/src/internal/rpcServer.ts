@@ -74,7 +74,13 @@ export const ServerConfig = Schema.Struct({
   /** Consumer tag; default: broker-generated. */
   consumerTag: opt(Schema.String),
   /** Name for logs, spans and metric tags. Default: the queue name, or "rpc-server". */
-  name: opt(Schema.NonEmptyString)
+  name: opt(Schema.NonEmptyString),
+  /**
+   * The request queue's type (`x-queue-type`). `"quorum"` gives a replicated queue that survives the loss of a
+   * cluster node; it must be named, is durable by default and cannot be exclusive or auto-delete. Default
+   * `"classic"` (no argument sent, the broker's default).
+   */
+  queueType: opt(Schema.Literal("classic", "quorum"))
 })
 
 /** RPC server configuration (see `ServerConfig`). */
@@ -125,11 +131,21 @@ const resolve = (config: ServerConfig, options: ServerOptions | undefined): Effe
     const replyTimeout = Duration.decodeUnknown(options?.replyTimeout ?? "5 seconds")
     if (Option.isNone(replyTimeout)) return yield* configError("replyTimeout is not a duration")
     const concurrency = decoded.concurrency ?? 1
+    const queueOptions: Amqp.Options.AssertQueue = { ...queue.options }
+    if (decoded.queueType === "quorum") {
+      if (queue.name === "") return yield* configError("a quorum queue needs a name (server-named queues are exclusive)")
+      if (queueOptions.exclusive === true || queueOptions.autoDelete === true) {
+        return yield* configError("a quorum queue cannot be exclusive or auto-delete")
+      }
+      if (queueOptions.durable === false) return yield* configError("a quorum queue is always durable")
+      queueOptions.durable = true
+      queueOptions.arguments = { ...queueOptions.arguments, "x-queue-type": "quorum" }
+    }
     return {
       exchange: named
         ? { name: exchange.name, type: exchange.type ?? "direct", options: exchange.options ?? {} }
         : undefined,
-      queue: { name: queue.name, options: queue.options ?? {} },
+      queue: { name: queue.name, options: queueOptions },
       bindings: decoded.bindings === undefined ? [""] : typeof decoded.bindings === "string" ? [decoded.bindings] : decoded.bindings,
       prefetch: decoded.prefetch ?? Math.max(20, 2 * concurrency),
       concurrency,
