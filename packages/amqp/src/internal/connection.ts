@@ -17,7 +17,7 @@ import * as Stream from "effect/Stream"
 import * as SubscriptionRef from "effect/SubscriptionRef"
 import * as Reconnect from "../Reconnect.js"
 import { AmqpError, describe } from "./amqpError.js"
-import * as Backoff from "./backoff.js"
+import { Reconnect as Backoff } from "@warren/process"
 
 /** Connection lifecycle as seen by channel owners. */
 export type ConnectionState =
