@@ -154,6 +154,8 @@ export const start = <Arg, State, Info = never, Reason = never, R = never>(
         Process.unsafeSend(ref, { _tag: "SessionEnded", error })
       }
     }
+    // The channel owner's fiber lives in `sessionScope` (a child of the caller's scope, closed after the process)
+    // and ends with the process: supervised by that scope.
     yield* session(link, connection, sink).pipe(
       (running) => Effect.raceFirst(running, Effect.asVoid(Process.await(ref))),
       Effect.ensuring(SubscriptionRef.set(link.status, { _tag: "Stopped" })),
@@ -195,7 +197,8 @@ export const serve = <E, R>(
     const link = yield* makeLink(resolved)
     const deliveries = yield* Queue.unbounded<Delivery>()
     yield* Effect.addFinalizer(() => Queue.shutdown(deliveries))
-    // The session first, so that on close the workers stop before the channel closes.
+    // The channel owner first, so that on close the workers stop before the channel closes. Both are fibers of
+    // the caller's scope (supervised by it: closing it interrupts them).
     yield* session(link, connection, {
       delivery: (delivery) => {
         Queue.unsafeOffer(deliveries, delivery)
