@@ -1,13 +1,11 @@
 /**
  * Callers of a process: one object per call that is at once the queued envelope, the `From` handed to
  * `handleCall` and the call's deadline entry. An interrupted caller is noticed through its fiber's exit (one
- * observer per fiber, a slot holding the call it waits in), not through a canceler per call: Effect wraps an
- * `Effect.async` canceler in an interruption region (an uninterruptible mask, a match and two runtime-flag
- * updates, each a run-loop step), which cost more per call than the rest of the call path.
+ * observer per caller fiber, for its life), not through a canceler on each call: Effect wraps a canceler in an
+ * interruption region (a mask, a match, two runtime-flag updates) that would cost every call.
  */
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
-import * as Effectable from "effect/Effectable"
 import * as Fiber from "effect/Fiber"
 import type { DeadlineList, Entry } from "./deadlines.js"
 import type { ProcessImpl } from "./engine.js"
@@ -21,11 +19,8 @@ export const PENDING = 0
 export const REPLIED = 1
 export const ABANDONED = 2
 
-/**
- * A waiting caller. As an Effect it is the canceler of the caller's `Effect.async` (it runs only if the caller
- * is interrupted): the call needs no separate canceler object.
- */
-export class FromImpl extends Effectable.Class<void> implements M.From<unknown>, Entry {
+/** A waiting caller. */
+export class FromImpl implements M.From<unknown>, Entry {
   declare readonly _A: (_: unknown) => void
   status: typeof PENDING | typeof REPLIED | typeof ABANDONED = PENDING
   /** The handler returned `noreply`: the caller is in `unanswered` until `replyTo` or exit. */
@@ -36,7 +31,7 @@ export class FromImpl extends Effectable.Class<void> implements M.From<unknown>,
   next: Entry | undefined = undefined
   /** The call's timeout in millis (for `CallTimeout`). */
   timeoutMillis = 0
-  /** The caller fiber's slot while the call waits in it. */
+  /** The caller fiber's slot while this call is what it waits for. */
   slot: CallerSlot | undefined = undefined
   constructor(
     readonly kind: typeof CALL | typeof SYSTEM,
@@ -44,20 +39,22 @@ export class FromImpl extends Effectable.Class<void> implements M.From<unknown>,
     readonly process: ProcessImpl,
     readonly request: unknown,
     readonly resume: (effect: Effect.Effect<unknown, unknown>) => void
-  ) {
-    super()
-  }
+  ) {}
 
-  /** The caller was interrupted. */
-  commit(): Effect.Effect<void> {
-    return Effect.sync(() => this.abandon())
+  /** The caller no longer waits for this call: empty its slot. */
+  leaveSlot(): void {
+    const slot = this.slot
+    if (slot !== undefined) {
+      if (slot.from === this) slot.from = undefined
+      this.slot = undefined
+    }
   }
 
   /** Answer once; false if already answered or the caller gave up. */
   settle(result: Effect.Effect<unknown, unknown>): boolean {
     if (this.status !== PENDING) return false
     this.status = REPLIED
-    this.leaveSlot()
+    if (this.slot !== undefined) this.leaveSlot()
     if (this.list !== undefined) this.list.unlink(this)
     if (this.awaitingLater) {
       this.awaitingLater = false
@@ -71,21 +68,12 @@ export class FromImpl extends Effectable.Class<void> implements M.From<unknown>,
   abandon(): void {
     if (this.status !== PENDING) return
     this.status = ABANDONED
-    this.leaveSlot()
+    if (this.slot !== undefined) this.leaveSlot()
     if (this.list !== undefined) this.list.unlink(this)
     if (this.awaitingLater) {
       this.awaitingLater = false
       this.process.unanswered.delete(this)
       this.process.notifyAbandoned(this)
-    }
-  }
-
-  /** The call is over: its caller fiber's slot no longer holds it. */
-  leaveSlot(): void {
-    const slot = this.slot
-    if (slot !== undefined) {
-      if (slot.from === this) slot.from = undefined
-      this.slot = undefined
     }
   }
 
@@ -106,42 +94,38 @@ export class FromImpl extends Effectable.Class<void> implements M.From<unknown>,
 }
 
 /**
- * The call a fiber waits in. A fiber waits in at most one call at a time (of any process), so one slot and one
- * exit observer per fiber are enough. When the fiber ends with a call still in its slot (it was interrupted:
- * `Fiber.interrupt`, the losing side of `Effect.timeout` or a race, a closed scope), the observer abandons it; a
- * new call from a fiber whose slot is still taken (an interrupted caller calling again in a finalizer) abandons
- * the old one first. The slot is emptied when the call ends, so it holds on to no process after that.
+ * The call a fiber waits for. A fiber waits in one call at a time, so one slot and one exit observer per caller
+ * fiber are enough: when the fiber ends with a call still in its slot (it was interrupted: `Fiber.interrupt`,
+ * the losing side of a timeout or race, a closed scope), the observer abandons that call.
  */
 class CallerSlot {
   from: FromImpl | undefined = undefined
-
   abandonHeld(): void {
     const from = this.from
-    this.from = undefined
     if (from !== undefined) from.abandon()
   }
 }
 
 /** Every fiber that made a call, with its slot (weakly held: an entry goes with its fiber). */
-const callerSlots = new WeakMap<object, CallerSlot>()
+const slots = new WeakMap<Fiber.RuntimeFiber<unknown, unknown>, CallerSlot>()
 
-/** Puts `from` in the current fiber's slot; false when there is no current fiber (then a canceler is used). */
-const watchCaller = (from: FromImpl): boolean => {
+/** Put `from` in the current fiber's slot (the register function of a call runs on the caller's fiber). */
+const watchCaller = (from: FromImpl): void => {
   const current = Fiber.getCurrentFiber()
-  if (current._tag === "None") return false
+  if (current._tag === "None") return
   const caller = current.value
-  let slot = callerSlots.get(caller)
+  let slot = slots.get(caller)
   if (slot === undefined) {
     const created = new CallerSlot()
-    callerSlots.set(caller, created)
+    slots.set(caller, created)
     caller.addObserver(() => created.abandonHeld())
     slot = created
-  } else {
+  } else if (slot.from !== undefined) {
+    // The fiber left that call without its answer (it was interrupted and now calls again, in a finalizer).
     slot.abandonHeld()
   }
   slot.from = from
   from.slot = slot
-  return true
 }
 
 const DEFAULT_TIMEOUT_MILLIS = 5000
@@ -162,8 +146,8 @@ const timeoutMillis = (options: M.CallOptions | undefined): number => {
 }
 
 /**
- * Send a call or system request and wait for the answer. One `Effect.async` registration, no fork, no canceler:
- * the caller object is the envelope and the deadline entry, and the caller fiber's exit abandons it.
+ * Send a call or system request and wait for the answer. One `Effect.async` registration without a canceler,
+ * no fork: the caller object is the envelope and the deadline entry, and the caller's fiber exit abandons it.
  */
 export const request = (
   proc: ProcessImpl,
@@ -183,10 +167,8 @@ export const request = (
       return
     }
     const from = new FromImpl(kind, proc.nextFromId++, proc, payload, resume)
+    watchCaller(from)
     if (millis !== Infinity) proc.arm(from, millis)
-    // The register function runs on the caller's fiber.
-    const watched = watchCaller(from)
     proc.push(from)
-    return watched ? undefined : from
   }) as Effect.Effect<unknown, CallError>
 }
