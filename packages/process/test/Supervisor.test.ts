@@ -443,5 +443,27 @@ describe("Supervisor", () => {
         yield* Supervisor.await(sup)
         assert.deepStrictEqual(events, ["c terminate Shutdown", "b terminate Shutdown", "a terminate Shutdown"])
       }))
+
+    for (const strategy of ["one_for_one", "rest_for_one"] as const) {
+      it.effect(`${strategy}: started in an uninterruptible region (a layer), the supervisor still restarts and stops`, () =>
+        Effect.gen(function*() {
+          const events: Array<string> = []
+          const scope = yield* Scope.make()
+          const [a, b] = three(events)
+          const sup = yield* Effect.uninterruptible(Scope.extend(Supervisor.start({ children: [a, b], strategy }), scope))
+          yield* Process.cast(yield* currentRef(sup, b), "crash")
+          yield* settle
+          assert.strictEqual(yield* Supervisor.restarts(sup, b), 1)
+          yield* Scope.close(scope, Exit.void)
+          assert.deepStrictEqual(events, [
+            "a init",
+            "b init",
+            "b terminate Crashed",
+            "b init",
+            "b terminate Shutdown",
+            "a terminate Shutdown"
+          ])
+        }))
+    }
   })
 })

@@ -15,6 +15,7 @@ import * as Fiber from "effect/Fiber"
 import * as FiberId from "effect/FiberId"
 import * as Metric from "effect/Metric"
 import * as Runtime from "effect/Runtime"
+import * as RuntimeFlags from "effect/RuntimeFlags"
 import type * as Schedule from "effect/Schedule"
 import * as ScheduleDecision from "effect/ScheduleDecision"
 import * as ScheduleIntervals from "effect/ScheduleIntervals"
@@ -82,6 +83,7 @@ export class DynamicSupervisorImpl implements DynamicSupervisor<unknown> {
   readonly lock = Effect.unsafeMakeSemaphore(1)
   readonly done: Deferred.Deferred<void, SupervisorGaveUp> = Deferred.unsafeMake(FiberId.none)
   readonly restartsMetric: Metric.Metric.Counter<number>
+  readonly runtimeFlags: RuntimeFlags.RuntimeFlags
 
   constructor(
     readonly spec: ChildSpec<unknown, unknown, never>,
@@ -92,6 +94,8 @@ export class DynamicSupervisorImpl implements DynamicSupervisor<unknown> {
     readonly runtime: Runtime.Runtime<never>
   ) {
     this.scheduleState = intensity.initial
+    // `make` may run in an uninterruptible region (a layer, an acquire): children must stay interruptible.
+    this.runtimeFlags = RuntimeFlags.enable(runtime.runtimeFlags, RuntimeFlags.Interruption)
     this.restartsMetric = Metric.tagged(restartsTotal, "child", name)
   }
 
@@ -101,11 +105,13 @@ export class DynamicSupervisorImpl implements DynamicSupervisor<unknown> {
    */
   start(arg: unknown, scope: Scope.CloseableScope): ChildRecord {
     const record = new ChildRecord(++this.nextId, arg)
+    // Active from now on, as an OTP child is once `start_child` returned (its body starts on the next tick).
+    record.running = true
     this.children.set(record.id, record)
     const runtime = Runtime.make({
       context: Context.add(this.runtime.context, Scope.Scope, scope),
       fiberRefs: this.runtime.fiberRefs,
-      runtimeFlags: this.runtime.runtimeFlags
+      runtimeFlags: this.runtimeFlags
     })
     // Detached on purpose: the child outlives the fiber that started it; `shutdown` (run by the owner's
     // Scope) and `terminateChild` interrupt it, and the observer takes it out of the table when it ends.

@@ -185,6 +185,16 @@ const runChild = <R>(
     }
   })
 
+/**
+ * Wait until `signal` is done or the supervisor gave up. Interruptible even when `start` runs in an
+ * uninterruptible region (a layer): the race interrupts its loser, which must let it.
+ */
+const waitFor = (signal: Deferred.Deferred<void>, giveUp: Deferred.Deferred<never, SupervisorGaveUp>) =>
+  Effect.raceFirst(
+    Effect.interruptible(Deferred.await(signal)),
+    Effect.interruptible(Effect.exit(Deferred.await(giveUp)))
+  )
+
 export const start = <R>(
   options: SupervisorOptions<R>
 ): Effect.Effect<Supervisor, SupervisorGaveUp, R | Scope.Scope> =>
@@ -201,7 +211,9 @@ export const start = <R>(
     // Finalizers run in reverse: the owner closing us stops the children, then completes `done`.
     yield* Effect.addFinalizer(() => Deferred.succeed(done, undefined))
     const childrenScope = yield* Scope.fork(outer, ExecutionStrategy.sequential)
+    // The fibers forked here are made interruptible: `start` may run in an uninterruptible region (a layer).
     yield* Deferred.await(giveUp).pipe(
+      Effect.interruptible,
       Effect.exit,
       Effect.flatMap((exit) => Effect.zipRight(Scope.close(childrenScope, exit), Deferred.done(done, exit))),
       Effect.forkIn(outer)
@@ -215,21 +227,22 @@ export const start = <R>(
       const ready = yield* Deferred.make<void>()
       yield* Effect.forkIn(
         runGroup(strategy, Array.from(states.values()), options, childrenScope, ready, giveUp).pipe(
-          Effect.ensuring(Deferred.succeed(ready, undefined))
+          Effect.ensuring(Deferred.succeed(ready, undefined)),
+          Effect.interruptible
         ),
         childrenScope
       )
-      yield* Effect.raceFirst(Deferred.await(ready), Effect.exit(Deferred.await(giveUp)))
+      yield* waitFor(ready, giveUp)
     }
     for (const child of strategy === "one_for_one" ? options.children : []) {
       if (yield* Deferred.isDone(giveUp)) break
       const firstAttempt = yield* Deferred.make<void>()
       yield* Effect.forkIn(
         runChild(states.get(child.name)!, child, child.schedule ?? options.schedule ?? defaultSchedule, firstAttempt, giveUp)
-          .pipe(Effect.ensuring(Deferred.succeed(firstAttempt, undefined))),
+          .pipe(Effect.ensuring(Deferred.succeed(firstAttempt, undefined)), Effect.interruptible),
         childrenScope
       )
-      yield* Effect.raceFirst(Deferred.await(firstAttempt), Effect.exit(Deferred.await(giveUp)))
+      yield* waitFor(firstAttempt, giveUp)
     }
     if (yield* Deferred.isDone(giveUp)) yield* Deferred.await(done)
     const supervisor: Supervisor = { [SupervisorTypeId]: SupervisorTypeId, states, done }
