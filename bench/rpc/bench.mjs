@@ -9,6 +9,7 @@ const here = (p) => fileURLToPath(new URL(p, import.meta.url))
 
 export const contenders = [
   { id: "warren", label: "warren RpcClient" },
+  { id: "warren-promise", label: "warren Promise API" },
   { id: "amqplib", label: "raw amqplib" },
   { id: "rabbitmq-client", label: "rabbitmq-client" }
 ]
@@ -47,7 +48,8 @@ export const runRpc = async (options) => {
         `  1st s ${Math.round(r.firstSecondThroughput)} req/s`,
       goals: [
         { text: `warren >= 0.9x raw amqplib throughput at concurrency ${concurrency}`, contender: "warren", versus: "amqplib", field: "throughput", op: ">=", ratio: 0.9 },
-        { text: `warren ahead of rabbitmq-client throughput at concurrency ${concurrency}`, contender: "warren", versus: "rabbitmq-client", field: "throughput", op: ">", ratio: 1 }
+        { text: `warren ahead of rabbitmq-client throughput at concurrency ${concurrency}`, contender: "warren", versus: "rabbitmq-client", field: "throughput", op: ">", ratio: 1 },
+        { text: `warren Promise API >= 0.9x raw amqplib throughput at concurrency ${concurrency}`, contender: "warren-promise", versus: "amqplib", field: "throughput", op: ">=", ratio: 0.9 }
       ]
     }))
     return await runWorkloads({
