@@ -1,20 +1,11 @@
-// warren's Promise API (@warren/amqp/promise): `connect(url)`, then `await rpc.request(payload, queue)` from plain
-// async loops, the way a Node program without Effect calls it (one fiber per request inside the client's runtime).
-// Defaults except a 30 s request timeout, as the `warren` contender.
-import { NotAvailable } from "../../lib/child.mjs"
+// warren's RPC client called from Promise code: each request is its own `runPromise` of `client.request`, the way
+// a non-Effect program calls an Effect library. Same client and options as the `warren` contender.
+import { open as openWarren } from "./warren.mjs"
 
-export const label = "warren Promise API"
+export const label = "warren RpcClient (runPromise per request)"
 
-export const open = async ({ url, queue }) => {
-  let promise
-  try {
-    promise = await import("@warren/amqp/promise")
-  } catch (error) {
-    throw new NotAvailable(`@warren/amqp/promise could not be loaded (${error.message}); run tsc -b`)
-  }
-  const rpc = await promise.connect(url, { timeout: "30 seconds", connection: { noDelay: true } })
-  return {
-    request: (payload) => rpc.request(payload, queue),
-    close: () => rpc.close()
-  }
+export const open = async (args) => {
+  const client = await openWarren(args)
+  // Without runWorkers the load generator drives `request` from plain async loops.
+  return { request: client.request, close: client.close }
 }

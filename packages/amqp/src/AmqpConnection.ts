@@ -2,7 +2,7 @@
  * A reconnecting AMQP connection (a port of Hare.Core.Conn) that hands out channels to channel owners.
  *
  * - Connects to the first of `urls` that answers; on failure or loss waits per the `reconnect` Schedule
- *   (`Reconnect.defaultPolicy`: exponential from 100 ms, jittered, capped at 30 s, forever) and tries again.
+ *   (`Reconnect.defaultPolicy`: exponential from 100 ms, jittered, capped at 2 s, forever) and tries again.
  *   The schedule restarts after every successful connect; when it ends the state becomes `Closed`.
  * - Every failed attempt and every loss is logged at WARN with its reason and the delay before the next attempt.
  *   A failed attempt is an AmqpError "Connect" whose cause is an `AmqpConnectError` with a `reason` (Refused,

@@ -10,7 +10,7 @@
  * `RpcChannelLost` when their channel dies; the channel is reopened per a Schedule and requests made meanwhile
  * wait (within their timeout); an interrupted caller leaves nothing behind; returned `mandatory` requests fail
  * with `RpcUnroutable`; optional publisher confirms (`RpcNacked`), in-flight limit, direct reply-to; graceful
- * `stop`. Metrics `rpc_client_*` (tag `client`) and a span `RpcClient.request` per request.
+ * `stop`. Metrics `warren_rpc_client_*` (tag `client`) and a span `RpcClient.request` per request.
  *
  * @example
  * ```ts
@@ -51,6 +51,10 @@ export {
   resolveOptions,
   /** A request's channel died before its reply came. */
   RpcChannelLost,
+  /** The broker refused the client's channel setup (missing exchange, other arguments, no access). */
+  RpcChannelSetupFailed,
+  /** The server's handler failed and said so (`remoteErrors: true`). */
+  RpcRemoteError,
   /** The client is stopping or stopped. */
   RpcClientStopped,
   /** The client's options are invalid. */
@@ -94,6 +98,8 @@ export type {
   RequestExchange,
   /** Where replies come back: `"queue"` or `"direct"`. */
   ReplyMode,
+  /** Why the channel setup was refused. */
+  SetupFailedReason,
   /** Per-client counters. */
   Stats
 } from "./internal/rpcClientModel.js"

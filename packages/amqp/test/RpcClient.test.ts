@@ -784,12 +784,12 @@ describe("RpcClient: beyond the original", () => {
         if (typeof state === "object" && state !== null && "value" in state) return Number(state.value)
         return undefined
       }
-      assert.strictEqual(value("rpc_client_requests_total"), 2)
-      assert.strictEqual(value("rpc_client_published_total"), 2)
-      assert.strictEqual(value("rpc_client_replies_total"), 1)
-      assert.strictEqual(value("rpc_client_timeouts_total"), 1)
-      assert.strictEqual(value("rpc_client_late_replies_total"), 1)
-      assert.strictEqual(value("rpc_client_in_flight"), 0)
+      assert.strictEqual(value("warren_rpc_client_requests_total"), 2)
+      assert.strictEqual(value("warren_rpc_client_published_total"), 2)
+      assert.strictEqual(value("warren_rpc_client_replies_total"), 1)
+      assert.strictEqual(value("warren_rpc_client_timeouts_total"), 1)
+      assert.strictEqual(value("warren_rpc_client_late_replies_total"), 1)
+      assert.strictEqual(value("warren_rpc_client_in_flight"), 0)
     })))
 
   it.scopedLive("interoperates with warren's RpcServer (exchange, binding, direct reply-to and queue modes)", () =>

@@ -14,7 +14,7 @@ import * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import * as SubscriptionRef from "effect/SubscriptionRef"
 import { AmqpError, describe } from "./amqpError.js"
-import * as Backoff from "./backoff.js"
+import { Reconnect as Backoff } from "@warren/process"
 import { type AmqpConnectError, classify, connectError, detail, timedOut } from "./connectError.js"
 import { type ConnectionOptions, resolveConfig, type Target } from "./connectionConfig.js"
 

@@ -15,36 +15,17 @@ import type * as SubscriptionRef from "effect/SubscriptionRef"
 import type { Process } from "@warren/process"
 import * as Reconnect from "../Reconnect.js"
 import type { AmqpError } from "./amqpError.js"
+import type { ChannelStatus } from "./channelOwner.js"
+import * as Topology from "./topology.js"
 
 // ---------------------------------------------------------------------------------------------------------------
 // Options
 
-/** The options of the exchange requests are published to (Hare's `exchange:` config, `DeclareExchange`). */
-export interface ExchangeOptions {
-  readonly durable?: boolean | undefined
-  readonly autoDelete?: boolean | undefined
-  readonly internal?: boolean | undefined
-  readonly alternateExchange?: string | undefined
-  readonly arguments?: Readonly<Record<string, unknown>> | undefined
-}
+/** The exchange config shared with the RPC server (see `Topology`). */
+export type ExchangeConfig = Topology.ExchangeConfig
 
-/**
- * The request exchange. An absent exchange, an empty object or the name `""` mean the default exchange (the
- * routing key is then the server's queue name) and nothing is declared.
- */
-export interface ExchangeConfig {
-  /** Exchange name; `""` (the default) is the default exchange. */
-  readonly name?: string | undefined
-  /** Exchange type: direct (default), fanout, topic, headers, or a plugin type. */
-  readonly type?: string | undefined
-  /** Declaration arguments (durable, autoDelete, ...), used on every (re)declaration. */
-  readonly options?: ExchangeOptions | undefined
-  /**
-   * Only check that the exchange exists (`exchange.declare` passive) instead of declaring it: calls an exchange
-   * that another program declared, whatever its arguments. A missing exchange fails the channel setup.
-   */
-  readonly passive?: boolean | undefined
-}
+/** Declaration arguments of an exchange. */
+export type ExchangeOptions = Topology.ExchangeOptions
 
 /** Where replies come back: a server-named exclusive queue per channel (Hare) or RabbitMQ's direct reply-to. */
 export type ReplyMode = "queue" | "direct"
@@ -58,9 +39,11 @@ export interface Options {
   /** Default timeout of `request` (one clock from the call to the reply). Default 5 s. */
   readonly timeout?: Duration.DurationInput | undefined
   /**
-   * Waits between channel reopen attempts after a loss or a failed setup, fed with the error. When it ends the
-   * client stops (crashed with that error). Default `Reconnect.defaultPolicy` (exponential from 100 ms,
-   * jittered, capped at 30 s, forever). Restarts from its first delay after every successful setup.
+   * Waits between channel reopen attempts after the channel failed on a live connection (a declaration refused,
+   * the reply consumer cancelled, a channel error), fed with the error. When it ends the client stops (crashed
+   * with that error). Not used while the connection is down: the client then waits for the connection (whose own
+   * `reconnect` paces the attempts) and reopens at once when it is back. Default `Reconnect.defaultPolicy`
+   * (exponential from 100 ms, jittered, capped at 2 s, forever). Restarts after every successful setup.
    */
   readonly reconnect?: Reconnect.Policy | undefined
   /** Publisher confirms: a request the broker nacks fails at once with `RpcNacked`. Default false. */
@@ -75,6 +58,12 @@ export interface Options {
   /** How long a graceful stop waits for the replies of requests in flight. Default 5 s. */
   readonly drainTimeout?: Duration.DurationInput | undefined
   /**
+   * Ask servers for error replies (a request header): a warren `RpcServer` whose handler fails then answers at
+   * once, and the request fails with `RpcRemoteError` carrying the server's message, instead of timing out.
+   * Servers that do not know the header (Hare, pika, ...) ignore it. Default false.
+   */
+  readonly remoteErrors?: boolean | undefined
+  /**
    * A tracing span per request (`RpcClient.request`, kind client). Default: on when a tracer is installed (e.g.
    * `@effect/opentelemetry`) in the context that starts the client, off with Effect's built-in tracer, which
    * exports nothing (a span costs more CPU than the rest of the client's work per request).
@@ -82,38 +71,18 @@ export interface Options {
   readonly spans?: boolean | undefined
 }
 
-const ExchangeOptionsSchema = Schema.Struct({
-  durable: Schema.optional(Schema.Boolean),
-  autoDelete: Schema.optional(Schema.Boolean),
-  internal: Schema.optional(Schema.Boolean),
-  alternateExchange: Schema.optional(Schema.String),
-  arguments: Schema.optional(Schema.Record({ key: Schema.String, value: Schema.Unknown }))
-})
-
-const ExchangeConfigSchema = Schema.Struct({
-  name: Schema.optional(Schema.String),
-  type: Schema.optional(Schema.NonEmptyString),
-  options: Schema.optional(ExchangeOptionsSchema),
-  passive: Schema.optional(Schema.Boolean)
-})
-
 const StaticOptionsSchema = Schema.Struct({
-  exchange: Schema.optional(ExchangeConfigSchema),
+  exchange: Schema.optional(Topology.ExchangeConfig),
   name: Schema.optional(Schema.NonEmptyString),
   confirm: Schema.optional(Schema.Boolean),
   maxInFlight: Schema.optional(Schema.Int.pipe(Schema.positive())),
   replyMode: Schema.optional(Schema.Literal("queue", "direct")),
+  remoteErrors: Schema.optional(Schema.Boolean),
   spans: Schema.optional(Schema.Boolean)
 })
 
 /** The request exchange once resolved (what `connected` / `handleReady` see as `meta.requestExchange`). */
-export interface RequestExchange {
-  /** `""` for the default exchange. */
-  readonly name: string
-  readonly type: string
-  readonly options: ExchangeOptions
-  readonly passive: boolean
-}
+export type RequestExchange = Topology.Exchange
 
 /** Options after validation and defaults. */
 export interface ResolvedOptions {
@@ -125,6 +94,7 @@ export interface ResolvedOptions {
   readonly maxInFlight: number
   readonly replyMode: ReplyMode
   readonly drainTimeout: Duration.Duration
+  readonly remoteErrors: boolean
   /** `undefined`: decided at start from the installed tracer. */
   readonly spans: boolean | undefined
 }
@@ -173,14 +143,8 @@ export const resolveOptions = (input: unknown): Either.Either<ResolvedOptions, R
     return Either.left(new RpcConfigError({ message: "invalid RPC client options: reconnect is not a Schedule" }))
   }
   const options = decoded.right
-  const exchange = options.exchange ?? {}
   return Either.right({
-    exchange: {
-      name: exchange.name ?? "",
-      type: exchange.type ?? "direct",
-      options: exchange.options ?? {},
-      passive: exchange.passive ?? false
-    },
+    exchange: Topology.resolveExchange(options.exchange),
     name: options.name ?? "rpc-client",
     timeout: timeout.right,
     reconnect: (reconnect as Reconnect.Policy | undefined) ?? Reconnect.defaultPolicy,
@@ -188,6 +152,7 @@ export const resolveOptions = (input: unknown): Either.Either<ResolvedOptions, R
     maxInFlight: options.maxInFlight ?? Number.POSITIVE_INFINITY,
     replyMode: options.replyMode ?? "queue",
     drainTimeout: drainTimeout.right,
+    remoteErrors: options.remoteErrors ?? false,
     spans: options.spans
   })
 }
@@ -288,16 +253,68 @@ export interface Callbacks<in Arg, State, Info = never, Reason = never, R = neve
 // ---------------------------------------------------------------------------------------------------------------
 // Errors of a request
 
-/** No reply within the request's timeout (one clock, from the call to the reply). */
+/**
+ * No reply within the request's timeout (one clock, from the call to the reply). `published` says whether the
+ * request had gone out to the broker: when false, no server can have seen it and a retry is safe.
+ */
 export class RpcTimeout extends Data.TaggedError("RpcTimeout")<{
   readonly client: string
   readonly routingKey: string
   readonly timeout: Duration.Duration
+  readonly published: boolean
 }> {
   override get message(): string {
-    return `RPC request to "${this.routingKey}" got no reply within ${Duration.format(this.timeout)}`
+    return `RPC request to "${this.routingKey}" got no reply within ${Duration.format(this.timeout)}${
+      this.published ? "" : " (never published)"
+    }`
   }
 }
+
+/** Why the client's channel could not be set up, from the broker's reply to a declaration. */
+export type SetupFailedReason =
+  /** The request exchange does not exist (passive check) — 404. */
+  | "ExchangeNotFound"
+  /** The exchange or reply queue exists with other arguments — 406. */
+  | "PreconditionFailed"
+  /** The user may not declare or use it — 403. */
+  | "AccessRefused"
+  /** An exclusive resource held by another connection — 405. */
+  | "ResourceLocked"
+  /** Anything else (see `cause`). */
+  | "Other"
+
+/**
+ * The client's channel setup was refused by the broker (a missing request exchange, one declared with other
+ * arguments, no permission): requests waiting for the channel, and those made until a setup succeeds, fail with
+ * it at once. The client keeps retrying per its `reconnect` policy.
+ */
+export class RpcChannelSetupFailed extends Data.TaggedError("RpcChannelSetupFailed")<{
+  readonly client: string
+  readonly reason: SetupFailedReason
+  /** The AMQP method that was refused, e.g. `exchange.declare orders`. */
+  readonly step: string
+  readonly cause: AmqpError
+}> {
+  override get message(): string {
+    return `RPC client ${this.client} cannot set up its channel (${this.reason}): ${this.cause.message}`
+  }
+}
+
+/**
+ * The server's handler failed and the server said so (a warren `RpcServer` answering a client with
+ * `remoteErrors: true`): `message` is the server's.
+ */
+export class RpcRemoteError extends Data.TaggedError("RpcRemoteError")<{
+  readonly client: string
+  readonly routingKey: string
+  readonly message: string
+}> {}
+
+/** Request header by which a client asks for error replies (servers that do not know it ignore it). */
+export const REMOTE_ERRORS_HEADER = "x-warren-remote-errors"
+
+/** Reply header carrying a failed handler's message (only sent to requests with `REMOTE_ERRORS_HEADER`). */
+export const REMOTE_ERROR_HEADER = "x-warren-error"
 
 /**
  * The channel (or the whole connection) the request was published on died before the reply came: the reply can
@@ -379,21 +396,23 @@ const messageOf = (error: unknown): string =>
   error instanceof Error ? error.message : typeof error === "string" ? error : String(error)
 
 /** Every way a request can fail. */
-export type RequestError = RpcTimeout | RpcChannelLost | RpcUnroutable | RpcNacked | RpcClientStopped
+export type RequestError =
+  | RpcTimeout
+  | RpcChannelLost
+  | RpcUnroutable
+  | RpcNacked
+  | RpcClientStopped
+  | RpcChannelSetupFailed
+  | RpcRemoteError
 
 // ---------------------------------------------------------------------------------------------------------------
 // Client state and handle
 
-/** The client's channel as seen from outside (for monitoring and tests). */
-export type ClientState =
-  /** Opening a channel (waiting for the connection if it is down) and setting it up. `attempt` counts from 1. */
-  | { readonly _tag: "Connecting"; readonly attempt: number }
-  /** Channel set up and reply consumer confirmed: requests flow. */
-  | { readonly _tag: "Ready"; readonly meta: Meta }
-  /** The channel was lost or its setup failed; the next attempt is in `retryIn`. */
-  | { readonly _tag: "Reconnecting"; readonly error: AmqpError; readonly retryIn: Duration.Duration }
-  /** Stopping or stopped: no more requests. */
-  | { readonly _tag: "Stopped" }
+/**
+ * The client's channel as seen from outside (for monitoring and tests): the channel owner's status (Connecting,
+ * Ready, Reconnecting, Stopped; the same names as the server's), Ready carrying the `meta`.
+ */
+export type ClientState = ChannelStatus<{ readonly meta: Meta }>
 
 /** Counters of one client since it started (also exported as metrics, tagged with the client name). */
 export interface Stats {

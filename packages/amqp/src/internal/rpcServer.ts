@@ -1,6 +1,6 @@
 import type * as Amqp from "amqplib"
 import * as Process from "@warren/process/Process"
-import * as Deferred from "effect/Deferred"
+import * as Cause from "effect/Cause"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
@@ -16,8 +16,10 @@ import * as Stream from "effect/Stream"
 import * as SubscriptionRef from "effect/SubscriptionRef"
 import * as Reconnect from "../Reconnect.js"
 import { AmqpError, describe } from "./amqpError.js"
-import * as Backoff from "./backoff.js"
-import { AmqpConnection as AmqpConnectionTag, type AmqpConnectionShape, channelLost, isChannelOpen } from "./connection.js"
+import * as ChannelOwner from "./channelOwner.js"
+import { REMOTE_ERROR_HEADER, REMOTE_ERRORS_HEADER } from "./rpcClientModel.js"
+import * as Topology from "./topology.js"
+import { AmqpConnection as AmqpConnectionTag, type AmqpConnectionShape, isChannelOpen } from "./connection.js"
 
 // ---------------------------------------------------------------------------------------------------------------
 // Configuration
@@ -27,18 +29,8 @@ const opt = <S extends Schema.Schema.All>(schema: S) => Schema.optionalWith(sche
 
 const Arguments = Schema.Record({ key: Schema.String, value: Schema.Unknown })
 
-/** Declaration of the request exchange (`exchange.declare`). */
-export const ExchangeConfig = Schema.Struct({
-  name: Schema.String,
-  type: opt(Schema.NonEmptyString),
-  options: opt(Schema.Struct({
-    durable: opt(Schema.Boolean),
-    autoDelete: opt(Schema.Boolean),
-    internal: opt(Schema.Boolean),
-    alternateExchange: opt(Schema.String),
-    arguments: opt(Arguments)
-  }))
-})
+/** Declaration of the request exchange: the exchange config the RPC client uses too. */
+export const ExchangeConfig = Topology.ExchangeConfig
 
 /** Declaration of the request queue (`queue.declare`); an empty name asks the broker for a fresh one. */
 export const QueueConfig = Schema.Struct({
@@ -74,7 +66,13 @@ export const ServerConfig = Schema.Struct({
   /** Consumer tag; default: broker-generated. */
   consumerTag: opt(Schema.String),
   /** Name for logs, spans and metric tags. Default: the queue name, or "rpc-server". */
-  name: opt(Schema.NonEmptyString)
+  name: opt(Schema.NonEmptyString),
+  /**
+   * The request queue's type (`x-queue-type`). `"quorum"` gives a replicated queue that survives the loss of a
+   * cluster node; it must be named, is durable by default and cannot be exclusive or auto-delete. Default
+   * `"classic"` (no argument sent, the broker's default).
+   */
+  queueType: opt(Schema.Literal("classic", "quorum"))
 })
 
 /** RPC server configuration (see `ServerConfig`). */
@@ -96,7 +94,7 @@ export interface ServerOptions {
 }
 
 interface Resolved {
-  readonly exchange: { readonly name: string; readonly type: string; readonly options: Amqp.Options.AssertExchange } | undefined
+  readonly exchange: Topology.Exchange | undefined
   readonly queue: { readonly name: string; readonly options: Amqp.Options.AssertQueue }
   readonly bindings: ReadonlyArray<string>
   readonly prefetch: number
@@ -116,20 +114,28 @@ const resolve = (config: ServerConfig, options: ServerOptions | undefined): Effe
     const decoded = yield* Schema.decodeUnknown(ServerConfig)(config).pipe(
       Effect.mapError((error) => configError(ParseResult.TreeFormatter.formatErrorSync(error), error))
     )
-    const exchange = typeof decoded.exchange === "string" ? { name: decoded.exchange } : decoded.exchange
+    const exchange = Topology.resolveExchange(decoded.exchange)
     const queue = typeof decoded.queue === "string" ? { name: decoded.queue } : decoded.queue
-    const named = exchange !== undefined && exchange.name !== ""
+    const named = exchange.name !== ""
     if (!named && decoded.bindings !== undefined) {
       return yield* configError("bindings need a named exchange (the default exchange routes by queue name)")
     }
     const replyTimeout = Duration.decodeUnknown(options?.replyTimeout ?? "5 seconds")
     if (Option.isNone(replyTimeout)) return yield* configError("replyTimeout is not a duration")
     const concurrency = decoded.concurrency ?? 1
+    const queueOptions: Amqp.Options.AssertQueue = { ...queue.options }
+    if (decoded.queueType === "quorum") {
+      if (queue.name === "") return yield* configError("a quorum queue needs a name (server-named queues are exclusive)")
+      if (queueOptions.exclusive === true || queueOptions.autoDelete === true) {
+        return yield* configError("a quorum queue cannot be exclusive or auto-delete")
+      }
+      if (queueOptions.durable === false) return yield* configError("a quorum queue is always durable")
+      queueOptions.durable = true
+      queueOptions.arguments = { ...queueOptions.arguments, "x-queue-type": "quorum" }
+    }
     return {
-      exchange: named
-        ? { name: exchange.name, type: exchange.type ?? "direct", options: exchange.options ?? {} }
-        : undefined,
-      queue: { name: queue.name, options: queue.options ?? {} },
+      exchange: named ? exchange : undefined,
+      queue: { name: queue.name, options: queueOptions },
       bindings: decoded.bindings === undefined ? [""] : typeof decoded.bindings === "string" ? [decoded.bindings] : decoded.bindings,
       prefetch: decoded.prefetch ?? Math.max(20, 2 * concurrency),
       concurrency,
@@ -223,18 +229,11 @@ export const reply = <State>(response: Response, state: State, options?: ReplyOp
   options
 })
 
-/** Where the server is: waiting for a channel, serving, waiting to reopen, or stopped. */
-export type ServerStatus =
-  | { readonly _tag: "Connecting" }
-  | {
-    readonly _tag: "Ready"
-    readonly generation: number
-    readonly queue: string
-    readonly exchange: string
-    readonly consumerTag: string
-  }
-  | { readonly _tag: "Reopening"; readonly error: AmqpError; readonly retryIn: Duration.Duration }
-  | { readonly _tag: "Stopped" }
+/**
+ * Where the server is: the channel owner's status (Connecting, Ready, Reconnecting, Stopped; the same names as the
+ * client's), Ready carrying the queue, exchange, consumer tag and channel generation.
+ */
+export type ServerStatus = ChannelOwner.ChannelStatus<ReadyMeta>
 
 /** The server's Ready status. */
 export type Ready = Extract<ServerStatus, { readonly _tag: "Ready" }>
@@ -289,24 +288,24 @@ export const echo: Handler = (payload) => Effect.succeed(payload)
 
 /** Counters of all RPC servers, tagged with `server` = the server's name. */
 export const metrics = {
-  requests: Metric.counter("amqp_rpc_server_requests_total", {
+  requests: Metric.counter("warren_rpc_server_requests_total", {
     description: "Requests received (including those without reply_to and those that failed)",
     incremental: true
   }),
-  replies: Metric.counter("amqp_rpc_server_replies_total", { description: "Replies published", incremental: true }),
-  noReplyTo: Metric.counter("amqp_rpc_server_no_reply_to_total", {
+  replies: Metric.counter("warren_rpc_server_replies_total", { description: "Replies published", incremental: true }),
+  noReplyTo: Metric.counter("warren_rpc_server_no_reply_to_total", {
     description: "Requests without reply_to (acked, not handled)",
     incremental: true
   }),
-  failures: Metric.counter("amqp_rpc_server_failures_total", {
+  failures: Metric.counter("warren_rpc_server_failures_total", {
     description: "Requests whose handler failed (rejected without requeue)",
     incremental: true
   }),
-  replyErrors: Metric.counter("amqp_rpc_server_reply_errors_total", {
+  replyErrors: Metric.counter("warren_rpc_server_reply_errors_total", {
     description: "Replies that could not be published",
     incremental: true
   }),
-  stale: Metric.counter("amqp_rpc_server_stale_total", {
+  stale: Metric.counter("warren_rpc_server_stale_total", {
     description: "Deliveries skipped because their channel closed first (the broker redelivers them)",
     incremental: true
   })
@@ -352,6 +351,8 @@ interface Sink {
   readonly delivery: (delivery: Delivery) => void
   readonly connected: (meta: ChannelMeta) => void
   readonly ready: (meta: ReadyMeta) => void
+  /** The channel owner gave up (connection closed for good, reopen policy ended). */
+  readonly gaveUp: (error: AmqpError) => void
 }
 
 /** What the server's parts share: config, status, the current channel, counters. */
@@ -386,97 +387,74 @@ class Link {
   }
 }
 
-const amqpCall = <A>(what: string, f: () => Promise<A>): Effect.Effect<A, AmqpError> =>
-  Effect.tryPromise({
-    try: f,
-    catch: (cause) => new AmqpError({ reason: "ChannelOpen", message: `${what} failed: ${describe(cause)}`, cause })
-  })
-
-/** One channel's life: declare, consume, then fail when the channel or the consumer is lost. */
-const channelSession = (
+/**
+ * Keeps a consuming channel with the channel owner: declare (qos, exchange, queue, bindings), consume, reopen
+ * per the `reopen` policy. Deliveries and the connected / ready / gave-up events go to `sink`.
+ */
+const session = (
   link: Link,
   connection: AmqpConnectionShape,
-  sink: Sink,
-  backoff: Backoff.Backoff<AmqpError>
-): Effect.Effect<never, AmqpError, Scope.Scope> =>
-  Effect.gen(function*() {
-    const config = link.config
-    const channel = yield* connection.openChannel()
-    link.generation += 1
-    const generation = link.generation
-    // One synchronous AMQP method at a time per channel: every declaration is awaited before the next.
-    if (!config.noAck && config.prefetch > 0) yield* amqpCall("basic.qos", () => channel.prefetch(config.prefetch))
-    const exchange = config.exchange
-    if (exchange !== undefined) {
-      yield* amqpCall(`exchange.declare ${exchange.name}`, () => channel.assertExchange(exchange.name, exchange.type, exchange.options))
-    }
-    const { queue } = yield* amqpCall(
-      `queue.declare ${config.queue.name}`,
-      () => channel.assertQueue(config.queue.name, config.queue.options)
-    )
-    if (exchange !== undefined) {
-      for (const key of config.bindings) {
-        yield* amqpCall(`queue.bind ${queue} ${exchange.name} ${key}`, () => channel.bindQueue(queue, exchange.name, key))
+  sink: Sink
+): Effect.Effect<void> => {
+  const config = link.config
+  const spec: ChannelOwner.Spec<ChannelMeta, ReadyMeta> = {
+    name: `RPC server ${config.name}`,
+    confirm: false,
+    policy: config.reopen,
+    declare: (channel) =>
+      Effect.gen(function*() {
+        link.generation += 1
+        const generation = link.generation
+        // One synchronous AMQP method at a time per channel: every declaration is awaited before the next.
+        if (!config.noAck && config.prefetch > 0) {
+          yield* ChannelOwner.setupStep("basic.qos", () => channel.prefetch(config.prefetch))
+        }
+        const exchange = config.exchange
+        if (exchange !== undefined) yield* Topology.declareExchange(channel, exchange)
+        const queue = yield* Topology.declareQueue(channel, config.queue.name, config.queue.options)
+        if (exchange !== undefined) {
+          for (const key of config.bindings) yield* Topology.bindQueue(channel, queue, exchange.name, key)
+        }
+        return { queue, exchange: exchange?.name ?? "", generation }
+      }),
+    consume: (channel, meta, cancelled) =>
+      Effect.gen(function*() {
+        const active: Active = { channel, generation: meta.generation, queue: meta.queue, exchange: meta.exchange, consumerTag: "" }
+        const consumeOptions: Amqp.Options.Consume = { noAck: config.noAck }
+        if (config.consumerTag !== undefined) consumeOptions.consumerTag = config.consumerTag
+        const consumer = yield* ChannelOwner.setupStep(`basic.consume ${meta.queue}`, () =>
+          channel.consume(meta.queue, (message) => {
+            if (message === null) {
+              cancelled(new AmqpError({ reason: "ChannelLost", message: `the broker cancelled the consumer on ${meta.queue}` }))
+            } else {
+              sink.delivery({ message, active })
+            }
+          }, consumeOptions))
+        active.consumerTag = consumer.consumerTag
+        link.current = active
+        yield* Effect.logDebug(`RPC server ${config.name} consuming ${meta.queue}`)
+        return { ...meta, consumerTag: consumer.consumerTag }
+      }),
+    status: link.status,
+    events: {
+      connected: (_channel, meta) => sink.connected(meta),
+      ready: (_channel, _meta, ready) => sink.ready(ready),
+      lost: () => {
+        link.current = undefined
+      },
+      gaveUp: (error) => {
+        link.current = undefined
+        sink.gaveUp(error)
       }
     }
-    const active: Active = { channel, generation, queue, exchange: exchange?.name ?? "", consumerTag: "" }
-    sink.connected({ queue, exchange: active.exchange, generation })
-    const cancelled = yield* Deferred.make<never, AmqpError>()
-    const consumeOptions: Amqp.Options.Consume = { noAck: config.noAck }
-    if (config.consumerTag !== undefined) consumeOptions.consumerTag = config.consumerTag
-    const consumer = yield* amqpCall(`basic.consume ${queue}`, () =>
-      channel.consume(queue, (message) => {
-        if (message === null) {
-          Deferred.unsafeDone(
-            cancelled,
-            Exit.fail(new AmqpError({ reason: "ChannelLost", message: `the broker cancelled the consumer on ${queue}` }))
-          )
-        } else {
-          sink.delivery({ message, active })
-        }
-      }, consumeOptions))
-    active.consumerTag = consumer.consumerTag
-    link.current = active
-    yield* backoff.reset
-    yield* SubscriptionRef.set(link.status, {
-      _tag: "Ready",
-      generation,
-      queue,
-      exchange: active.exchange,
-      consumerTag: consumer.consumerTag
-    })
-    yield* Effect.logDebug(`RPC server ${config.name} consuming ${queue}`)
-    sink.ready({ queue, exchange: active.exchange, generation, consumerTag: consumer.consumerTag })
-    return yield* Effect.raceFirst(channelLost(channel), Deferred.await(cancelled))
-  }).pipe(
+  }
+  return ChannelOwner.run(connection, spec).pipe(
     Effect.ensuring(Effect.sync(() => {
       link.current = undefined
-    }))
+    })),
+    Effect.annotateLogs("rpc.server", config.name)
   )
-
-/** Keeps a consuming channel open; fails only when the reopen schedule ends or the connection is closed. */
-const session = (link: Link, connection: AmqpConnectionShape, sink: Sink): Effect.Effect<never, AmqpError> =>
-  Effect.gen(function*() {
-    const backoff = Backoff.make(link.config.reopen)
-    while (true) {
-      yield* SubscriptionRef.set(link.status, { _tag: "Connecting" })
-      const error = yield* Effect.flip(Effect.scoped(channelSession(link, connection, sink, backoff)))
-      if (error.reason === "Closed") return yield* Effect.fail(error)
-      if (error.reason === "ConnectionLost") {
-        // Not the channel's fault: wait for the connection (in openChannel) without spending a retry.
-        yield* Effect.logWarning(`RPC server ${link.config.name} lost its connection`, error.message)
-        continue
-      }
-      const retryIn = yield* backoff.next(error)
-      if (Option.isNone(retryIn)) {
-        yield* Effect.logError(`RPC server ${link.config.name} gave up reopening its channel`, error.message)
-        return yield* Effect.fail(error)
-      }
-      yield* Effect.logWarning(`RPC server ${link.config.name} lost its channel`, error.message)
-      yield* SubscriptionRef.set(link.status, { _tag: "Reopening", error, retryIn: retryIn.value })
-      yield* Effect.sleep(retryIn.value)
-    }
-  }).pipe(Effect.annotateLogs("rpc.server", link.config.name))
+}
 
 // ---------------------------------------------------------------------------------------------------------------
 // Requests
@@ -556,6 +534,17 @@ const settle = (delivery: Delivery, noAck: boolean, how: "ack" | "reject") => {
   }
 }
 
+const EMPTY = Buffer.alloc(0)
+
+/** The first failure or defect of a handler's cause, as one line for an error reply. */
+const failureMessage = (cause: Cause.Cause<unknown>): string => {
+  const error = Option.getOrUndefined(Cause.failureOption(cause)) ?? Option.getOrUndefined(Cause.dieOption(cause))
+  if (error === undefined) return "the handler was interrupted"
+  if (error instanceof Error) return error.message === "" ? error.name : error.message
+  if (typeof error === "object" && error !== null && "_tag" in error) return String(error._tag)
+  return String(error)
+}
+
 const isRequestResult = (value: unknown): value is RequestResult<unknown, unknown> =>
   typeof value === "object" && value !== null && "_tag" in value &&
   (value._tag === "Reply" || value._tag === "NoReply" || value._tag === "Stop")
@@ -612,6 +601,14 @@ const processDelivery = <State, Reason, R>(
         )
       )
       if (Exit.isFailure(exit)) {
+        const headers = properties.headers
+        if (headers !== undefined && headers[REMOTE_ERRORS_HEADER] !== undefined && isChannelOpen(delivery.active.channel)) {
+          // The client asked for error replies: answer at once with the failure's message (Hare- and pika-style
+          // clients never send the header, so they keep the plain behaviour: no reply).
+          yield* sendReply(link, delivery.active.channel, meta, EMPTY, {
+            headers: { [REMOTE_ERROR_HEADER]: failureMessage(exit.cause) }
+          }).pipe(Effect.catchAll((error) => Effect.logWarning(`RPC server ${config.name}: error reply not sent`, error.message)))
+        }
         settle(delivery, config.noAck, "reject")
         yield* Metric.increment(counters.failures)
         yield* Effect.logError(`RPC server ${config.name}: handler failed; request rejected`, exit.cause)
@@ -684,7 +681,7 @@ export const awaitReady = (server: Running): Effect.Effect<Ready, AmqpError> =>
 
 const makeLink = (config: Resolved) =>
   Effect.map(
-    SubscriptionRef.make<ServerStatus>({ _tag: "Connecting" }),
+    SubscriptionRef.make<ServerStatus>({ _tag: "Connecting", attempt: 1 }),
     (status) => new Link(config, status, countersFor(config.name))
   )
 
@@ -791,11 +788,13 @@ export const start = <Arg, State, Info = never, Reason = never, R = never>(
       },
       ready: (meta) => {
         Process.unsafeSend(ref, { _tag: "Ready", meta })
+      },
+      gaveUp: (error) => {
+        Process.unsafeSend(ref, { _tag: "SessionEnded", error })
       }
     }
     yield* session(link, connection, sink).pipe(
-      Effect.catchAll((error) => Process.send(ref, { _tag: "SessionEnded", error })),
-      (running) => Effect.raceFirst(running, Process.await(ref)),
+      (running) => Effect.raceFirst(running, Effect.asVoid(Process.await(ref))),
       Effect.ensuring(SubscriptionRef.set(link.status, { _tag: "Stopped" })),
       Effect.interruptible,
       Effect.forkIn(sessionScope)
@@ -841,9 +840,9 @@ export const serve = <E, R>(
         Queue.unsafeOffer(deliveries, delivery)
       },
       connected: () => {},
-      ready: () => {}
+      ready: () => {},
+      gaveUp: () => {}
     }).pipe(
-      Effect.catchAll((error) => Effect.logError(`RPC server ${resolved.name} stopped`, error.message)),
       Effect.ensuring(SubscriptionRef.set(link.status, { _tag: "Stopped" })),
       Effect.interruptible,
       Effect.forkScoped

@@ -145,13 +145,10 @@ export const rpcCall = (options: RpcCallOptions): Effect.Effect<Buffer, RpcCallE
               reason: "Unroutable",
               message: `unroutable: no queue is bound to ${target} with routing key "${options.routingKey}"`
             })
-          case "RpcClientStopped": {
-            const text = error.message
-            if (/NOT_FOUND - no exchange/.test(text)) {
-              return new RpcCallError({ reason: "Exchange", message: `${target} does not exist` })
-            }
-            return new RpcCallError({ reason: "Failed", message: text })
-          }
+          case "RpcChannelSetupFailed":
+            return error.reason === "ExchangeNotFound"
+              ? new RpcCallError({ reason: "Exchange", message: `${target} does not exist` })
+              : new RpcCallError({ reason: "Failed", message: error.message })
           default:
             return new RpcCallError({ reason: "Failed", message: error.message })
         }
