@@ -84,6 +84,30 @@ describe("@warren/amqp/promise (real broker)", () => {
     await rpc.close()
   })
 
+  it("close with requests in flight: they settle (drained: reply or timeout) before close resolves", async () => {
+    const queue = uniqueQueue("slow")
+    const server = await serve(amqpUrl(), { queue, concurrency: 8 }, async (payload) => {
+      await new Promise((resolve) => setTimeout(resolve, 100))
+      return payload
+    })
+    const rpc = await connect(amqpUrl(), { timeout: "5 seconds" })
+    try {
+      // warm the worker pool, then leave 8 requests in flight (4 answered, 4 to nobody with a short timeout)
+      await Promise.all(Array.from({ length: 8 }, (_, i) => rpc.request(`warm${i}`, queue)))
+      const answered = Array.from({ length: 4 }, (_, i) => rpc.request(`a${i}`, queue))
+      const unanswered = Array.from({ length: 4 }, (_, i) =>
+        rpc.request(`u${i}`, uniqueQueue("nobody"), { timeout: 200 }).then(() => "reply", (e: unknown) => e))
+      await rpc.close()
+      assert.deepStrictEqual((await Promise.all(answered)).map(String), ["a0", "a1", "a2", "a3"])
+      for (const outcome of await Promise.all(unanswered)) assert.instanceOf(outcome, RpcTimeout)
+      const late = await rpc.request("late", queue).then(() => undefined, (e: unknown) => e)
+      assert.instanceOf(late, RpcClientStopped)
+    } finally {
+      await rpc.close()
+      await server.close()
+    }
+  })
+
   it("a first connect that fails rejects with AmqpConnectError (reason, redacted URL)", async () => {
     const port = await closedPort()
     const error = await connect(`amqp://guest:s3cret@127.0.0.1:${port}`).then(() => undefined, (e: unknown) => e)

@@ -1,7 +1,10 @@
 import type * as Duration from "effect/Duration"
 import * as Cause from "effect/Cause"
+import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
+import * as FiberId from "effect/FiberId"
+import * as FiberSet from "effect/FiberSet"
 import * as Layer from "effect/Layer"
 import * as ManagedRuntime from "effect/ManagedRuntime"
 import * as Option from "effect/Option"
@@ -95,17 +98,74 @@ const startRuntime = async <ROut, E>(
   return { runtime: exit.value, dispose: () => managed.dispose() }
 }
 
+/** A request from Promise code, waiting for a worker fiber. */
+interface Task {
+  readonly effect: Effect.Effect<Buffer, RequestError>
+  readonly resolve: (reply: Buffer) => void
+  readonly reject: (error: unknown) => void
+}
+
+/** Forks worker fibers into a FiberSet of the runtime's scope. */
+class Workers extends Context.Tag("@warren/amqp/promise/Workers")<
+  Workers,
+  (worker: Effect.Effect<never>) => void
+>() {}
+
+// The FiberSet supervises the workers: disposing the runtime closes its scope, which interrupts them. It is built
+// before the client, so it is released after the client's graceful stop (requests in flight drain first).
+const workersLayer = Layer.scoped(
+  Workers,
+  Effect.map(FiberSet.makeRuntime<never, never, never>(), (run) => (worker: Effect.Effect<never>) => {
+    run(worker)
+  })
+)
+
+/**
+ * Runs requests from Promise code on a pool of worker fibers: a request wakes a parked worker (or forks one when
+ * all are busy), which runs `client.request` and settles the Promise with the reply or the typed error itself.
+ * Forking a fiber per request cost ~20 % more client CPU per request at concurrency 64 (docs/decisions.md); the
+ * pool grows to the peak number of requests in flight and its parked workers cost no CPU.
+ */
+const makePool = (spawn: (worker: Effect.Effect<never>) => void) => {
+  const idle: Array<(next: Effect.Effect<Task>) => void> = []
+  const park = Effect.async<Task>((resume) => {
+    idle.push(resume)
+  })
+  const serveTask = (task: Task): Effect.Effect<void> =>
+    Effect.exit(task.effect).pipe(
+      Effect.map((exit) => exit._tag === "Success" ? task.resolve(exit.value) : task.reject(errorOf(exit.cause))),
+      // interrupted (the runtime is disposed) while running a request: the Promise still settles
+      Effect.onInterrupt(() => Effect.sync(() => task.reject(errorOf(Cause.interrupt(FiberId.none)))))
+    )
+  const worker = (first: Task): Effect.Effect<never> =>
+    Effect.flatMap(serveTask(first), () => Effect.forever(Effect.flatMap(park, serveTask)))
+  return (task: Task): void => {
+    const wake = idle.pop()
+    if (wake !== undefined) wake(Effect.succeed(task))
+    else spawn(worker(task))
+  }
+}
+
 /** Connects an RPC client (see `promise.ts`). */
 export const connect = async (
   urls: ConnectionOptions["urls"],
   options?: ConnectOptions
 ): Promise<PromiseClient> => {
   const { connection, ...clientOptions } = options ?? {}
-  const { runtime, dispose } = await startRuntime(urls, connection, RpcClientModule.layer(clientOptions))
-  const client = Runtime.runSync(runtime)(RpcClientModule.RpcClient)
-  const run = Runtime.runCallback(runtime)
+  const { dispose, runtime } = await startRuntime(
+    urls,
+    connection,
+    Layer.provideMerge(RpcClientModule.layer(clientOptions), workersLayer)
+  )
+  const context = runtime.context
+  const client = Context.get(context, RpcClientModule.RpcClient)
+  const submit = makePool(Context.get(context, Workers))
+  let closing = false
+  const stopped = () => new RpcClientModule.RpcClientStopped({ client: clientOptions.name ?? "rpc-client", reason: "Stopping" })
   const request = (payload: Payload, routingKey?: string, options?: RequestOptions): Promise<Buffer> =>
     new Promise<Buffer>((resolve, reject) => {
+      // (after close, parked workers are being interrupted: none may be woken)
+      if (closing) return reject(stopped())
       let effect: Effect.Effect<Buffer, RequestError>
       if (options === undefined) {
         effect = client.request(payload, routingKey)
@@ -113,12 +173,13 @@ export const connect = async (
         const { timeout, ...publish } = options
         effect = client.request(payload, routingKey, publish, timeout)
       }
-      // One fiber per request, started at once (the publish goes out in this call); its exit settles the Promise.
-      run(effect, {
-        onExit: (exit) => exit._tag === "Success" ? resolve(exit.value) : reject(errorOf(exit.cause))
-      })
+      submit({ effect, resolve, reject })
     })
-  return { request, close: dispose }
+  const close = () => {
+    closing = true
+    return dispose()
+  }
+  return { request, close }
 }
 
 /** Serves a Promise handler (see `promise.ts`). */
