@@ -1,9 +1,9 @@
 /**
  * warren's AMQP RPC for Node programs without Effect: Promises in, Promises out.
  *
- * A thin layer over the Effect `RpcClient` / `RpcServer` (same reconnects, same typed errors): each client or server
- * owns a ManagedRuntime holding its connection, and each request runs as one fiber in it. Errors are the Effect
- * API's own classes: real `Error` subclasses, usable with `instanceof`, with a `_tag`.
+ * A thin layer over the Effect `RpcClient` / `RpcServer` (same reconnects, same typed errors): each client or
+ * server owns a ManagedRuntime holding its connection, and each request runs on a pooled worker fiber in it.
+ * Errors are the Effect API's own classes: real `Error` subclasses, usable with `instanceof`, with a `_tag`.
  *
  * @example
  * ```ts
