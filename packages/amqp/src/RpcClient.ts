@@ -30,7 +30,7 @@ import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import type * as Scope from "effect/Scope"
-import type { AmqpConnection } from "./AmqpConnection.js"
+import type { AmqpConnection, AmqpError } from "./AmqpConnection.js"
 import * as internal from "./internal/rpcClient.js"
 import type {
   Callbacks,
@@ -38,8 +38,7 @@ import type {
   Options,
   Payload,
   PublishOptions,
-  RequestError,
-  RpcConfigError
+  RequestError
 } from "./internal/rpcClientModel.js"
 
 export {
@@ -47,7 +46,7 @@ export {
   proceed,
   /** `handleRequest` result: publish another payload / routing key / options (Hare's `{:ok, p, rk, opts, state}`). */
   proceedWith,
-  /** Validates options given as anything; an `RpcConfigError` says what is wrong. */
+  /** Validates options given as anything; an `AmqpError` with reason "Config" says what is wrong. */
   resolveOptions,
   /** A request's channel died before its reply came. */
   RpcChannelLost,
@@ -57,8 +56,6 @@ export {
   RpcRemoteError,
   /** The client is stopping or stopped. */
   RpcClientStopped,
-  /** The client's options are invalid. */
-  RpcConfigError,
   /** The broker nacked the request (publisher confirms). */
   RpcNacked,
   /** No reply within the request's timeout. */
@@ -109,7 +106,7 @@ export const DIRECT_REPLY_TO: string = internal.DIRECT_REPLY_TO
 
 /**
  * Starts a client with callbacks (Hare's `start_link(mod, conn, config, initial)`): validates `options`
- * (`RpcConfigError`), runs `init(arg)` and waits for it (`Process.InitIgnored` / `Process.InitStopped` if it
+ * (`AmqpError` with reason "Config", like the connection and the server), runs `init(arg)` and waits for it (`Process.InitIgnored` / `Process.InitStopped` if it
  * declines), then opens the channel in the background. Linked to the current scope: closing it stops the
  * client gracefully. Needs an `AmqpConnection`.
  */
@@ -119,7 +116,7 @@ export const start: <Arg, State, Info = never, Reason = never, R = never>(
   options?: Options
 ) => Effect.Effect<
   Client<Info, Reason>,
-  RpcConfigError | Process.InitStopped<Reason> | Process.InitIgnored,
+  AmqpError | Process.InitStopped<Reason> | Process.InitIgnored,
   R | AmqpConnection | Scope.Scope
 > = (callbacks, arg, options) => internal.start(callbacks, arg, options)
 
@@ -128,7 +125,7 @@ const noCallbacks: Callbacks<void, void> = {
 }
 
 /** A client without callbacks, for the scope's life. */
-export const make = (options?: Options): Effect.Effect<Client, RpcConfigError, AmqpConnection | Scope.Scope> =>
+export const make = (options?: Options): Effect.Effect<Client, AmqpError, AmqpConnection | Scope.Scope> =>
   internal.start(noCallbacks, undefined, options).pipe(
     // `init` always returns ok here.
     Effect.catchTags({ InitIgnored: Effect.die, InitStopped: Effect.die })
@@ -138,7 +135,7 @@ export const make = (options?: Options): Effect.Effect<Client, RpcConfigError, A
 export class RpcClient extends Context.Tag("@warren/amqp/RpcClient")<RpcClient, Client>() {}
 
 /** A client without callbacks as a Layer: `yield* RpcClient` then `client.request(...)`. */
-export const layer = (options?: Options): Layer.Layer<RpcClient, RpcConfigError, AmqpConnection> =>
+export const layer = (options?: Options): Layer.Layer<RpcClient, AmqpError, AmqpConnection> =>
   Layer.scoped(RpcClient, make(options))
 
 /** `request` on the `RpcClient` service of the context. */

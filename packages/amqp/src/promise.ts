@@ -27,7 +27,7 @@ import * as impl from "./internal/promise.js"
 export {
   /** One URL could not be connected to; `reason` says why (Refused, AccessRefused, HandshakeTimeout, ...). */
   AmqpConnectError,
-  /** An AMQP connection or channel failure (`reason` "Config" for invalid connection options). */
+  /** An AMQP connection or channel failure (`reason` "Config" for invalid connection, client or server options). */
   AmqpError
 } from "./AmqpConnection.js"
 
@@ -36,8 +36,6 @@ export {
   RpcChannelLost,
   /** The client is stopping or stopped. */
   RpcClientStopped,
-  /** The client's options are invalid. */
-  RpcConfigError,
   /** The broker nacked the request (publisher confirms). */
   RpcNacked,
   /** No reply within the request's timeout. */

@@ -10,7 +10,8 @@
  * budget, so the test always runs.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { AmqpConnection, Reconnect, RpcClient, RpcServer, TestBroker } from "@warren/amqp"
+import { AmqpConnection, Reconnect, RpcClient, RpcServer } from "@warren/amqp"
+import { TestBroker } from "@warren/amqp/testing"
 import { Effect, Fiber, Layer, Ref, Stream } from "effect"
 import { execFile } from "node:child_process"
 

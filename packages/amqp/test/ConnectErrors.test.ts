@@ -4,7 +4,8 @@
  * (CA, client certificate and key, server name) against a private broker with throwaway certificates.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { AmqpConnection, Reconnect, TestBroker } from "@warren/amqp"
+import { AmqpConnection, Reconnect } from "@warren/amqp"
+import { TestBroker } from "@warren/amqp/testing"
 import { Effect, Exit, Layer, Logger, LogLevel } from "effect"
 import * as net from "node:net"
 import { amqpUrl } from "./support/faults.js"

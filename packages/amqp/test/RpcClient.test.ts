@@ -374,7 +374,7 @@ describe("RpcClient: the original's tests (timeout, stop, config, init)", () => 
       }
     })))
 
-  it.scopedLive("a malformed config fails start with RpcConfigError", () =>
+  it.scopedLive("a malformed config fails start with AmqpError (reason Config)", () =>
     withConnection("config", Effect.gen(function*() {
       const bad: ReadonlyArray<unknown> = [
         { exchange: "not an object" },
@@ -388,7 +388,7 @@ describe("RpcClient: the original's tests (timeout, stop, config, init)", () => 
       ]
       for (const options of bad) {
         const error = yield* Effect.flip(RpcClient.make(options as RpcClient.Options))
-        assert.strictEqual(error._tag, "RpcConfigError", JSON.stringify(options))
+        assert.isTrue(error._tag === "AmqpError" && error.reason === "Config", JSON.stringify(options))
         assert.match(error.message, /invalid RPC client options/)
       }
     })))

@@ -9,7 +9,7 @@ import * as Exit from "effect/Exit"
 import { identity } from "effect/Function"
 import * as Metric from "effect/Metric"
 import * as Option from "effect/Option"
-import * as Runtime from "effect/Runtime"
+import * as FiberSet from "effect/FiberSet"
 import * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import * as SubscriptionRef from "effect/SubscriptionRef"
@@ -200,21 +200,23 @@ const stateCode = (state: ConnectionState): number =>
 export const make = (options: ConnectionOptions): Effect.Effect<AmqpConnectionShape, AmqpError, Scope.Scope> =>
   Effect.gen(function*() {
     const config = yield* resolveConfig(options)
-    const runFork = Runtime.runFork(yield* Effect.runtime<never>())
+    // Work started from amqplib callbacks (logs, releasing a channel nobody waits for) runs in fibers of a
+    // FiberSet in the connection's scope: supervised by it, interrupted when the connection closes.
+    const forkSupervised = yield* FiberSet.makeRuntime<never>()
     const tag = config.connectionName ?? "default"
-    const connects = Metric.counter("amqp_connection_connects_total", {
+    const connects = Metric.counter("warren_amqp_connection_connects_total", {
       description: "Successful AMQP connects (including reconnects)",
       incremental: true
     }).pipe(Metric.tagged("connection", tag))
-    const connectFailures = Metric.counter("amqp_connection_connect_failures_total", {
+    const connectFailures = Metric.counter("warren_amqp_connection_connect_failures_total", {
       description: "Failed AMQP connect attempts (every URL of an attempt failed)",
       incremental: true
     }).pipe(Metric.tagged("connection", tag))
-    const disconnects = Metric.counter("amqp_connection_disconnects_total", {
+    const disconnects = Metric.counter("warren_amqp_connection_disconnects_total", {
       description: "Established AMQP connections that were lost",
       incremental: true
     }).pipe(Metric.tagged("connection", tag))
-    const connectedGauge = Metric.gauge("amqp_connection_connected", {
+    const connectedGauge = Metric.gauge("warren_amqp_connection_connected", {
       description: "1 while the AMQP connection is up, else 0"
     }).pipe(Metric.tagged("connection", tag))
 
@@ -239,7 +241,7 @@ export const make = (options: ConnectionOptions): Effect.Effect<AmqpConnectionSh
       })
 
     const logFromCallback = (message: string, cause: unknown) =>
-      runFork(
+      forkSupervised(
         Effect.logWarning(message, describe(cause)).pipe(Effect.annotateLogs("amqp.connection", tag))
       )
 
@@ -289,7 +291,7 @@ export const make = (options: ConnectionOptions): Effect.Effect<AmqpConnectionSh
           open().then(
             (resource) => {
               if (box.abandoned) {
-                runFork(release(resource))
+                forkSupervised(release(resource))
                 return
               }
               box.opened = { resource }

@@ -25,7 +25,6 @@ import {
   type RequestResult,
   resolveOptions,
   RpcChannelSetupFailed,
-  type RpcConfigError,
   RpcTimeout,
   type SetupFailedReason
 } from "./rpcClientModel.js"
@@ -121,7 +120,7 @@ export const start = <Arg, State, Info, Reason, R>(
   rawOptions: unknown
 ): Effect.Effect<
   Client<Info, Reason>,
-  RpcConfigError | Process.InitStopped<Reason> | Process.InitIgnored,
+  AmqpError | Process.InitStopped<Reason> | Process.InitIgnored,
   R | AmqpConnection | Scope.Scope
 > =>
   Effect.gen(function*() {
