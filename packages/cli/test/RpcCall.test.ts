@@ -184,7 +184,7 @@ describe("warren rpc call: the program against a real broker and a plain amqplib
       )
       const address = server.address()
       const port = typeof address === "object" && address !== null ? address.port : 0
-      const error = yield* Effect.flip(rpcCall(options({ url: `amqp://127.0.0.1:${port}`, routingKey: "x", timeout: 500 })))
+      const error = yield* Effect.flip(rpcCall(options({ url: `amqp://127.0.0.1:${port}`, routingKey: "x", timeout: 2000 })))
       assert.strictEqual(error.reason, "Connect")
       assert.match(error.message, /\(HandshakeTimeout\)/)
     }))
