@@ -45,7 +45,10 @@ export {
 } from "./internal/connectError.js"
 
 export type {
-  /** Why a connect attempt failed: Refused, HostNotFound, Unreachable, Timeout, HandshakeTimeout, NotAmqp, AccessRefused, VhostNotFound, Tls, ClosedDuringHandshake, Other. */
+  /**
+   * Why a connect attempt failed: Refused, HostNotFound, Unreachable, Timeout, HandshakeTimeout, NotAmqp,
+   * AccessRefused, VhostNotFound, Tls, ClosedDuringHandshake, Other.
+   */
   ConnectFailure
 } from "./internal/connectError.js"
 
@@ -57,7 +60,7 @@ export {
 export type {
   /** The service: connection state, `openChannel`, `awaitConnected`. */
   AmqpConnectionShape,
-  /** Options of `make` / `layer`: urls, heartbeat, connectTimeout, reconnect, noDelay, connectionName, frameMax. */
+  /** Options of `make` / `layer`: urls, heartbeat, connectTimeout, reconnect, noDelay, connectionName, frameMax, tls. */
   ConnectionOptions,
   /**
    * Connection lifecycle as seen by channel owners: `Connecting { attempt }` (1 after a loss, +1 per failed

@@ -290,7 +290,8 @@ export const startCluster = async (options?: { readonly size?: number }): Promis
     await stopAll()
     throw failed.reason
   }
-  const [first, ...rest] = nodes as [Node, ...Array<Node>]
+  const [first, ...rest] = nodes
+  if (first === undefined) throw new Error("a cluster needs at least one node")
   for (const node of rest) {
     for (const command of [["stop_app"], ["join_cluster", first.nodename], ["start_app"], ["await_startup"]]) {
       const result = await run([...node.ctlArgv, ...command], node.env, 60_000)
@@ -302,7 +303,7 @@ export const startCluster = async (options?: { readonly size?: number }): Promis
   }
   return {
     nodes: nodes.map((node) => node.info),
-    urls: nodes.map((node) => node.info.url) as unknown as readonly [string, ...ReadonlyArray<string>],
+    urls: [first.info.url, ...rest.map((node) => node.info.url)],
     stop: stopAll
   }
 }
