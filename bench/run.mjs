@@ -1,6 +1,6 @@
-// `npm run bench [-- rpc|pb] [--duration 5s] [--warmup 3s|1s] [--rounds 5|3] [--only warren,amqplib]
-//   [--workloads ping-1x1,idle] [--idle-connections 5000] [--profile]`
-// Runs the benchmarks (both by default), prints tables, writes bench/results/<name>.json and the SVG charts.
+// `npm run bench [-- rpc|pb|process] [--duration 5s] [--warmup 3s|1s] [--rounds 5|3] [--only warren,amqplib]
+//   [--workloads ping-1x1,idle] [--idle-connections 5000] [--children 10000] [--engine dist-dir] [--profile]`
+// Runs the benchmarks (rpc and pb by default; process when named), prints tables, writes bench/results/<name>.json and the SVG charts.
 // --profile runs warren's contender (or those of --only), once, under `node --cpu-prof` and prints the top costs of
 // each profile: the client process for RPC, the server process for PB.
 import { mkdirSync } from "node:fs"
@@ -10,10 +10,12 @@ import { writeFileSync } from "node:fs"
 import { markdownReport, writeReport } from "./lib/runner.mjs"
 import { summarizeProfiles } from "./profile.mjs"
 import { runPb } from "./pb/bench.mjs"
+import { runProcess } from "./process/bench.mjs"
 import { runRpc } from "./rpc/bench.mjs"
 
-const usage = `usage: node bench/run.mjs [rpc] [pb] [--duration 5s] [--warmup 3s|1s] [--rounds 5|3] [--only ids]
-  [--workloads ids] [--concurrency 1,64] [--idle-connections 5000] [--profile] [--pin | --no-pin]`
+const usage = `usage: node bench/run.mjs [rpc] [pb] [process] [--duration 5s] [--warmup 3s|1s] [--rounds 5|3] [--only ids]
+  [--workloads ids] [--concurrency 1,64] [--idle-connections 5000] [--children 10000] [--engine dist-dir]
+  [--profile] [--pin | --no-pin]`
 
 const parseDuration = (s) => {
   const m = /^(\d+(?:\.\d+)?)(ms|s)?$/.exec(s)
@@ -27,8 +29,8 @@ const names = []
 // reach its steady speed (V8 optimizing Effect's runtime) where raw amqplib needs about 1 s (docs/benchmarks.md,
 // "Warm-up"), and 5 rounds, because the broker's share of a round trip moves more from run to run than the
 // clients' differ. The first second of load is still reported for every contender.
-const defaults = { rpc: { warmupMs: 3000, rounds: 5 }, pb: { warmupMs: 1000, rounds: 3 } }
-const opts = { durationMs: 5000, idleConnections: 5000, payloadSize: 256, concurrencies: [1, 64], profile: false }
+const defaults = { rpc: { warmupMs: 3000, rounds: 5 }, pb: { warmupMs: 1000, rounds: 3 }, process: { warmupMs: 1000, rounds: 3 } }
+const opts = { durationMs: 5000, idleConnections: 5000, children: 10000, payloadSize: 256, concurrencies: [1, 64], profile: false }
 for (let i = 0; i < argv.length; i++) {
   const a = argv[i]
   const value = () => {
@@ -36,7 +38,7 @@ for (let i = 0; i < argv.length; i++) {
     if (v === undefined) throw new Error(`${a} needs a value\n${usage}`)
     return v
   }
-  if (a === "rpc" || a === "pb") names.push(a)
+  if (a === "rpc" || a === "pb" || a === "process") names.push(a)
   else if (a === "--duration") opts.durationMs = parseDuration(value())
   else if (a === "--warmup") opts.warmupMs = parseDuration(value())
   else if (a === "--rounds") opts.rounds = Number(value())
@@ -44,6 +46,8 @@ for (let i = 0; i < argv.length; i++) {
   else if (a === "--workloads") opts.workloads = value().split(",")
   else if (a === "--concurrency") opts.concurrencies = value().split(",").map(Number)
   else if (a === "--idle-connections") opts.idleConnections = Number(value())
+  else if (a === "--children") opts.children = Number(value())
+  else if (a === "--engine") opts.engine = value()
   else if (a === "--profile") opts.profile = true
   else if (a === "--pin") opts.pin = true
   else if (a === "--no-pin") opts.pin = false
@@ -64,7 +68,7 @@ if (opts.profile) {
 
 for (const name of names) {
   const options = { ...defaults[name], ...opts }
-  const report = name === "rpc" ? await runRpc(options) : await runPb(options)
+  const report = name === "rpc" ? await runRpc(options) : name === "pb" ? await runPb(options) : await runProcess(options)
   if (opts.profile) continue
   writeReport(`${resultsDir}${name}.json`, report)
   writeFileSync(`${resultsDir}${name}.md`, markdownReport(report) + "\n")
@@ -72,5 +76,5 @@ for (const name of names) {
 }
 // the measured window is the last part of each profiled process's life (the drain and exit after it are short)
 if (opts.profile) summarizeProfiles(opts.profileDir, { lastMs: opts.durationMs + 300 })
-else writeCharts(names)
+else writeCharts(names.filter((n) => n !== "process"))
 process.exit(0)

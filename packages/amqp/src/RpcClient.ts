@@ -1,12 +1,14 @@
 /**
  * An AMQP RPC client process: a port of Hare.RPC.Client on `@warren/process` and `AmqpConnection`.
  *
- * The client holds one channel on the connection. On every (re)open it declares a server-named exclusive
- * auto-delete reply queue, the request exchange, and consumes the reply queue, one step at a time; then
- * `connected(meta, state)` and, on consume-ok, `handleReady(meta, state)` run. `request` publishes with
- * `reply_to` and a fresh `correlation_id` and waits for the matching reply.
+ * The client holds one channel on the connection, kept by the `ChannelOwner`. On every (re)open it declares a
+ * server-named exclusive auto-delete reply queue and the request exchange, then `connected(meta, state)` runs;
+ * on consume-ok `handleReady(meta, state)` runs, and only then are requests parked meanwhile published. Every
+ * `request` is a `Process.call` to the client process, which publishes with `reply_to` and a fresh
+ * `correlation_id` and answers with the matching reply (timeouts and abandonment are the process core's).
  *
- * Beyond the original: one clock per request and a typed `RpcTimeout`; requests in flight fail at once with
+ * Beyond the original: one clock per request and a typed `RpcTimeout` (saying whether it was published);
+ * typed setup failures (`RpcChannelSetupFailed`) and, opt-in, remote handler errors (`RpcRemoteError`); requests in flight fail at once with
  * `RpcChannelLost` when their channel dies; the channel is reopened per a Schedule and requests made meanwhile
  * wait (within their timeout); an interrupted caller leaves nothing behind; returned `mandatory` requests fail
  * with `RpcUnroutable`; optional publisher confirms (`RpcNacked`), in-flight limit, direct reply-to; graceful

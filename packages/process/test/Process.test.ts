@@ -309,6 +309,34 @@ describe("Process", () => {
         assert.deepStrictEqual(probe.abandoned, [])
       }))
 
+    it.scoped("a queued call abandoned by Effect.timeout (the caller loses a race) is skipped", () =>
+      Effect.gen(function*() {
+        const probe = makeProbe()
+        const ref = yield* Process.start(recorder(probe), [])
+        const gate = yield* Deferred.make<void>()
+        yield* Effect.addFinalizer(() => Deferred.succeed(gate, undefined))
+        const blocker = yield* Effect.fork(Process.call(ref, { _tag: "Block", until: gate } satisfies Block))
+        yield* settle
+        const raced = yield* Effect.fork(
+          Process.call(ref, { _tag: "Echo", text: "never" } satisfies Echo).pipe(Effect.timeout("1 second"))
+        )
+        yield* settle
+        yield* TestClock.adjust("1 second")
+        const exit = yield* Fiber.await(raced)
+        assert.isTrue(Exit.isFailure(exit) && Cause.failureOption(exit.cause).pipe(Option.exists((e) => e._tag === "TimeoutException")))
+        // a caller that timed out can go on calling
+        const again = yield* Effect.fork(Effect.gen(function*() {
+          yield* Effect.exit(Process.call(ref, { _tag: "Echo", text: "first" } satisfies Echo).pipe(Effect.timeout("1 second")))
+          return yield* Process.call(ref, { _tag: "Echo", text: "second" } satisfies Echo)
+        }))
+        yield* settle
+        yield* TestClock.adjust("1 second")
+        yield* Deferred.succeed(gate, undefined)
+        assert.strictEqual(yield* Fiber.join(blocker), "unblocked")
+        assert.strictEqual(yield* Fiber.join(again), "second")
+        assert.deepStrictEqual(probe.handled, ["Block", "Echo"])
+      }))
+
     it.scoped("a caller that gives up while its handler runs is reported if the handler keeps it", () =>
       Effect.gen(function*() {
         const abandoned: Array<number> = []

@@ -125,10 +125,14 @@ export class ProcessImpl implements M.ProcessRef<unknown, unknown, unknown, unkn
     }
   }
 
-  /** Write the state to the Ref (the fiber yields it). */
-  flush(): Effect.Effect<void> {
+  /** Write the state to the Ref (the fiber yields it); one Effect per process, reused for every write. */
+  readonly flushState: Effect.Effect<void> = Ref.update(this.stateRef, () => {
     this.dirty = false
-    return Ref.set(this.stateRef, this.state)
+    return this.state
+  })
+
+  flush(): Effect.Effect<void> {
+    return this.flushState
   }
 
   /** Run the callback for one envelope; returns a result, an Effect of one, or SKIP. */

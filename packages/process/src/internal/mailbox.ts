@@ -41,6 +41,8 @@ const EMPTY: Array<Envelope> = []
 
 export class Mailbox {
   queue: Array<Envelope> = []
+  /** An empty array to swap in as the queue when a batch is taken (the previous batch, once handled). */
+  spare: Array<Envelope> = []
   /** Envelopes a suspended process put aside, oldest first; they come back first on resume. */
   held: Array<Envelope> = EMPTY
   /** The batch in hand and the index of the envelope being handled. */
@@ -68,7 +70,8 @@ export class Mailbox {
   /** Take everything queued as the batch in hand. */
   take(): Array<Envelope> {
     const batch = this.queue
-    this.queue = []
+    this.queue = this.spare === EMPTY ? [] : this.spare
+    this.spare = EMPTY
     this.batch = batch
     this.cursor = 0
     return batch
@@ -78,7 +81,14 @@ export class Mailbox {
   requeue(from: number): void {
     const batch = this.batch
     this.batch = EMPTY
-    if (from >= batch.length) return
+    if (from >= batch.length) {
+      // All handled: the batch array becomes the next spare queue.
+      if (batch !== EMPTY && this.spare === EMPTY) {
+        batch.length = 0
+        this.spare = batch
+      }
+      return
+    }
     const rest = from === 0 ? batch : batch.slice(from)
     this.queue = this.queue.length === 0 ? rest : rest.concat(this.queue)
   }
