@@ -169,8 +169,24 @@ describe("warren rpc call: the program against a real broker and a plain amqplib
         rpcCall(options({ url: `amqp://guest:secret@127.0.0.1:${port}`, routingKey: "x", timeout: 20_000 }))
       )
       assert.strictEqual(error.reason, "Connect")
-      assert.match(error.message, /cannot connect: amqp:\/\/guest:\*\*\*@127\.0\.0\.1/)
+      assert.match(error.message, /^AMQP connect to amqp:\/\/guest:\*\*\*@127\.0\.0\.1:\d+ failed \(Refused\)/)
       assert.notInclude(error.message, "secret")
+    }))
+
+  it.scopedLive("a port that accepts TCP but never speaks AMQP: a Connect error naming the stalled handshake", () =>
+    Effect.gen(function*() {
+      const server = Net.createServer(() => undefined)
+      yield* Effect.acquireRelease(
+        Effect.async<void>((resume) => {
+          server.listen(0, "127.0.0.1", () => resume(Effect.void))
+        }),
+        () => Effect.sync(() => server.close())
+      )
+      const address = server.address()
+      const port = typeof address === "object" && address !== null ? address.port : 0
+      const error = yield* Effect.flip(rpcCall(options({ url: `amqp://127.0.0.1:${port}`, routingKey: "x", timeout: 2000 })))
+      assert.strictEqual(error.reason, "Connect")
+      assert.match(error.message, /\(HandshakeTimeout\)/)
     }))
 
   it.scopedLive("rpcCallMain: the body on stdout and exit 0; one line on stderr and exit 1 or 2", () =>

@@ -111,7 +111,9 @@ export const rpcCall = (options: RpcCallOptions): Effect.Effect<Buffer, RpcCallE
   return Effect.gen(function*() {
     const connection = yield* AmqpConnection.make({
       urls: options.url,
-      connectTimeout: timeout,
+      // The connection's own timeout fires first, so that a connect that stalls is reported with its reason
+      // (e.g. HandshakeTimeout: the port accepts TCP but never speaks AMQP) rather than as "no reply".
+      connectTimeout: Duration.millis(Math.max(1, Math.floor(options.timeout * 0.8))),
       reconnect: Reconnect.limit(Reconnect.defaultPolicy, 0),
       connectionName: "warren rpc call"
     }).pipe(Effect.mapError((error) => new RpcCallError({ reason: "Connect", message: error.message })))
@@ -119,8 +121,8 @@ export const rpcCall = (options: RpcCallOptions): Effect.Effect<Buffer, RpcCallE
       Effect.mapError((error) =>
         new RpcCallError({
           reason: "Connect",
-          // The connection's own message names the (redacted) URL.
-          message: `cannot connect: ${error.cause instanceof Error ? error.cause.message : error.message}`
+          // The attempt's own message names the (redacted) URL and the reason ("AMQP connect to … failed (Refused): …").
+          message: error.cause instanceof Error ? error.cause.message : `cannot connect: ${error.message}`
         })
       )
     )
