@@ -18,8 +18,7 @@ const reverse = PbService.make<string, string, number>({
   init: () => 0,
   decode: (_code, body) => PbService.decoded(new TextDecoder().decode(body)),
   encode: (reply) => Either.right([Uint8Array.of(ReverseResp), new TextEncoder().encode(reply)]),
-  process: (text, served) =>
-    PbService.reply(`${Array.from(text).reverse().join("")} (#${served + 1})`, served + 1)
+  process: (text, served) => PbService.reply(`${Array.from(text).reverse().join("")} (#${served + 1})`, served + 1)
 })
 
 const Services = Layer.mergeAll(

@@ -44,7 +44,9 @@ const program = Effect.gen(function*() {
   const attempts = yield* Deferred.await(up)
   console.log(`flaky worker up after ${attempts} attempts`)
   console.log(`counter: ${yield* Process.call(ref, "get")}`)
-  console.log(`root children: ${(yield* Supervisor.which(root)).map((c) => `${c.name} (restarts ${c.restarts})`).join(", ")}`)
+  console.log(
+    `root children: ${(yield* Supervisor.which(root)).map((c) => `${c.name} (restarts ${c.restarts})`).join(", ")}`
+  )
 }).pipe(Effect.scoped)
 
 Effect.runPromise(program).catch((error) => {

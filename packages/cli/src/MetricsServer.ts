@@ -67,8 +67,10 @@ export const make = (options: Options): Effect.Effect<MetricsServer, HttpServerE
     const router = HttpRouter.empty.pipe(
       HttpRouter.get(
         "/metrics",
-        Effect.map(render, (body) =>
-          HttpServerResponse.text(body, { contentType: "text/plain; version=0.0.4; charset=utf-8" }))
+        Effect.map(
+          render,
+          (body) => HttpServerResponse.text(body, { contentType: "text/plain; version=0.0.4; charset=utf-8" })
+        )
       ),
       HttpRouter.get(
         "/healthz",

@@ -73,24 +73,41 @@ const exchange = (port: number, frames: Uint8Array, replies: number) =>
   })
 
 describe("warren pb serve", () => {
-  it.live("flags: usage errors name the flag and exit 2; --help lists every server option on stdout", () =>
-    Effect.gen(function*() {
-      const help = yield* runWarren(["pb", "serve", "--help"])
-      assert.strictEqual(help.code, 0)
-      for (
-        const flag of ["--max-connections", "--idle-timeout", "--stream-timeout", "--max-frame-size", "--max-buffered-bytes",
-          "--tls-cert", "--tls-key", "--tls-ca", "--users-file", "--sync", "--sync-interval", "--data-file", "--metrics-port"]
-      ) assert.include(help.stdout, flag)
-      const badPort = yield* runWarren(["pb", "serve", "--port", "70000"])
-      assert.strictEqual(badPort.code, 2)
-      assert.strictEqual(badPort.stderr.trim(), "--port: expected an integer from 0 to 65535, got \"70000\"")
-      const badSync = yield* runWarren(["pb", "serve", "--sync", "sometimes"])
-      assert.strictEqual(badSync.code, 2)
-      assert.match(badSync.stderr, /^--sync: expected one of always, interval, none/)
-      const halfTls = yield* runWarren(["pb", "serve", "--port", "0", "--tls-cert", "package.json"])
-      assert.strictEqual(halfTls.code, 2)
-      assert.match(halfTls.stderr, /security needs --tls-cert, --tls-key and --users-file together/)
-    }), 60_000)
+  it.live(
+    "flags: usage errors name the flag and exit 2; --help lists every server option on stdout",
+    () =>
+      Effect.gen(function*() {
+        const help = yield* runWarren(["pb", "serve", "--help"])
+        assert.strictEqual(help.code, 0)
+        for (
+          const flag of [
+            "--max-connections",
+            "--idle-timeout",
+            "--stream-timeout",
+            "--max-frame-size",
+            "--max-buffered-bytes",
+            "--tls-cert",
+            "--tls-key",
+            "--tls-ca",
+            "--users-file",
+            "--sync",
+            "--sync-interval",
+            "--data-file",
+            "--metrics-port"
+          ]
+        ) assert.include(help.stdout, flag)
+        const badPort = yield* runWarren(["pb", "serve", "--port", "70000"])
+        assert.strictEqual(badPort.code, 2)
+        assert.strictEqual(badPort.stderr.trim(), "--port: expected an integer from 0 to 65535, got \"70000\"")
+        const badSync = yield* runWarren(["pb", "serve", "--sync", "sometimes"])
+        assert.strictEqual(badSync.code, 2)
+        assert.match(badSync.stderr, /^--sync: expected one of always, interval, none/)
+        const halfTls = yield* runWarren(["pb", "serve", "--port", "0", "--tls-cert", "package.json"])
+        assert.strictEqual(halfTls.code, 2)
+        assert.match(halfTls.stderr, /security needs --tls-cert, --tls-key and --users-file together/)
+      }),
+    60_000
+  )
 
   it.live("the program serves the registered services on the real port, and stops when interrupted", () =>
     Effect.gen(function*() {
@@ -168,55 +185,59 @@ describe("warren pb serve", () => {
   // The command as a process: main.ts run from the sources by vite-node (with this project's vitest config, so
   // @warren/* resolve to their sources: no build needed), a signal, exit code 0.
   for (const signal of ["SIGINT", "SIGTERM"] as const) {
-    it.scopedLive(`the command prints its address, serves, writes the snapshot and exits 0 on ${signal}`, () =>
-      Effect.gen(function*() {
-        const root = NodeUrl.fileURLToPath(new URL("../../../", import.meta.url))
-        const dir = yield* Effect.acquireRelease(
-          Effect.sync(() => NodeFs.mkdtempSync(NodePath.join(NodeOs.tmpdir(), "warren-pb-serve-"))),
-          (dir) => Effect.sync(() => NodeFs.rmSync(dir, { recursive: true, force: true }))
-        )
-        const dataFile = NodePath.join(dir, "nested", "kv.snapshot")
-        const child = yield* Effect.acquireRelease(
-          Effect.sync(() =>
-            ChildProcess.spawn(
-              process.execPath,
-              [
-                "node_modules/vite-node/vite-node.mjs",
-                "--config",
-                "packages/cli/vitest.config.ts",
-                "packages/cli/src/main.ts",
-                "pb",
-                "serve",
-                "--port",
-                "0",
-                "--data-file",
-                dataFile
-              ],
-              { cwd: root, stdio: ["ignore", "pipe", "pipe"] }
-            )
-          ),
-          (child) => Effect.sync(() => child.exitCode === null && child.kill("SIGKILL"))
-        )
-        let stderr = ""
-        child.stderr.on("data", (chunk) => (stderr += chunk))
-        let stdout = ""
-        const port = yield* Effect.async<number, Error>((resume) => {
-          child.stdout.on("data", (chunk) => {
-            stdout += chunk
-            const match = /^listening on 127\.0\.0\.1:(\d+)$/m.exec(stdout)
-            if (match) resume(Effect.succeed(Number(match[1])))
+    it.scopedLive(
+      `the command prints its address, serves, writes the snapshot and exits 0 on ${signal}`,
+      () =>
+        Effect.gen(function*() {
+          const root = NodeUrl.fileURLToPath(new URL("../../../", import.meta.url))
+          const dir = yield* Effect.acquireRelease(
+            Effect.sync(() => NodeFs.mkdtempSync(NodePath.join(NodeOs.tmpdir(), "warren-pb-serve-"))),
+            (dir) => Effect.sync(() => NodeFs.rmSync(dir, { recursive: true, force: true }))
+          )
+          const dataFile = NodePath.join(dir, "nested", "kv.snapshot")
+          const child = yield* Effect.acquireRelease(
+            Effect.sync(() =>
+              ChildProcess.spawn(
+                process.execPath,
+                [
+                  "node_modules/vite-node/vite-node.mjs",
+                  "--config",
+                  "packages/cli/vitest.config.ts",
+                  "packages/cli/src/main.ts",
+                  "pb",
+                  "serve",
+                  "--port",
+                  "0",
+                  "--data-file",
+                  dataFile
+                ],
+                { cwd: root, stdio: ["ignore", "pipe", "pipe"] }
+              )
+            ),
+            (child) => Effect.sync(() => child.exitCode === null && child.kill("SIGKILL"))
+          )
+          let stderr = ""
+          child.stderr.on("data", (chunk) => (stderr += chunk))
+          let stdout = ""
+          const port = yield* Effect.async<number, Error>((resume) => {
+            child.stdout.on("data", (chunk) => {
+              stdout += chunk
+              const match = /^listening on 127\.0\.0\.1:(\d+)$/m.exec(stdout)
+              if (match) resume(Effect.succeed(Number(match[1])))
+            })
+            child.once("exit", (code) => resume(Effect.fail(new Error(`exited ${code} before listening: ${stderr}`))))
           })
-          child.once("exit", (code) => resume(Effect.fail(new Error(`exited ${code} before listening: ${stderr}`))))
-        })
-        assert.deepStrictEqual(yield* pingAndInfo(port), [2, 8])
-        assert.deepStrictEqual(yield* exchange(port, putFrame, 1), [12])
-        const code = yield* Effect.async<number | null>((resume) => {
-          child.once("exit", (code) => resume(Effect.succeed(code)))
-          child.kill(signal)
-        })
-        assert.strictEqual(code, 0, stderr)
-        assert.match(stdout, new RegExp(`^stopped 127\\.0\\.0\\.1:${port}$`, "m"))
-        assert.isTrue(NodeFs.existsSync(dataFile), `the KV snapshot is written on stop: ${stdout} ${stderr}`)
-      }), 60_000)
+          assert.deepStrictEqual(yield* pingAndInfo(port), [2, 8])
+          assert.deepStrictEqual(yield* exchange(port, putFrame, 1), [12])
+          const code = yield* Effect.async<number | null>((resume) => {
+            child.once("exit", (code) => resume(Effect.succeed(code)))
+            child.kill(signal)
+          })
+          assert.strictEqual(code, 0, stderr)
+          assert.match(stdout, new RegExp(`^stopped 127\\.0\\.0\\.1:${port}$`, "m"))
+          assert.isTrue(NodeFs.existsSync(dataFile), `the KV snapshot is written on stop: ${stdout} ${stderr}`)
+        }),
+      60_000
+    )
   }
 })

@@ -145,7 +145,10 @@ describe("warren rpc call: the program against a real broker and a plain amqplib
   it.scopedLive("--json pretty-prints a JSON reply and fails on anything else", () =>
     Effect.gen(function*() {
       const server = yield* startServer({ raw: true })
-      assert.strictEqual(yield* call({ routingKey: server.queue, payload: "{\"a\":[1]}", json: true }), "{\n  \"a\": [\n    1\n  ]\n}\n")
+      assert.strictEqual(
+        yield* call({ routingKey: server.queue, payload: "{\"a\":[1]}", json: true }),
+        "{\n  \"a\": [\n    1\n  ]\n}\n"
+      )
       const error = yield* Effect.flip(call({ routingKey: server.queue, payload: "not json", json: true }))
       assert.strictEqual(error._tag, "CliFailure")
     }))
@@ -179,7 +182,17 @@ describe("warren rpc call: the command as a process", () => {
   it.scopedLive("prints the reply and exits 0; a timeout is one stderr line and exit 1", () =>
     Effect.gen(function*() {
       const server = yield* startServer({})
-      const ok = yield* runWarren(["rpc", "call", "--url", brokerUrl(), "-k", server.queue, "--timeout", "10000", "from a process"])
+      const ok = yield* runWarren([
+        "rpc",
+        "call",
+        "--url",
+        brokerUrl(),
+        "-k",
+        server.queue,
+        "--timeout",
+        "10000",
+        "from a process"
+      ])
       assert.strictEqual(ok.code, 0, ok.stderr)
       assert.strictEqual(ok.stdout, "re:from a process")
       const silent = yield* startServer({ silent: true })
@@ -189,19 +202,44 @@ describe("warren rpc call: the command as a process", () => {
       assert.match(late.stderr, /^warren rpc call: no reply within 500ms[^\n]*\n$/)
     }), 60_000)
 
-  it.live("usage errors: exit 2, one line naming the flag, no password; --help on stdout", () =>
-    Effect.gen(function*() {
-      const badUrl = yield* runWarren(["rpc", "call", "--url", "amqp://guest:s3cret@127.0.0.1:notaport", "-k", "q", "x"])
-      assert.strictEqual(badUrl.code, 2)
-      assert.notInclude(badUrl.stderr + badUrl.stdout, "s3cret")
-      assert.strictEqual(badUrl.stderr.trim(), "--url: not a URL: amqp://guest:***@127.0.0.1:notaport")
-      const bogus = yield* runWarren(["rpc", "call", "--url", "amqp://127.0.0.1", "--exchange-type", "bogus", "-k", "q", "x"])
-      assert.strictEqual(bogus.code, 2)
-      assert.strictEqual(bogus.stderr.trim(), "--exchange-type: expected one of direct, fanout, topic, headers, got \"bogus\"")
-      const help = yield* runWarren(["rpc", "call", "--help"])
-      assert.strictEqual(help.code, 0)
-      assert.include(help.stdout, "--concurrency")
-      assert.include(help.stdout, "Exit codes: 0 success; 1 failure")
-      assert.strictEqual(help.stderr, "")
-    }), 60_000)
+  it.live(
+    "usage errors: exit 2, one line naming the flag, no password; --help on stdout",
+    () =>
+      Effect.gen(function*() {
+        const badUrl = yield* runWarren([
+          "rpc",
+          "call",
+          "--url",
+          "amqp://guest:s3cret@127.0.0.1:notaport",
+          "-k",
+          "q",
+          "x"
+        ])
+        assert.strictEqual(badUrl.code, 2)
+        assert.notInclude(badUrl.stderr + badUrl.stdout, "s3cret")
+        assert.strictEqual(badUrl.stderr.trim(), "--url: not a URL: amqp://guest:***@127.0.0.1:notaport")
+        const bogus = yield* runWarren([
+          "rpc",
+          "call",
+          "--url",
+          "amqp://127.0.0.1",
+          "--exchange-type",
+          "bogus",
+          "-k",
+          "q",
+          "x"
+        ])
+        assert.strictEqual(bogus.code, 2)
+        assert.strictEqual(
+          bogus.stderr.trim(),
+          "--exchange-type: expected one of direct, fanout, topic, headers, got \"bogus\""
+        )
+        const help = yield* runWarren(["rpc", "call", "--help"])
+        assert.strictEqual(help.code, 0)
+        assert.include(help.stdout, "--concurrency")
+        assert.include(help.stdout, "Exit codes: 0 success; 1 failure")
+        assert.strictEqual(help.stderr, "")
+      }),
+    60_000
+  )
 })

@@ -52,37 +52,45 @@ const rawRequest = (queue: string, body: string) =>
   })
 
 describe("warren rpc serve --exec", () => {
-  it.scopedLive("`--exec cat` answers `warren rpc call` with the request body; /metrics counts the requests", () =>
-    Effect.gen(function*() {
-      const queue = unique("cat")
-      const { metricsUrl } = yield* serve(queue, "cat", ["--concurrency", "4", "--prefetch", "8"])
-      const health = yield* Effect.promise(() => fetch(`${metricsUrl}/healthz`).then((r) => r.text()))
-      assert.strictEqual(health, "ready\n")
-      for (const body of ["one", "two", "three"]) {
-        const call = yield* runWarren(["rpc", "call", "--url", brokerUrl(), "-k", queue, body])
-        assert.strictEqual(call.code, 0, call.stderr)
-        assert.strictEqual(call.stdout, body)
-      }
-      const fromStdin = yield* runWarren(["rpc", "call", "--url", brokerUrl(), "-k", queue, "-"], "piped in")
-      assert.strictEqual(fromStdin.stdout, "piped in")
-      const text = yield* Effect.promise(() => fetch(`${metricsUrl}/metrics`).then((r) => r.text()))
-      assert.match(text, new RegExp(`^warren_amqp_rpc_server_requests_total\\{server="exec:${queue}"\\} 4$`, "m"))
-      assert.match(text, new RegExp(`^warren_amqp_rpc_server_replies_total\\{server="exec:${queue}"\\} 4$`, "m"))
-      assert.match(text, /^warren_cli_exec_requests_total\{outcome="ok"\} 4$/m)
-      assert.match(text, /^warren_amqp_connection_connected\{.*\} 1$/m)
-      const status = yield* runWarren(["status", "--metrics-url", metricsUrl])
-      assert.strictEqual(status.code, 0, status.stderr)
-      assert.match(status.stdout, /^ready\n/)
-      assert.include(status.stdout, "warren_cli_exec_requests_total")
-    }), 150_000)
+  it.scopedLive(
+    "`--exec cat` answers `warren rpc call` with the request body; /metrics counts the requests",
+    () =>
+      Effect.gen(function*() {
+        const queue = unique("cat")
+        const { metricsUrl } = yield* serve(queue, "cat", ["--concurrency", "4", "--prefetch", "8"])
+        const health = yield* Effect.promise(() => fetch(`${metricsUrl}/healthz`).then((r) => r.text()))
+        assert.strictEqual(health, "ready\n")
+        for (const body of ["one", "two", "three"]) {
+          const call = yield* runWarren(["rpc", "call", "--url", brokerUrl(), "-k", queue, body])
+          assert.strictEqual(call.code, 0, call.stderr)
+          assert.strictEqual(call.stdout, body)
+        }
+        const fromStdin = yield* runWarren(["rpc", "call", "--url", brokerUrl(), "-k", queue, "-"], "piped in")
+        assert.strictEqual(fromStdin.stdout, "piped in")
+        const text = yield* Effect.promise(() => fetch(`${metricsUrl}/metrics`).then((r) => r.text()))
+        assert.match(text, new RegExp(`^warren_amqp_rpc_server_requests_total\\{server="exec:${queue}"\\} 4$`, "m"))
+        assert.match(text, new RegExp(`^warren_amqp_rpc_server_replies_total\\{server="exec:${queue}"\\} 4$`, "m"))
+        assert.match(text, /^warren_cli_exec_requests_total\{outcome="ok"\} 4$/m)
+        assert.match(text, /^warren_amqp_connection_connected\{.*\} 1$/m)
+        const status = yield* runWarren(["status", "--metrics-url", metricsUrl])
+        assert.strictEqual(status.code, 0, status.stderr)
+        assert.match(status.stdout, /^ready\n/)
+        assert.include(status.stdout, "warren_cli_exec_requests_total")
+      }),
+    150_000
+  )
 
-  it.scopedLive("a command that exits non-zero: the reply is its stderr with the x-warren-error header", () =>
-    Effect.gen(function*() {
-      const queue = unique("fail")
-      yield* serve(queue, "cat >/dev/null; echo 'no such record' >&2; exit 3")
-      const reply = yield* rawRequest(queue, "lookup 42")
-      assert.strictEqual(reply.content.toString(), "no such record\n")
-      assert.strictEqual(reply.properties.correlationId, "c1")
-      assert.deepStrictEqual(reply.properties.headers?.["x-warren-error"], "exit 3")
-    }), 150_000)
+  it.scopedLive(
+    "a command that exits non-zero: the reply is its stderr with the x-warren-error header",
+    () =>
+      Effect.gen(function*() {
+        const queue = unique("fail")
+        yield* serve(queue, "cat >/dev/null; echo 'no such record' >&2; exit 3")
+        const reply = yield* rawRequest(queue, "lookup 42")
+        assert.strictEqual(reply.content.toString(), "no such record\n")
+        assert.strictEqual(reply.properties.correlationId, "c1")
+        assert.deepStrictEqual(reply.properties.headers?.["x-warren-error"], "exit 3")
+      }),
+    150_000
+  )
 })

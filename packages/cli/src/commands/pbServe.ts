@@ -52,49 +52,79 @@ export const pbServeOptions = {
     "max-buffered-bytes",
     "Byte budget of a connection: unprocessed request bytes plus unsent replies; reading pauses beyond it."
   )),
-  readBufferBytes: opt(positiveInt("read-buffer-bytes", "Unprocessed request bytes after which reading pauses (default 1 MiB).")),
+  readBufferBytes: opt(
+    positiveInt("read-buffer-bytes", "Unprocessed request bytes after which reading pauses (default 1 MiB).")
+  ),
   flushBytes: opt(positiveInt("flush-bytes", "Replies are written once this many bytes are ready (default 64 KiB).")),
   mailboxCapacity: opt(positiveInt("mailbox-capacity", "Messages sent to a connection that may wait (default 256).")),
-  closeTimeout: opt(duration("close-timeout", "How long a closing connection may flush its last replies (default 5 s)")),
-  tlsCert: opt(Options.file("tls-cert", { exists: "yes" }).pipe(
-    Options.withDescription("PEM certificate for STARTTLS. Turns security on (with --tls-key and --users-file).")
-  )),
-  tlsKey: opt(Options.file("tls-key", { exists: "yes" }).pipe(Options.withDescription("PEM private key for STARTTLS."))),
-  tlsCa: opt(Options.file("tls-ca", { exists: "yes" }).pipe(
-    Options.withDescription("PEM CA bundle that client certificates are checked against.")
-  )),
-  tlsPassphrase: opt(Options.redacted("tls-passphrase").pipe(
-    Options.withDescription("Passphrase of --tls-key. Fallback: WARREN_TLS_PASSPHRASE (prefer it: flags show in ps)."),
-    Options.withFallbackConfig(Config.redacted("WARREN_TLS_PASSPHRASE"))
-  )),
+  closeTimeout: opt(
+    duration("close-timeout", "How long a closing connection may flush its last replies (default 5 s)")
+  ),
+  tlsCert: opt(
+    Options.file("tls-cert", { exists: "yes" }).pipe(
+      Options.withDescription("PEM certificate for STARTTLS. Turns security on (with --tls-key and --users-file).")
+    )
+  ),
+  tlsKey: opt(
+    Options.file("tls-key", { exists: "yes" }).pipe(Options.withDescription("PEM private key for STARTTLS."))
+  ),
+  tlsCa: opt(
+    Options.file("tls-ca", { exists: "yes" }).pipe(
+      Options.withDescription("PEM CA bundle that client certificates are checked against.")
+    )
+  ),
+  tlsPassphrase: opt(
+    Options.redacted("tls-passphrase").pipe(
+      Options.withDescription(
+        "Passphrase of --tls-key. Fallback: WARREN_TLS_PASSPHRASE (prefer it: flags show in ps)."
+      ),
+      Options.withFallbackConfig(Config.redacted("WARREN_TLS_PASSPHRASE"))
+    )
+  ),
   tlsRequestCert: Options.boolean("tls-request-cert").pipe(Options.withDescription("Ask clients for a certificate.")),
   tlsRejectUnauthorized: Options.boolean("tls-reject-unauthorized").pipe(
     Options.withDescription("Refuse clients whose certificate --tls-ca does not verify.")
   ),
-  tlsMinVersion: opt(choice("tls-min-version", ["TLSv1.2", "TLSv1.3"], "Oldest TLS version accepted (default TLSv1.2).")),
+  tlsMinVersion: opt(
+    choice("tls-min-version", ["TLSv1.2", "TLSv1.3"], "Oldest TLS version accepted (default TLSv1.2).")
+  ),
   tlsCiphers: opt(Options.text("tls-ciphers").pipe(Options.withDescription("OpenSSL cipher list."))),
-  usersFile: opt(Options.file("users-file", { exists: "yes" }).pipe(
-    Options.withDescription("JSON users file (password hashes and grants) for logins; see docs/pb.md.")
-  )),
+  usersFile: opt(
+    Options.file("users-file", { exists: "yes" }).pipe(
+      Options.withDescription("JSON users file (password hashes and grants) for logins; see docs/pb.md.")
+    )
+  ),
   authFailureDelay: opt(duration("auth-failure-delay", "Wait before answering a failed login (default 1 s)")),
-  maxAuthFailures: opt(positiveInt("max-auth-failures", "Failed logins after which the connection is closed (default 3).")),
+  maxAuthFailures: opt(
+    positiveInt("max-auth-failures", "Failed logins after which the connection is closed (default 3).")
+  ),
   handshakeTimeout: opt(duration("handshake-timeout", "Time allowed for the TLS handshake (default 10 s)")),
-  dataFile: opt(Options.text("data-file").pipe(
-    Options.withDescription("KV snapshot file: loaded on start, written on stop and per --sync. Fallback: WARREN_DATA_FILE."),
-    Options.withFallbackConfig(Config.nonEmptyString("WARREN_DATA_FILE"))
-  )),
-  kvMaxBytes: opt(positiveInt("kv-max-bytes", "Memory bound of the KV store (default 256 MiB). Fallback: WARREN_KV_MAX_BYTES.").pipe(
-    Options.withFallbackConfig(Config.integer("WARREN_KV_MAX_BYTES"))
-  )),
+  dataFile: opt(
+    Options.text("data-file").pipe(
+      Options.withDescription(
+        "KV snapshot file: loaded on start, written on stop and per --sync. Fallback: WARREN_DATA_FILE."
+      ),
+      Options.withFallbackConfig(Config.nonEmptyString("WARREN_DATA_FILE"))
+    )
+  ),
+  kvMaxBytes: opt(
+    positiveInt("kv-max-bytes", "Memory bound of the KV store (default 256 MiB). Fallback: WARREN_KV_MAX_BYTES.").pipe(
+      Options.withFallbackConfig(Config.integer("WARREN_KV_MAX_BYTES"))
+    )
+  ),
   sync: choice(
     "sync",
     ["always", "interval", "none"],
     "When the KV snapshot is written: after every change, every --sync-interval, or on stop only."
   ).pipe(Options.withDefault("interval" as const)),
-  syncInterval: opt(duration("sync-interval", "Snapshot period with --sync interval (default 5 minutes)").pipe(
-    Options.withFallbackConfig(Config.duration("WARREN_KV_SNAPSHOT_INTERVAL"))
-  )),
-  metricsPort: opt(integer("metrics-port", "Serve /metrics (Prometheus) and /healthz on this port (0: a free one, printed).", 0, 65535)),
+  syncInterval: opt(
+    duration("sync-interval", "Snapshot period with --sync interval (default 5 minutes)").pipe(
+      Options.withFallbackConfig(Config.duration("WARREN_KV_SNAPSHOT_INTERVAL"))
+    )
+  ),
+  metricsPort: opt(
+    integer("metrics-port", "Serve /metrics (Prometheus) and /healthz on this port (0: a free one, printed).", 0, 65535)
+  ),
   metricsHost: Options.text("metrics-host").pipe(
     Options.withDescription("Address of the metrics endpoint."),
     Options.withDefault("127.0.0.1")
@@ -111,10 +141,11 @@ const readPem = (flag: string, path: string) =>
   })
 
 /** A server that cannot open its port names the address and the errno code. */
-const listenError = (host: string, port: number) => (error: PbServer.PbServerError): PbServer.PbServerError | CliFailure =>
-  error.reason === "Open"
-    ? new CliFailure({ message: withErrno(`cannot listen on ${host}:${port}`, error.cause), cause: error })
-    : error
+const listenError =
+  (host: string, port: number) => (error: PbServer.PbServerError): PbServer.PbServerError | CliFailure =>
+    error.reason === "Open"
+      ? new CliFailure({ message: withErrno(`cannot listen on ${host}:${port}`, error.cause), cause: error })
+      : error
 
 /** The server's options from the flags (`maxBufferedBytes` is the byte-budget option of @warren/pb). */
 export const serverOptions = (args: PbServeArgs) => {

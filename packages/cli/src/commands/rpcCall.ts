@@ -27,7 +27,9 @@ export const rpcCallOptions = {
   ...commonOptions,
   url: amqpUrl,
   exchange: Options.text("exchange").pipe(
-    Options.withDescription("The request exchange; empty (the default) is the default exchange, where the routing key is a queue."),
+    Options.withDescription(
+      "The request exchange; empty (the default) is the default exchange, where the routing key is a queue."
+    ),
     Options.withDefault("")
   ),
   exchangeType: Options.optional(choice(
@@ -35,7 +37,10 @@ export const rpcCallOptions = {
     ["direct", "fanout", "topic", "headers"],
     "Check that the exchange has this type (and is durable); without it only its existence is checked."
   )),
-  routingKey: Options.text("routing-key").pipe(Options.withAlias("k"), Options.withDescription("The request's routing key.")),
+  routingKey: Options.text("routing-key").pipe(
+    Options.withAlias("k"),
+    Options.withDescription("The request's routing key.")
+  ),
   timeout: duration("timeout", "Time allowed for the whole call, connect included (default 5 s)").pipe(
     Options.withDefault(Duration.seconds(5))
   ),
@@ -44,11 +49,19 @@ export const rpcCallOptions = {
     Options.withDescription("A request header, key=value (repeat the flag for more)."),
     Options.optional
   ),
-  contentType: Options.optional(Options.text("content-type").pipe(Options.withDescription("The request's content type."))),
-  json: Options.boolean("json").pipe(Options.withDescription("Pretty-print the reply as JSON (fails if it is not JSON).")),
-  count: positiveInt("count", "Send N requests and print latency percentiles instead of the reply.").pipe(Options.withDefault(1)),
+  contentType: Options.optional(
+    Options.text("content-type").pipe(Options.withDescription("The request's content type."))
+  ),
+  json: Options.boolean("json").pipe(
+    Options.withDescription("Pretty-print the reply as JSON (fails if it is not JSON).")
+  ),
+  count: positiveInt("count", "Send N requests and print latency percentiles instead of the reply.").pipe(
+    Options.withDefault(1)
+  ),
   concurrency: positiveInt("concurrency", "Requests in flight at once with --count.").pipe(Options.withDefault(1)),
-  payload: Args.text({ name: "PAYLOAD" }).pipe(Args.withDescription("The request body; - reads it from stdin (any size)."))
+  payload: Args.text({ name: "PAYLOAD" }).pipe(
+    Args.withDescription("The request body; - reads it from stdin (any size).")
+  )
 }
 
 /** The parsed flags and argument. */
@@ -84,7 +97,9 @@ export const rpcCallProgram = (args: RpcCallArgs, io: Io) =>
         switch (error._tag) {
           case "RpcTimeout":
             return new CliFailure({
-              message: `no reply within ${Duration.format(args.timeout)} (routing key "${args.routingKey}" on ${target})`,
+              message: `no reply within ${
+                Duration.format(args.timeout)
+              } (routing key "${args.routingKey}" on ${target})`,
               cause: error
             })
           case "RpcUnroutable":
@@ -160,7 +175,9 @@ export const rpcCallCommand = Command.make(
       "rpc call",
       args,
       // stdout carries the reply only, stderr one line: the library's logs (reconnect warnings) only with --verbose.
-      args.verbose ? rpcCallProgram(args, nodeIo) : Logger.withMinimumLogLevel(rpcCallProgram(args, nodeIo), LogLevel.None)
+      args.verbose
+        ? rpcCallProgram(args, nodeIo)
+        : Logger.withMinimumLogLevel(rpcCallProgram(args, nodeIo), LogLevel.None)
     )
 ).pipe(Command.withDescription(
   "Send one RPC request and print the reply body; or, with --count, a quick load test with latency percentiles."

@@ -34,9 +34,10 @@ export const rpcServeOptions = {
     Options.withDescription("Exchange to bind the queue to (declared, durable); empty: the default exchange only."),
     Options.withDefault("")
   ),
-  exchangeType: choice("exchange-type", ["direct", "fanout", "topic", "headers"], "Type of the exchange declared.").pipe(
-    Options.withDefault("direct" as const)
-  ),
+  exchangeType: choice("exchange-type", ["direct", "fanout", "topic", "headers"], "Type of the exchange declared.")
+    .pipe(
+      Options.withDefault("direct" as const)
+    ),
   queue: Options.text("queue").pipe(Options.withDescription("The request queue (declared).")),
   bindings: Options.text("binding").pipe(
     Options.withDescription("Routing key binding the queue to --exchange (repeatable; default: the queue name)."),
@@ -47,14 +48,19 @@ export const rpcServeOptions = {
     Options.withDescription("Shell command run per request: the body on its stdin, its stdout the reply.")
   ),
   concurrency: positiveInt("concurrency", "Commands running at once.").pipe(Options.withDefault(1)),
-  prefetch: Options.optional(positiveInt("prefetch", "Unacknowledged deliveries the broker pushes ahead (default max(20, 2 x concurrency)).")),
+  prefetch: Options.optional(
+    positiveInt("prefetch", "Unacknowledged deliveries the broker pushes ahead (default max(20, 2 x concurrency)).")
+  ),
   connectTimeout: duration("connect-timeout", "Time allowed for each connect").pipe(
     Options.withDefault(Duration.seconds(10))
   ),
   metricsPort: Options.optional(
     integer("metrics-port", "Serve /metrics (Prometheus) and /healthz on this port (0: a free one, printed).", 0, 65535)
   ),
-  metricsHost: Options.text("metrics-host").pipe(Options.withDescription("Address of the metrics endpoint."), Options.withDefault("127.0.0.1"))
+  metricsHost: Options.text("metrics-host").pipe(
+    Options.withDescription("Address of the metrics endpoint."),
+    Options.withDefault("127.0.0.1")
+  )
 }
 
 /** The parsed flags. */
@@ -74,7 +80,12 @@ export const rpcServeProgram = (
     Effect.sync(() => process.stdout.write(`metrics on http://${address.host}:${address.port}/metrics\n`))
 ) =>
   Effect.gen(function*() {
-    const connection = yield* connect({ url: args.url, timeout: args.connectTimeout, name: "warren rpc serve", reconnect: true })
+    const connection = yield* connect({
+      url: args.url,
+      timeout: args.connectTimeout,
+      name: "warren rpc serve",
+      reconnect: true
+    })
     // Owned by this scope: closing it (SIGINT/SIGTERM) interrupts the commands still running.
     const running = yield* FiberSet.make<void, never>()
     const slots = yield* Effect.makeSemaphore(args.concurrency)
@@ -120,7 +131,9 @@ export const rpcServeProgram = (
       }),
       ...(Option.isSome(args.prefetch) ? { prefetch: args.prefetch.value } : {})
     }
-    const server = yield* RpcServer.start(behaviour, config, undefined).pipe(Effect.provideService(AmqpConnection.AmqpConnection, connection))
+    const server = yield* RpcServer.start(behaviour, config, undefined).pipe(
+      Effect.provideService(AmqpConnection.AmqpConnection, connection)
+    )
     if (Option.isSome(args.metricsPort)) {
       const metrics = yield* MetricsServer.make({
         host: args.metricsHost,

@@ -21,7 +21,9 @@ export const ExitCode = { ok: 0, failure: 1, usage: 2 } as const
 export class CliExit extends Data.TaggedError("CliExit")<{ readonly code: number }> {}
 
 /** A command failed for a reason it states itself (`message` is the line printed). */
-export class CliFailure extends Data.TaggedError("CliFailure")<{ readonly message: string; readonly cause?: unknown }> {}
+export class CliFailure
+  extends Data.TaggedError("CliFailure")<{ readonly message: string; readonly cause?: unknown }>
+{}
 
 /** Options every command takes. */
 export const commonOptions = {
@@ -71,10 +73,12 @@ export const runCommand = <A, E, R>(
       const failure = Cause.failureOption(cause)
       const line = Option.isSome(failure) && failure.value instanceof CliExit
         ? undefined
-        : `warren ${name}: ${Option.match(failure, {
-          onNone: () => `internal error: ${describeError(Cause.squash(cause))}`,
-          onSome: describeError
-        })}`
+        : `warren ${name}: ${
+          Option.match(failure, {
+            onNone: () => `internal error: ${describeError(Cause.squash(cause))}`,
+            onSome: describeError
+          })
+        }`
       const code = Option.isSome(failure) && failure.value instanceof CliExit ? failure.value.code : ExitCode.failure
       return Effect.zipRight(
         line === undefined
@@ -138,19 +142,20 @@ export const choice = <const A extends string>(name: string, values: readonly [A
   )
 
 /** Checks an AMQP URL (scheme, host, port) without ever printing its password. */
-export const checkAmqpUrl = (flag: string) => (text: string): Effect.Effect<string, ValidationError.ValidationError> => {
-  let url: URL
-  try {
-    url = new URL(text)
-  } catch {
-    return Effect.fail(invalid(`--${flag}: not a URL: ${redact(text)}`))
+export const checkAmqpUrl =
+  (flag: string) => (text: string): Effect.Effect<string, ValidationError.ValidationError> => {
+    let url: URL
+    try {
+      url = new URL(text)
+    } catch {
+      return Effect.fail(invalid(`--${flag}: not a URL: ${redact(text)}`))
+    }
+    if (url.protocol !== "amqp:" && url.protocol !== "amqps:") {
+      return Effect.fail(invalid(`--${flag}: must be an amqp:// or amqps:// URL, got ${url.protocol}//…`))
+    }
+    if (url.hostname === "") return Effect.fail(invalid(`--${flag}: the URL has no host`))
+    return Effect.succeed(text)
   }
-  if (url.protocol !== "amqp:" && url.protocol !== "amqps:") {
-    return Effect.fail(invalid(`--${flag}: must be an amqp:// or amqps:// URL, got ${url.protocol}//…`))
-  }
-  if (url.hostname === "") return Effect.fail(invalid(`--${flag}: the URL has no host`))
-  return Effect.succeed(text)
-}
 
 /** `--url`: the broker (or `WARREN_AMQP_URL`), checked and never printed with its password. */
 export const amqpUrl = Options.text("url").pipe(

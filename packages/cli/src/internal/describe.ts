@@ -37,7 +37,9 @@ export const withErrno = (what: string, cause: unknown): string => {
 const messageOf = (cause: unknown): string => {
   if (ParseResult.isParseError(cause)) return parseErrorLine(cause)
   if (cause instanceof Error) return firstLine(cause.message)
-  if (Predicate.isObject(cause) && "message" in cause && typeof cause.message === "string") return firstLine(cause.message)
+  if (Predicate.isObject(cause) && "message" in cause && typeof cause.message === "string") {
+    return firstLine(cause.message)
+  }
   return firstLine(String(cause))
 }
 

@@ -24,10 +24,15 @@ export const exec = (command: string, input: Buffer): Effect.Effect<ExecResult, 
     child.stderr.on("data", (chunk: Buffer) => stderr.push(chunk))
     // A command that does not read its stdin closes the pipe early: that is its business, not an error.
     child.stdin.on("error", () => {})
-    child.once("error", (cause) =>
-      resume(Effect.fail(new CliFailure({ message: `cannot run --exec command: ${cause.message}`, cause }))))
-    child.once("close", (code, signal) =>
-      resume(Effect.succeed({ code, signal, stdout: Buffer.concat(stdout), stderr: Buffer.concat(stderr) })))
+    child.once(
+      "error",
+      (cause) => resume(Effect.fail(new CliFailure({ message: `cannot run --exec command: ${cause.message}`, cause })))
+    )
+    child.once(
+      "close",
+      (code, signal) =>
+        resume(Effect.succeed({ code, signal, stdout: Buffer.concat(stdout), stderr: Buffer.concat(stderr) }))
+    )
     child.stdin.end(input)
     return Effect.sync(() => {
       if (child.exitCode === null && child.signalCode === null) child.kill("SIGTERM")

@@ -73,13 +73,19 @@ export const render: Effect.Effect<string> = Effect.map(Metric.snapshot, (pairs)
     } else if (MetricState.isSummaryState(state)) {
       const lines = family(name, "summary", help).lines
       for (const [quantile, value] of state.quantiles) {
-        lines.push(`${name}${labels([...tags, ["quantile", String(quantile)]])} ${Option.match(value, { onNone: () => "NaN", onSome: number })}`)
+        lines.push(
+          `${name}${labels([...tags, ["quantile", String(quantile)]])} ${
+            Option.match(value, { onNone: () => "NaN", onSome: number })
+          }`
+        )
       }
       lines.push(`${name}_sum${labels(tags)} ${number(state.sum)}`)
       lines.push(`${name}_count${labels(tags)} ${state.count}`)
     } else if (MetricState.isFrequencyState(state)) {
       const lines = family(name, "counter", help).lines
-      for (const [value, count] of state.occurrences) lines.push(`${name}${labels([...tags, ["value", value]])} ${count}`)
+      for (const [value, count] of state.occurrences) {
+        lines.push(`${name}${labels([...tags, ["value", value]])} ${count}`)
+      }
     }
   }
   const out: Array<string> = []

@@ -12,7 +12,13 @@ export const root = NodeUrl.fileURLToPath(new URL("../../../../", import.meta.ur
 export const spawnWarren = (args: ReadonlyArray<string>, env: Record<string, string> = {}) =>
   ChildProcess.spawn(
     process.execPath,
-    ["node_modules/vite-node/vite-node.mjs", "--config", "packages/cli/vitest.config.ts", "packages/cli/src/main.ts", ...args],
+    [
+      "node_modules/vite-node/vite-node.mjs",
+      "--config",
+      "packages/cli/vitest.config.ts",
+      "packages/cli/src/main.ts",
+      ...args
+    ],
     { cwd: root, stdio: ["pipe", "pipe", "pipe"], env: { ...process.env, ...env } }
   )
 
