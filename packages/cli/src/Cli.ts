@@ -2,6 +2,8 @@
  * The `warren` command line: `pb serve`, `rpc call`, `rpc serve`, `status`, on `@effect/cli` (generated `--help`,
  * `--completions bash|zsh|fish`, `--log-level`, `--version`).
  *
+ * Spans are exported over OTLP/HTTP when `OTEL_EXPORTER_OTLP_ENDPOINT` (or `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`) is set.
+ *
  * Exit codes: 0 success, 1 failure (one line on stderr; the full cause with `--verbose`), 2 usage error (a flag
  * or argument is missing or invalid; the message names it). `--help` goes to stdout.
  *
@@ -18,6 +20,7 @@ import { rpcCallCommand } from "./commands/rpcCall.js"
 import { rpcServeCommand } from "./commands/rpcServe.js"
 import { statusCommand } from "./commands/status.js"
 import { CliExit, ExitCode } from "./internal/common.js"
+import { tracingLayer } from "./internal/tracing.js"
 
 /**
  * The command tree.
@@ -74,6 +77,7 @@ export const run = (argv: ReadonlyArray<string>): Effect.Effect<number> =>
       )
     ),
     Effect.provide(NodeContext.layer),
+    Effect.provide(tracingLayer(process.env, version)),
     withPlainConsole
   )
 
