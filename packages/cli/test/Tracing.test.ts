@@ -1,7 +1,7 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Effect } from "effect"
 import * as NodeHttp from "node:http"
-import * as Net from "node:net"
+import type * as Net from "node:net"
 import { tracesUrl } from "../src/internal/tracing.js"
 import { spawnScoped, waitForLine } from "./support/warren.js"
 
