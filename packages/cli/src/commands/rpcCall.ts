@@ -77,7 +77,10 @@ export const rpcCallProgram = (args: RpcCallArgs, io: Io) =>
   Effect.gen(function*() {
     const payload = args.payload === "-" ? yield* io.stdin : Buffer.from(args.payload)
     const target = args.exchange === "" ? "the default exchange" : `exchange "${args.exchange}"`
-    const connection = yield* connect({ url: args.url, timeout: args.timeout, name: "warren rpc call" })
+    // The connection's own timeout fires first, so that a connect that stalls is reported with its reason (the port
+    // accepts TCP but never speaks AMQP) rather than as "no reply".
+    const connectTimeout = Duration.millis(Math.max(1, Math.floor(Duration.toMillis(args.timeout) * 0.8)))
+    const connection = yield* connect({ url: args.url, timeout: connectTimeout, name: "warren rpc call" })
     if (args.exchange !== "") yield* checkExchange(connection, args.exchange, Option.getOrUndefined(args.exchangeType))
     const client = yield* RpcClient.make({
       name: "warren rpc call",
