@@ -81,7 +81,17 @@ export const rpcCallProgram = (args: RpcCallArgs, io: Io) =>
     // accepts TCP but never speaks AMQP) rather than as "no reply".
     const connectTimeout = Duration.millis(Math.max(1, Math.floor(Duration.toMillis(args.timeout) * 0.8)))
     const connection = yield* connect({ url: args.url, timeout: connectTimeout, name: "warren rpc call" })
-    if (args.exchange !== "") yield* checkExchange(connection, args.exchange, Option.getOrUndefined(args.exchangeType))
+    if (args.exchange !== "") {
+      yield* checkExchange(connection, args.exchange, Option.getOrUndefined(args.exchangeType)).pipe(
+        Effect.timeoutFail({
+          duration: args.timeout,
+          onTimeout: () =>
+            new CliFailure({
+              message: `the broker did not answer the exchange check within ${Duration.format(args.timeout)}`
+            })
+        })
+      )
+    }
     const client = yield* RpcClient.make({
       name: "warren rpc call",
       exchange: { name: args.exchange, type: Option.getOrElse(args.exchangeType, () => "direct"), passive: true },
