@@ -3,6 +3,8 @@ import { Deferred, Effect, Exit, Fiber, Option } from "effect"
 import * as ChildProcess from "node:child_process"
 import * as NodeFs from "node:fs"
 import * as Net from "node:net"
+import * as NodeTls from "node:tls"
+import { Security } from "@warren/pb"
 import * as NodeOs from "node:os"
 import * as NodePath from "node:path"
 import * as NodeUrl from "node:url"
@@ -167,6 +169,94 @@ describe("warren pb serve", () => {
       assert.deepStrictEqual(health, { status: 200, body: "ready\n" })
       yield* Fiber.interrupt(fiber)
     }))
+
+  it.scopedLive("--tls-cert/--tls-key/--users-file: STARTTLS, then login, then requests", () =>
+    Effect.gen(function*() {
+      const dir = yield* Effect.acquireRelease(
+        Effect.sync(() => NodeFs.mkdtempSync(NodePath.join(NodeOs.tmpdir(), "warren-cli-tls-"))),
+        (dir) => Effect.sync(() => NodeFs.rmSync(dir, { recursive: true, force: true }))
+      )
+      const key = NodePath.join(dir, "key.pem")
+      const cert = NodePath.join(dir, "cert.pem")
+      ChildProcess.execFileSync("openssl", [
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+        "-keyout",
+        key,
+        "-out",
+        cert,
+        "-days",
+        "1",
+        "-subj",
+        "/CN=localhost"
+      ], { stdio: "ignore" })
+      const users = NodePath.join(dir, "users.json")
+      const hash = yield* Security.hashPassword("s3cret")
+      NodeFs.writeFileSync(
+        users,
+        JSON.stringify({ users: { alice: { password: hash, grants: [{ permission: "*" }] } } })
+      )
+      const listening = yield* Deferred.make<{ host: string; port: number }>()
+      const fiber = yield* Effect.fork(pbServeProgram(
+        args({
+          tlsCert: Option.some(cert),
+          tlsKey: Option.some(key),
+          usersFile: Option.some(users),
+          maxAuthFailures: Option.some(2)
+        }),
+        (address) => Deferred.succeed(listening, address)
+      ))
+      const { port } = yield* Deferred.await(listening)
+      const codes = yield* Effect.promise(async () => {
+        const plain = Net.connect({ port, host: "127.0.0.1" })
+        await new Promise((resolve) => plain.once("connect", resolve))
+        const read = (socket: Net.Socket) =>
+          new Promise<number>((resolve) => {
+            let buffer = Buffer.alloc(0)
+            const onData = (chunk: Buffer) => {
+              buffer = Buffer.concat([buffer, chunk])
+              if (buffer.length >= 4 && buffer.length >= 4 + buffer.readUInt32BE(0)) {
+                socket.off("data", onData)
+                resolve(buffer[4]!)
+              }
+            }
+            socket.on("data", onData)
+          })
+        const frame = (code: number, body: Buffer = Buffer.alloc(0)) => {
+          const header = Buffer.alloc(5)
+          header.writeUInt32BE(body.length + 1, 0)
+          header[4] = code
+          return Buffer.concat([header, body])
+        }
+        const startTls = read(plain)
+        plain.write(frame(255))
+        const started = await startTls
+        const secure = NodeTls.connect({ socket: plain, rejectUnauthorized: false, servername: "localhost" })
+        await new Promise((resolve) => secure.once("secureConnect", resolve))
+        const user = Buffer.from("alice")
+        const password = Buffer.from("s3cret")
+        const auth = read(secure)
+        secure.write(
+          frame(
+            253,
+            Buffer.concat([Buffer.from([0x0a, user.length]), user, Buffer.from([0x12, password.length]), password])
+          )
+        )
+        const authed = await auth
+        const ping = read(secure)
+        secure.write(frame(1))
+        const pong = await ping
+        secure.destroy()
+        return [started, authed, pong]
+      })
+      assert.deepStrictEqual(codes, [255, 254, 2])
+      yield* Fiber.interrupt(fiber)
+    }), 60_000)
 
   it.scopedLive("a damaged snapshot: one line on stderr, exit 1, no stack trace", () =>
     Effect.gen(function*() {
