@@ -57,7 +57,7 @@ describe("warren rpc serve --exec", () => {
     () =>
       Effect.gen(function*() {
         const queue = unique("cat")
-        const { metricsUrl } = yield* serve(queue, "cat", ["--concurrency", "4", "--prefetch", "8"])
+        const { metricsUrl, server } = yield* serve(queue, "cat", ["--concurrency", "4", "--prefetch", "8"])
         const health = yield* Effect.promise(() => fetch(`${metricsUrl}/healthz`).then((r) => r.text()))
         assert.strictEqual(health, "ready\n")
         for (const body of ["one", "two", "three"]) {
@@ -76,6 +76,11 @@ describe("warren rpc serve --exec", () => {
         assert.strictEqual(status.code, 0, status.stderr)
         assert.match(status.stdout, /^ready\n/)
         assert.include(status.stdout, "warren_cli_exec_requests_total")
+      const code = yield* Effect.async<number | null>((resume) => {
+        server.child.once("exit", (code) => resume(Effect.succeed(code)))
+        server.child.kill("SIGTERM")
+      })
+      assert.strictEqual(code, 0, server.output.stderr)
       }),
     150_000
   )
