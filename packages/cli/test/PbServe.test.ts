@@ -40,8 +40,9 @@ const args = (overrides: Partial<PbServeArgs>): PbServeArgs => ({
   handshakeTimeout: Option.none(),
   dataFile: Option.none(),
   kvMaxBytes: Option.none(),
-  sync: "interval",
+  sync: Option.none(),
   syncInterval: Option.none(),
+  snapshotInterval: Option.none(),
   metricsPort: Option.none(),
   metricsHost: "127.0.0.1",
   ...overrides

@@ -76,11 +76,11 @@ describe("warren rpc serve --exec", () => {
         assert.strictEqual(status.code, 0, status.stderr)
         assert.match(status.stdout, /^ready\n/)
         assert.include(status.stdout, "warren_cli_exec_requests_total")
-      const code = yield* Effect.async<number | null>((resume) => {
-        server.child.once("exit", (code) => resume(Effect.succeed(code)))
-        server.child.kill("SIGTERM")
-      })
-      assert.strictEqual(code, 0, server.output.stderr)
+        const code = yield* Effect.async<number | null>((resume) => {
+          server.child.once("exit", (code) => resume(Effect.succeed(code)))
+          server.child.kill("SIGTERM")
+        })
+        assert.strictEqual(code, 0, server.output.stderr)
       }),
     150_000
   )

@@ -50,7 +50,7 @@ export const pbServeOptions = {
   maxFrameSize: opt(positiveInt("max-frame-size", "Largest accepted request frame in bytes (default 64 MiB).")),
   maxBufferedBytes: opt(positiveInt(
     "max-buffered-bytes",
-    "Byte budget of a connection: unprocessed request bytes plus unsent replies; reading pauses beyond it."
+    "Bytes all connections together may buffer (requests waiting, replies unsent); reading pauses beyond it."
   )),
   readBufferBytes: opt(
     positiveInt("read-buffer-bytes", "Unprocessed request bytes after which reading pauses (default 1 MiB).")
@@ -102,7 +102,7 @@ export const pbServeOptions = {
   dataFile: opt(
     Options.text("data-file").pipe(
       Options.withDescription(
-        "KV snapshot file: loaded on start, written on stop and per --sync. Fallback: WARREN_DATA_FILE."
+        "KV data file: loaded on start, written on stop. Fallback: WARREN_DATA_FILE."
       ),
       Options.withFallbackConfig(Config.nonEmptyString("WARREN_DATA_FILE"))
     )
@@ -112,15 +112,26 @@ export const pbServeOptions = {
       Options.withFallbackConfig(Config.integer("WARREN_KV_MAX_BYTES"))
     )
   ),
-  sync: choice(
-    "sync",
-    ["always", "interval", "none"],
-    "When the KV snapshot is written: after every change, every --sync-interval, or on stop only."
-  ).pipe(Options.withDefault("interval" as const)),
+  sync: opt(
+    choice(
+      "sync",
+      ["always", "interval", "none"],
+      "When a KV write is durable: always (fsync before the reply), interval (fsync every --sync-interval), none (the OS decides). Fallback: WARREN_KV_SYNC."
+    ).pipe(Options.withFallbackConfig(Config.literal("always", "interval", "none")("WARREN_KV_SYNC")))
+  ),
   syncInterval: opt(
-    duration("sync-interval", "Snapshot period with --sync interval (default 5 minutes)").pipe(
-      Options.withFallbackConfig(Config.duration("WARREN_KV_SNAPSHOT_INTERVAL"))
+    duration(
+      "sync-interval",
+      "The fsync period of --sync interval (default 1 second). Fallback: WARREN_KV_SYNC_INTERVAL"
+    ).pipe(
+      Options.withFallbackConfig(Config.duration("WARREN_KV_SYNC_INTERVAL"))
     )
+  ),
+  snapshotInterval: opt(
+    duration(
+      "snapshot-interval",
+      "Write the KV snapshot this often while something changed (default 5 minutes, with --data-file). Fallback: WARREN_KV_SNAPSHOT_INTERVAL"
+    ).pipe(Options.withFallbackConfig(Config.duration("WARREN_KV_SNAPSHOT_INTERVAL")))
   ),
   metricsPort: opt(
     integer("metrics-port", "Serve /metrics (Prometheus) and /healthz on this port (0: a free one, printed).", 0, 65535)
@@ -169,15 +180,15 @@ export const serverOptions = (args: PbServeArgs) => {
 
 /** The KV store's settings from the flags. */
 export const kvSettings = (args: PbServeArgs): KvSettings => {
-  const interval = Option.getOrElse(args.syncInterval, () => Duration.minutes(5))
   const dataFile = Option.getOrUndefined(args.dataFile)
   return {
     dataFile,
     maxBytes: Option.getOrUndefined(args.kvMaxBytes),
-    sync: args.sync,
-    syncInterval: interval,
-    // Until the store has `sync`: "interval" and "always" snapshot periodically, "none" only on stop.
-    snapshotInterval: dataFile !== undefined && args.sync !== "none" ? interval : undefined
+    sync: Option.getOrUndefined(args.sync),
+    syncInterval: Option.getOrUndefined(args.syncInterval),
+    snapshotInterval: dataFile === undefined
+      ? undefined
+      : Option.getOrElse(args.snapshotInterval, () => Duration.minutes(5))
   }
 }
 

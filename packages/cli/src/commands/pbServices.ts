@@ -13,11 +13,10 @@ import { CliFailure } from "../internal/common.js"
 /** The KV store's settings from the command line (each flag falls back to its environment variable). */
 export interface KvSettings extends KvStore.Options {
   /**
-   * When the snapshot is written: `always` (after every change), `interval` (every `syncInterval` when something
-   * changed, and on stop), `none` (on stop only). Maps to the store's `sync` option (durable store, h/kv).
+   * When a write is durable: `always` (fsync before the reply), `interval` (every `syncInterval`), `none` (the OS
+   * decides). The store's `sync` option of the durable store (h/kv); ignored by a store without it.
    */
   readonly sync?: "always" | "interval" | "none" | undefined
-  /** Maps to the store's `syncInterval` option (h/kv); today's `snapshotInterval` gets the same value. */
   readonly syncInterval?: KvStore.Options["snapshotInterval"]
 }
 
