@@ -94,7 +94,7 @@ describe("warren rpc serve --exec", () => {
         const reply = yield* rawRequest(queue, "lookup 42")
         assert.strictEqual(reply.content.toString(), "no such record\n")
         assert.strictEqual(reply.properties.correlationId, "c1")
-        assert.deepStrictEqual(reply.properties.headers?.["x-warren-error"], "exit 3")
+        assert.deepStrictEqual(reply.properties.headers?.["x-warren-error"], "exit 3: no such record")
       }),
     150_000
   )

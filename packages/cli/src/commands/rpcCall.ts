@@ -92,14 +92,20 @@ export const rpcCallProgram = (args: RpcCallArgs, io: Io) =>
         })
       )
     }
-    const client = yield* RpcClient.make({
+    const clientOptions = {
       name: "warren rpc call",
       exchange: { name: args.exchange, type: Option.getOrElse(args.exchangeType, () => "direct"), passive: true },
       timeout: args.timeout,
       // One attempt: a missing exchange or a lost connection ends the call.
       reconnect: Reconnect.limit(Reconnect.defaultPolicy, 0),
-      spans: false
-    }).pipe(Effect.provideService(AmqpConnection.AmqpConnection, connection))
+      spans: false,
+      // An error reply (header x-warren-error, e.g. from `warren rpc serve --exec`) fails the call with
+      // RpcRemoteError instead of printing the error text as a reply (RpcClient's `remoteErrors` option).
+      remoteErrors: true
+    }
+    const client = yield* RpcClient.make(clientOptions).pipe(
+      Effect.provideService(AmqpConnection.AmqpConnection, connection)
+    )
     const publish = {
       mandatory: true,
       ...(Option.isSome(args.header) ? { headers: Object.fromEntries(HashMap.toEntries(args.header.value)) } : {}),

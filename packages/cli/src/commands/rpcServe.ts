@@ -1,8 +1,8 @@
 /**
  * `warren rpc serve --exec CMD`: a request/reply server for scripts (like amqp-tools' `amqp-consume`, but
  * answering). Each request's body goes to CMD's stdin (run with `sh -c`), CMD's stdout is the reply. A CMD that
- * exits non-zero (or is killed) is answered with its stderr text and the header `x-warren-error` (`exit <code>`
- * or `signal <name>`). Up to `--concurrency` commands run at once; `--prefetch` bounds the deliveries the broker
+ * exits non-zero (or is killed) is answered with its stderr text and the header `x-warren-error` (`exit <code>: <first
+ * line of stderr>`, or `signal <name>: ...`). Up to `--concurrency` commands run at once; `--prefetch` bounds the deliveries the broker
  * pushes ahead. Runs until SIGINT/SIGTERM; prints `ready QUEUE` once it consumes.
  *
  * The server is an `RpcServer` behaviour: `handleRequest` starts the command in a fiber of a `FiberSet` owned by
@@ -23,7 +23,10 @@ import { amqpUrl, choice, commonOptions, duration, integer, positiveInt, runComm
 import { exec } from "../internal/exec.js"
 import * as MetricsServer from "../MetricsServer.js"
 
-/** The header of an error reply: `exit <code>` or `signal <name>`; the body is the command's stderr. */
+/**
+ * The header of an error reply (the one warren's `RpcClient` turns into `RpcRemoteError` with `remoteErrors`):
+ * `exit <code>: <first line of stderr>` or `signal <name>: ...`; the body is the command's whole stderr.
+ */
 export const errorHeader = "x-warren-error"
 
 /** The flags of `warren rpc serve`. */
@@ -99,15 +102,18 @@ export const rpcServeProgram = (
             )
           }
           const how = result.signal !== null ? `signal ${result.signal}` : `exit ${result.code}`
+          const said = result.stderr.toString("utf8").trim().split("\n")[0]?.slice(0, 200) ?? ""
           return Effect.zipRight(
             Metric.increment(Metric.tagged(execRequests, "outcome", "error")),
-            RpcServer.replyTo(meta, result.stderr, { headers: { [errorHeader]: how } })
+            RpcServer.replyTo(meta, result.stderr, {
+              headers: { [errorHeader]: said === "" ? how : `${how}: ${said}` }
+            })
           )
         }),
         Effect.catchAll((error) =>
           Effect.zipRight(
             Effect.logError("rpc serve: request not answered", error.message),
-            RpcServer.replyTo(meta, error.message, { headers: { [errorHeader]: "spawn" } }).pipe(Effect.ignore)
+            RpcServer.replyTo(meta, error.message, { headers: { [errorHeader]: error.message } }).pipe(Effect.ignore)
           )
         ),
         Effect.ensuring(slots.release(1))

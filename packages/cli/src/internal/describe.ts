@@ -95,13 +95,14 @@ export const describeError = (error: unknown): string => {
       return reason === "Config"
         ? `invalid connection settings: ${firstLine(String(error["message"]))}`
         : `${firstLine(String(error["message"]))}`
+    case "RpcRemoteError":
+      return `the server answered with an error: ${messageOf(error)}`
     case "RpcTimeout":
     case "RpcUnroutable":
     case "RpcNacked":
     case "RpcChannelLost":
     case "RpcClientStopped":
     case "RpcConfigError":
-    case "RpcRemoteError":
     case "RpcChannelSetupFailed":
       return messageOf(error)
     default:
