@@ -54,6 +54,6 @@ describe("examples/", () => {
         // Effect's default logger writes its lines (e.g. "AMQP connected") to stdout too: compare the rest.
         const printed = result.stdout.split("\n").filter((line) => !line.startsWith("timestamp=")).join("\n")
         assert.match(printed, output, result.stderr)
-      }), 120_000)
+      }), 180_000)
   }
 })

@@ -109,7 +109,7 @@ describe("warren pb serve", () => {
         assert.strictEqual(halfTls.code, 2)
         assert.match(halfTls.stderr, /security needs --tls-cert, --tls-key and --users-file together/)
       }),
-    60_000
+    300_000
   )
 
   it.live("the program serves the registered services on the real port, and stops when interrupted", () =>
@@ -257,7 +257,7 @@ describe("warren pb serve", () => {
       })
       assert.deepStrictEqual(codes, [255, 254, 2])
       yield* Fiber.interrupt(fiber)
-    }), 60_000)
+    }), 180_000)
 
   it.scopedLive("a damaged snapshot: one line on stderr, exit 1, no stack trace", () =>
     Effect.gen(function*() {
@@ -271,7 +271,7 @@ describe("warren pb serve", () => {
       assert.strictEqual(result.code, 1)
       assert.match(result.stderr, new RegExp(`^warren pb serve: the KV snapshot ${dataFile} is damaged`, "m"))
       assert.notMatch(result.stderr + result.stdout, /    at /)
-    }), 60_000)
+    }), 180_000)
 
   // The command as a process: main.ts run from the sources by vite-node (with this project's vitest config, so
   // @warren/* resolve to their sources: no build needed), a signal, exit code 0.
@@ -328,7 +328,7 @@ describe("warren pb serve", () => {
           assert.match(stdout, new RegExp(`^stopped 127\\.0\\.0\\.1:${port}$`, "m"))
           assert.isTrue(NodeFs.existsSync(dataFile), `the KV snapshot is written on stop: ${stdout} ${stderr}`)
         }),
-      60_000
+      180_000
     )
   }
 })

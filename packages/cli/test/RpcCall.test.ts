@@ -200,7 +200,7 @@ describe("warren rpc call: the command as a process", () => {
       assert.strictEqual(late.code, 1)
       assert.strictEqual(late.stdout, "")
       assert.match(late.stderr, /^warren rpc call: no reply within 500ms[^\n]*\n$/)
-    }), 60_000)
+    }), 180_000)
 
   it.live(
     "usage errors: exit 2, one line naming the flag, no password; --help on stdout",
@@ -240,6 +240,6 @@ describe("warren rpc call: the command as a process", () => {
         assert.include(help.stdout, "Exit codes: 0 success; 1 failure")
         assert.strictEqual(help.stderr, "")
       }),
-    60_000
+    180_000
   )
 })

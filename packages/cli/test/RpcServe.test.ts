@@ -82,7 +82,7 @@ describe("warren rpc serve --exec", () => {
         })
         assert.strictEqual(code, 0, server.output.stderr)
       }),
-    150_000
+    300_000
   )
 
   it.scopedLive(
@@ -96,6 +96,6 @@ describe("warren rpc serve --exec", () => {
         assert.strictEqual(reply.properties.correlationId, "c1")
         assert.deepStrictEqual(reply.properties.headers?.["x-warren-error"], "exit 3: no such record")
       }),
-    150_000
+    300_000
   )
 })

@@ -56,6 +56,6 @@ describe("span export over OTLP", () => {
         assert.include(all, "\"PbServer.start\"")
         assert.include(all, "warren-test")
       }),
-    60_000
+    180_000
   )
 })
