@@ -111,7 +111,8 @@ export const rpcCallProgram = (args: RpcCallArgs, io: Io) =>
       ...(Option.isSome(args.header) ? { headers: Object.fromEntries(HashMap.toEntries(args.header.value)) } : {}),
       ...(Option.isSome(args.contentType) ? { contentType: args.contentType.value } : {})
     }
-    const request = client.request(payload, args.routingKey, publish, args.timeout).pipe(
+    const send = client.request(payload, args.routingKey, publish, args.timeout)
+    const request = send.pipe(
       Effect.mapError((error) => {
         switch (error._tag) {
           case "RpcTimeout":
@@ -147,7 +148,7 @@ export const rpcCallProgram = (args: RpcCallArgs, io: Io) =>
     const started = performance.now()
     const one = Effect.suspend(() => {
       const t0 = performance.now()
-      return request.pipe(
+      return send.pipe(
         Effect.match({
           onSuccess: () => void latencies.push(performance.now() - t0),
           onFailure: (error) => void failures.set(error._tag, (failures.get(error._tag) ?? 0) + 1)
@@ -182,7 +183,10 @@ export const rpcCallProgram = (args: RpcCallArgs, io: Io) =>
       ...Array.from(failures, ([tag, count]) => `failed: ${count} ${tag}`)
     ]
     yield* io.stdout(Buffer.from(`${lines.join("\n")}\n`))
-    if (failed > 0) return yield* new CliFailure({ message: `${failed} of ${args.count} requests failed` })
+    if (failed > 0) {
+      const why = Array.from(failures, ([tag, count]) => `${count} ${tag}`).join(", ")
+      return yield* new CliFailure({ message: `${failed} of ${args.count} requests failed (${why})` })
+    }
   }).pipe(Effect.scoped)
 
 /** `warren rpc call`. */

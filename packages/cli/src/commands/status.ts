@@ -24,7 +24,7 @@ export type StatusArgs = Command.Command.ParseConfig<typeof statusOptions>
 
 /** Series shown by default: connections, requests, errors, RPC traffic. */
 const summary =
-  /^warren_(pb_connections_active|pb_connections_accepted|pb_requests|pb_errors|amqp_connection_connected|amqp_rpc_server_(requests|replies|failures)_total|rpc_client_(requests|replies|timeouts)_total|cli_exec_requests_total|kv_objects|kv_requests)\b/
+  /^warren_(pb_connections_active|pb_connections_accepted|pb_requests|pb_errors|amqp_connection_connected|(amqp_)?rpc_server_(requests|replies|failures)_total|rpc_client_(requests|replies|timeouts)_total|cli_exec_requests_total|kv_objects|kv_requests)\b/
 
 const get = (url: string) =>
   Effect.tryPromise({
