@@ -153,10 +153,21 @@ export const startBroker = async (): Promise<ChaosBroker> => {
  * 320 CONNECTION_FORCED). Returns how many were closed.
  */
 export const closeConnections = async (broker: ChaosBroker, names: ReadonlyArray<string>): Promise<number> => {
-  const listing = await broker.ctl("list_connections", "pid", "user_provided_name")
-  const pids = listing.split("\n").flatMap((line) => {
-    const [pid, name] = line.split("\t")
-    return pid !== undefined && name !== undefined && names.includes(name.trim()) ? [pid.trim()] : []
+  // The JSON listing has the client properties; its pids are in Elixir syntax, which close_connection does not
+  // take: the pids come from the plain listing, matched by the connection's unique peer name.
+  const json = await broker.ctl("list_connections", "name", "client_properties", "--formatter", "json")
+  const rows = (json.trim() === "" ? [] : JSON.parse(json)) as ReadonlyArray<{
+    readonly name: string
+    readonly client_properties: ReadonlyArray<readonly [string, string, unknown]>
+  }>
+  const peers = new Set(
+    rows.filter((row) => row.client_properties.some(([key, , value]) => key === "connection_name" && names.includes(String(value))))
+      .map((row) => row.name)
+  )
+  const plain = await broker.ctl("list_connections", "name", "pid")
+  const pids = plain.split("\n").flatMap((line) => {
+    const [peer, pid] = line.split("\t")
+    return peer !== undefined && pid !== undefined && peers.has(peer) ? [pid.trim()] : []
   })
   for (const pid of pids) await broker.ctl("close_connection", pid, "closed by warren chaos").catch(() => undefined)
   return pids.length

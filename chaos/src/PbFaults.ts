@@ -56,7 +56,7 @@ export const boundedPbScale: PbScale = {
   mutationsPerCode: 20,
   slowlorisConnections: 200,
   slowlorisSeconds: 2,
-  idleConnections: 1_000,
+  idleConnections: 500,
   idleSeconds: 1,
   pipelined: 10_000,
   pipelineValueBytes: 64 * 1024,
@@ -234,7 +234,7 @@ const lengthEdges = async (server: PbProcess): Promise<FaultOutcome> => {
     const c = await connect(server.port)
     all.push(c)
     await write(c, bytes)
-    await c.next(1_000)
+    await c.next(500)
     const problem = check(c)
     if (problem !== undefined) problems.push(`${name}: ${problem}`)
   }
