@@ -4,6 +4,7 @@
  * the figures, and any promise that did not hold. Exits 1 if one did not.
  */
 import * as Effect from "effect/Effect"
+import * as Logger from "effect/Logger"
 import { startBroker } from "./Broker.js"
 import { fullKvScale, runKvFaults } from "./KvFaults.js"
 import { boundedPbScale, fullPbScale, runPbFaults } from "./PbFaults.js"
@@ -23,7 +24,10 @@ const main = async () => {
     const broker = await startBroker()
     log(`rabbitmq node up at ${broker.url}`)
     try {
-      rows.push(...await Effect.runPromise(runRpcFaults(broker, bounded ? boundedRpcScale : fullRpcScale, log)))
+      // The library's logs (connection lost, reconnected) go to stderr with the progress lines; stdout has the table.
+      rows.push(...await Effect.runPromise(runRpcFaults(broker, bounded ? boundedRpcScale : fullRpcScale, log).pipe(
+        Effect.provide(Logger.replace(Logger.defaultLogger, Logger.withConsoleError(Logger.logfmtLogger)))
+      )))
     } finally {
       await broker.stop()
     }

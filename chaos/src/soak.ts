@@ -10,6 +10,7 @@
 import { AmqpConnection, RpcClient, RpcServer } from "@warren/amqp"
 import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
+import * as Logger from "effect/Logger"
 import { randomBytes } from "node:crypto"
 import { startBroker } from "./Broker.js"
 import { connect, delay, frame, getBody, putBody, startPbServer, write } from "./Pb.js"
@@ -102,7 +103,7 @@ const main = async () => {
       }
       running = false
       yield* Fiber.joinAll(callers)
-    }).pipe(Effect.scoped)
+    }).pipe(Effect.scoped, Effect.provide(Logger.replace(Logger.defaultLogger, Logger.withConsoleError(Logger.logfmtLogger))))
     await Effect.runPromise(program)
     await pbLoad
 
