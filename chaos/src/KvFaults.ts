@@ -29,7 +29,7 @@ const INTERVAL_SLACK_MS = 500
  * returns when each was acknowledged (Date.now()), by key.
  */
 const putAll = async (server: PbProcess, keys: ReadonlyArray<string>) => {
-  const c = await connect(server.port)
+  const c = await connect(server.port, { keep: false })
   const acked = new Map<string, number>()
   const size = Math.max(1, Math.ceil(keys.length / 20))
   for (let i = 0; i < keys.length; i += size) {
@@ -47,7 +47,7 @@ const putAll = async (server: PbProcess, keys: ReadonlyArray<string>) => {
 
 /** The keys of `keys` that read back with their value. */
 const readable = async (server: PbProcess, keys: ReadonlyArray<string>) => {
-  const c = await connect(server.port)
+  const c = await connect(server.port, { keep: false })
   const ok = new Set<string>()
   for (let i = 0; i < keys.length; i += 100) {
     const batch = keys.slice(i, i + 100)

@@ -190,7 +190,7 @@ export interface RawConnection {
   readonly socket: Net.Socket
   /** Error reply texts received so far. */
   readonly errors: Array<string>
-  /** Reply frames received so far (code, body). */
+  /** Reply frames received so far (code, body); with `keep: false`, those not yet returned by `next`. */
   readonly frames: Array<{ readonly code: number; readonly body: Buffer }>
   /** Resolves once the server closed (or the socket failed). */
   readonly closed: Promise<void>
@@ -201,8 +201,14 @@ export interface RawConnection {
   readonly skip: () => void
 }
 
-/** Connects to 127.0.0.1:`port`; `read: false` never reads (a client that pipelines and does not read). */
-export const connect = (port: number, options: { readonly read?: boolean } = {}): Promise<RawConnection> =>
+/**
+ * Connects to 127.0.0.1:`port`; `read: false` never reads (a client that pipelines and does not read);
+ * `keep: false` forgets the frames `next` returned (long-lived connections: the canary, the soak).
+ */
+export const connect = (
+  port: number,
+  options: { readonly read?: boolean; readonly keep?: boolean } = {}
+): Promise<RawConnection> =>
   new Promise((resolve, reject) => {
     const socket = Net.connect({ host: "127.0.0.1", port })
     const errors: Array<string> = []
@@ -252,10 +258,13 @@ export const connect = (port: number, options: { readonly read?: boolean } = {})
               setTimeout(done, Math.max(1, deadline - Date.now()))
             })
           }
-          return taken < frames.length ? frames[taken++] : undefined
+          if (taken >= frames.length) return undefined
+          if (options.keep !== false) return frames[taken++]
+          return frames.shift()
         },
         skip: () => {
-          taken = frames.length
+          if (options.keep !== false) taken = frames.length
+          else frames.length = 0
         }
       }))
     socket.once("error", reject)
@@ -291,7 +300,7 @@ export interface Canary {
 
 /** Starts the canary; every round must answer within `roundTimeoutMs` (a slow machine is not a failure). */
 export const startCanary = async (port: number, intervalMs = 50, roundTimeoutMs = 10_000): Promise<Canary> => {
-  const connection = await connect(port)
+  const connection = await connect(port, { keep: false })
   const failures: Array<string> = []
   let rounds = 0
   let maxRoundMs = 0

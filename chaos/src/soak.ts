@@ -52,7 +52,7 @@ const main = async () => {
     // PB load: 4 connections, put then get over 1,000 keys of 1 KiB.
     const value = randomBytes(1024)
     const pbLoad = Promise.all(Array.from({ length: 4 }, async (_, w) => {
-      const c = await connect(server.port)
+      const c = await connect(server.port, { keep: false })
       let i = 0
       while (running && !c.isClosed()) {
         const key = `soak-${(i * 4 + w) % 1000}`
