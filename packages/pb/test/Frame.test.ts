@@ -37,6 +37,42 @@ describe("framing", () => {
     assert.strictEqual(decoder.partialBytes, 0)
   })
 
+  it("a partial frame holds what arrived, not what its header announced", () => {
+    const decoder = new FrameDecoder(128 * 1024 * 1024)
+    const header = Buffer.alloc(4)
+    header.writeUInt32BE(64 * 1024 * 1024)
+    const before = process.memoryUsage().arrayBuffers
+    const frames: Array<Frame> = []
+    decoder.push(Buffer.concat([header, Buffer.from([9, 1, 2, 3])]), frames)
+    const grown = process.memoryUsage().arrayBuffers - before
+    assert.strictEqual(frames.length, 0)
+    assert.strictEqual(decoder.partialBytes, 4)
+    // The old decoder allocated the 64 MiB body here.
+    assert.isBelow(grown, 1024 * 1024)
+  })
+
+  it("a large frame over pieces large and small is assembled in order", () => {
+    const body = Buffer.alloc(300_000)
+    for (let i = 0; i < body.length; i++) body[i] = (i * 7) & 0xff
+    const stream = Buffer.concat([encodeFrame(9, body), encodeFrame(1)])
+    const cuts = [3, 10, 5000, 5001, 5002, 70_000, 200_000, 200_003, 299_990]
+    const chunks: Array<Uint8Array> = []
+    let at = 0
+    for (const cut of cuts) {
+      chunks.push(stream.subarray(at, cut))
+      at = cut
+    }
+    chunks.push(stream.subarray(at))
+    const decoder = new FrameDecoder(1024 * 1024)
+    const out: Array<Frame> = []
+    for (const chunk of chunks) decoder.push(chunk, out)
+    assert.strictEqual(out.length, 2)
+    assert.strictEqual(out[0]!.code, 9)
+    assert.isTrue(Buffer.from(out[0]!.body).equals(body))
+    assert.strictEqual(out[1]!.code, 1)
+    assert.strictEqual(decoder.partialBytes, 0)
+  })
+
   it("a zero length is reported", () => {
     const result = decodeAll(new FrameDecoder(100), [Buffer.concat([encodeFrame(2), Buffer.alloc(4), encodeFrame(3)])])
     assert.deepStrictEqual(result.frames, [[2, ""]])

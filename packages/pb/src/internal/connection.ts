@@ -571,6 +571,10 @@ export class Connection implements ConnectionLink {
   private loop(): Effect.Effect<"Park" | "Done"> {
     return Effect.gen(this, function*() {
       while (!this.closed) {
+        // The same rule after every step, whether its replies were computed synchronously or by an Effect: write
+        // once `flushBytes` are ready, and serve nothing more until the socket has drained what was written.
+        if (this.out.size >= this.state.config.flushBytes) this.writeOut()
+        if (this.writeBlocked) yield* this.flush()
         if (this.handoff !== undefined) {
           const step = this.handoff
           this.handoff = undefined

@@ -18,12 +18,20 @@ export type FrameProblem =
 /**
  * Reassembles frames from chunks. A length above `maxFrameSize` is reported from the header alone, before any of
  * the body is buffered; after a problem the decoder stops (the connection is closing).
+ *
+ * A partial frame holds only the bytes received so far (never a buffer sized from its length header, which would
+ * let a client pin `maxFrameSize` bytes per connection with four bytes): large pieces are kept as the chunks they
+ * arrived in, small ones are copied into a tail of at most `TAIL` bytes, and the frame is assembled once complete.
  */
 export class FrameDecoder {
   // Allocated only when a length header is split across chunks.
   private header: Uint8Array | undefined = undefined
   private headerFill = 0
-  private body: Uint8Array | undefined = undefined
+  /** The length (code + body) of the frame being reassembled; 0 when none. */
+  private length = 0
+  private parts: Array<Uint8Array> = []
+  private tail: Uint8Array | undefined = undefined
+  private tailFill = 0
   private bodyFill = 0
   private stopped = false
 
@@ -40,17 +48,11 @@ export class FrameDecoder {
     let offset = 0
     const end = chunk.length
     while (offset < end) {
-      if (this.body !== undefined) {
-        const body = this.body
-        const n = Math.min(body.length - this.bodyFill, end - offset)
-        body.set(chunk.subarray(offset, offset + n), this.bodyFill)
-        this.bodyFill += n
+      if (this.length > 0) {
+        const n = Math.min(this.length - this.bodyFill, end - offset)
+        this.append(chunk.subarray(offset, offset + n))
         offset += n
-        if (this.bodyFill === body.length) {
-          out.push({ code: body[0]!, body: body.subarray(1) })
-          this.body = undefined
-          this.bodyFill = 0
-        }
+        if (this.bodyFill === this.length) out.push(this.assemble())
         continue
       }
       let length: number
@@ -79,13 +81,59 @@ export class FrameDecoder {
         out.push({ code: chunk[offset]!, body: length === 1 ? EMPTY : chunk.subarray(offset + 1, offset + length) })
         offset += length
       } else {
-        this.body = new Uint8Array(length)
+        this.length = length
         this.bodyFill = 0
       }
     }
     return undefined
   }
+
+  private append(bytes: Uint8Array): void {
+    const remaining = this.length - this.bodyFill
+    this.bodyFill += bytes.length
+    if (bytes.length >= PIECE) {
+      this.flushTail()
+      this.parts.push(bytes) // a view: Node's read chunks are sized to what was read
+      return
+    }
+    if (this.tail === undefined || this.tailFill + bytes.length > this.tail.length) {
+      this.flushTail()
+      this.tail = new Uint8Array(Math.min(remaining, TAIL))
+    }
+    this.tail.set(bytes, this.tailFill)
+    this.tailFill += bytes.length
+  }
+
+  private flushTail(): void {
+    if (this.tail !== undefined && this.tailFill > 0) this.parts.push(this.tail.subarray(0, this.tailFill))
+    this.tail = undefined
+    this.tailFill = 0
+  }
+
+  private assemble(): Frame {
+    this.flushTail()
+    const parts = this.parts
+    let bytes: Uint8Array
+    if (parts.length === 1) {
+      bytes = parts[0]!
+    } else {
+      bytes = new Uint8Array(this.length)
+      let at = 0
+      for (const part of parts) {
+        bytes.set(part, at)
+        at += part.length
+      }
+    }
+    this.parts = []
+    this.length = 0
+    this.bodyFill = 0
+    return { code: bytes[0]!, body: bytes.length === 1 ? EMPTY : bytes.subarray(1) }
+  }
 }
+
+/** Pieces of a partial frame at least this large are kept as received; smaller ones are copied into a tail. */
+const PIECE = 4096
+const TAIL = 64 * 1024
 
 const readLength = (bytes: Uint8Array, at: number): number =>
   ((bytes[at]! << 24) >>> 0) + (bytes[at + 1]! << 16) + (bytes[at + 2]! << 8) + bytes[at + 3]!

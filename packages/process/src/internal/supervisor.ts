@@ -110,7 +110,8 @@ export const intensity = (maxRestarts: number, period: Duration.DurationInput): 
 
 const toMillis = (input: Duration.DurationInput): number => Duration.toMillis(Duration.decode(input))
 
-const defaultSchedule = intensity(3, "5 seconds")
+/** OTP's default restart intensity: at most 3 restarts in 5 seconds. */
+export const defaultSchedule = intensity(3, "5 seconds")
 
 /** Restarts performed by supervisors, tagged with the child's name. */
 export const restartsTotal = Metric.counter("warren_supervisor_restarts_total", {
