@@ -1,4 +1,4 @@
-// `npm run bench [-- rpc|pb] [--duration 5s] [--warmup 3s|1s] [--rounds 5|3] [--only warren,amqplib]
+// `npm run bench [-- rpc|pb|kv] [--duration 5s] [--warmup 3s|1s] [--rounds 5|3] [--only warren,amqplib]
 //   [--workloads ping-1x1,idle] [--idle-connections 5000] [--profile]`
 // Runs the benchmarks (both by default), prints tables, writes bench/results/<name>.json and the SVG charts.
 // --profile runs warren's contender (or those of --only), once, under `node --cpu-prof` and prints the top costs of
@@ -9,10 +9,11 @@ import { writeCharts } from "./chart.mjs"
 import { writeFileSync } from "node:fs"
 import { markdownReport, writeReport } from "./lib/runner.mjs"
 import { summarizeProfiles } from "./profile.mjs"
+import { runKv } from "./kv/bench.mjs"
 import { runPb } from "./pb/bench.mjs"
 import { runRpc } from "./rpc/bench.mjs"
 
-const usage = `usage: node bench/run.mjs [rpc] [pb] [--duration 5s] [--warmup 3s|1s] [--rounds 5|3] [--only ids]
+const usage = `usage: node bench/run.mjs [rpc] [pb] [kv] [--duration 5s] [--warmup 3s|1s] [--rounds 5|3] [--only ids]
   [--workloads ids] [--concurrency 1,64] [--idle-connections 5000] [--profile] [--pin | --no-pin]`
 
 const parseDuration = (s) => {
@@ -27,7 +28,7 @@ const names = []
 // reach its steady speed (V8 optimizing Effect's runtime) where raw amqplib needs about 1 s (docs/benchmarks.md,
 // "Warm-up"), and 5 rounds, because the broker's share of a round trip moves more from run to run than the
 // clients' differ. The first second of load is still reported for every contender.
-const defaults = { rpc: { warmupMs: 3000, rounds: 5 }, pb: { warmupMs: 1000, rounds: 3 } }
+const defaults = { rpc: { warmupMs: 3000, rounds: 5 }, pb: { warmupMs: 1000, rounds: 3 }, kv: { warmupMs: 1000, rounds: 3 } }
 const opts = { durationMs: 5000, idleConnections: 5000, payloadSize: 256, concurrencies: [1, 64], profile: false }
 for (let i = 0; i < argv.length; i++) {
   const a = argv[i]
@@ -36,7 +37,7 @@ for (let i = 0; i < argv.length; i++) {
     if (v === undefined) throw new Error(`${a} needs a value\n${usage}`)
     return v
   }
-  if (a === "rpc" || a === "pb") names.push(a)
+  if (a === "rpc" || a === "pb" || a === "kv") names.push(a)
   else if (a === "--duration") opts.durationMs = parseDuration(value())
   else if (a === "--warmup") opts.warmupMs = parseDuration(value())
   else if (a === "--rounds") opts.rounds = Number(value())
@@ -64,7 +65,7 @@ if (opts.profile) {
 
 for (const name of names) {
   const options = { ...defaults[name], ...opts }
-  const report = name === "rpc" ? await runRpc(options) : await runPb(options)
+  const report = name === "rpc" ? await runRpc(options) : name === "pb" ? await runPb(options) : await runKv(options)
   if (opts.profile) continue
   writeReport(`${resultsDir}${name}.json`, report)
   writeFileSync(`${resultsDir}${name}.md`, markdownReport(report) + "\n")

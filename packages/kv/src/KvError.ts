@@ -67,3 +67,73 @@ export class SnapshotError extends Data.TaggedError("SnapshotError")<{
   }
 }
 
+
+/**
+ * The storage behind the store failed while serving a request (a failed log write or fsync, a lost
+ * database connection, a store already closed). The request was not applied, or (for a write whose log
+ * append failed after it became visible) not acknowledged; see docs/kv.md. Clients get an `RpbErrorResp`.
+ *
+ * @since 0.2.0
+ * @category errors
+ */
+export class StorageError extends Data.TaggedError("StorageError")<{
+  readonly reason: "Io" | "Unavailable" | "Closed"
+  /** Which backend failed (`"embedded"`, `"postgres"`, ...). */
+  readonly backend: string
+  readonly detail: string
+  readonly cause?: unknown
+}> {
+  /** @since 0.2.0 */
+  override get message(): string {
+    return `KV storage (${this.backend}) ${
+      this.reason === "Io" ? "I/O error" : this.reason === "Unavailable" ? "unavailable" : "closed"
+    }: ${this.detail}`
+  }
+}
+
+/**
+ * Reading or writing the write-ahead log failed. `Corrupt` means a damaged record that is not the
+ * torn tail of the newest log segment (the store refuses to start rather than silently dropping data).
+ *
+ * @since 0.2.0
+ * @category errors
+ */
+export class LogError extends Data.TaggedError("LogError")<{
+  readonly reason: "Read" | "Write" | "Corrupt"
+  readonly path: string
+  readonly cause?: unknown
+}> {
+  /** @since 0.2.0 */
+  override get message(): string {
+    const detail = this.cause instanceof Error ? `: ${this.cause.message}` : ""
+    switch (this.reason) {
+      case "Read":
+        return `could not read the KV write-ahead log ${this.path}${detail}`
+      case "Write":
+        return `could not write the KV write-ahead log ${this.path}${detail}`
+      case "Corrupt":
+        return `the KV write-ahead log ${this.path} is damaged${detail}`
+    }
+  }
+}
+
+/**
+ * Another running process holds the data files (their lock file names it). Two writers on one set of
+ * files would silently lose each other's writes, so the second one fails at start instead.
+ *
+ * @since 0.2.0
+ * @category errors
+ */
+export class StoreLocked extends Data.TaggedError("StoreLocked")<{
+  /** The lock file. */
+  readonly path: string
+  /** The holder as the lock file records it. */
+  readonly pid: number
+  readonly host: string
+}> {
+  /** @since 0.2.0 */
+  override get message(): string {
+    return `the KV data files are in use by process ${this.pid} on ${this.host} (lock file ${this.path}); ` +
+      `stop that server first, or give this one another data file`
+  }
+}

@@ -15,7 +15,7 @@ import * as Layer from "effect/Layer"
 import * as Metric from "effect/Metric"
 import * as Option from "effect/Option"
 import * as Stream from "effect/Stream"
-import type { MemoryLimitExceeded, PreconditionFailed } from "./KvError.js"
+import type { MemoryLimitExceeded, PreconditionFailed, StorageError } from "./KvError.js"
 import * as KvMessages from "./KvMessages.js"
 import { KvStore } from "./KvStore.js"
 import type * as Store from "./KvStore.js"
@@ -114,17 +114,24 @@ const equalBytes = (a: Uint8Array, b: Uint8Array): boolean =>
 
 /** Frames listing batches: no empty batch is sent, the last frame carries `done`, an empty listing is one `done`. */
 const framed = <R extends Resp>(
-  batches: Stream.Stream<ReadonlyArray<Uint8Array>>,
+  batches: Stream.Stream<ReadonlyArray<Uint8Array>, StorageError>,
   frame: (names: ReadonlyArray<Uint8Array> | undefined, done: boolean) => R
-): Stream.Stream<R> =>
+): Stream.Stream<R, PbService.PbServiceError> =>
   batches.pipe(
+    Stream.mapError((e) => new PbService.PbServiceError({ error: e.message })),
     Stream.filter((batch) => batch.length > 0),
     Stream.zipWithNext,
     Stream.map(([batch, next]) => frame(batch, Option.isNone(next))),
     Stream.orElseIfEmpty(() => frame(undefined, true))
   )
 
-const storeErrorText = (e: PreconditionFailed | MemoryLimitExceeded): string => e.message
+const storeErrorText = (e: PreconditionFailed | MemoryLimitExceeded | StorageError): string => e.message
+
+/** A storage failure becomes the request's `RpbErrorResp`; the connection and the server stay up. */
+const orErrorReply = <A>(
+  effect: Effect.Effect<A | PbService.Failure<State>, StorageError>
+): Effect.Effect<A | PbService.Failure<State>> =>
+  Effect.catchTag(effect, "StorageError", (e) => Effect.succeed(PbService.error(e.message, null)))
 
 /**
  * Builds the KV service over the `KvStore` in context.
@@ -152,7 +159,7 @@ export const make: Effect.Effect<PbService.PbService, never, KvStore> = Effect.g
         content: [toRpbContent(object.content, request.head === true)],
         vclock: object.vclock
       }, state)
-    }).pipe(Effect.tap(counted("get")), Effect.withSpan("KvService.get"))
+    }).pipe(orErrorReply, Effect.tap(counted("get")), Effect.withSpan("KvService.get"))
 
   const put = (request: KvMessages.Message<"RpbPutReq">, state: State) =>
     Effect.gen(function*() {
@@ -181,6 +188,7 @@ export const make: Effect.Effect<PbService.PbService, never, KvStore> = Effect.g
   const del = (request: KvMessages.Message<"RpbDelReq">, state: State) =>
     store.delete(request).pipe(
       Effect.as(PbService.reply<Resp, State>({ _tag: "RpbDelResp" }, state)),
+      orErrorReply,
       Effect.tap(counted("delete")),
       Effect.withSpan("KvService.delete")
     )
@@ -209,6 +217,7 @@ export const make: Effect.Effect<PbService.PbService, never, KvStore> = Effect.g
           state
         )
       ),
+      orErrorReply,
       Effect.tap(counted("list_buckets")),
       Effect.withSpan("KvService.listBuckets")
     )

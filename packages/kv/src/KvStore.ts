@@ -3,8 +3,8 @@
  * metadata and an opaque causal context (vclock), conditional puts, bounded memory and an optional
  * snapshot file that survives restarts.
  *
- * The default implementation keeps everything in memory (`layer`); another backend can be provided
- * as a different `Layer` of the same `KvStore` tag.
+ * The semantics (vclocks, conditional puts, generated keys) are implemented once, over a `KvBackend`
+ * (`fromBackend` / `layerFromBackend`); `make` and `layer` use the embedded backend (`EmbeddedBackend`).
  *
  * @since 0.1.0
  */
@@ -18,7 +18,17 @@ import * as Option from "effect/Option"
 import type * as ParseResult from "effect/ParseResult"
 import type * as Scope from "effect/Scope"
 import type * as Stream from "effect/Stream"
-import type { MemoryLimitExceeded, PreconditionFailed, SnapshotError } from "./KvError.js"
+import * as EmbeddedBackend from "./EmbeddedBackend.js"
+import { KvBackend } from "./KvBackend.js"
+import type * as Backend from "./KvBackend.js"
+import type {
+  LogError,
+  MemoryLimitExceeded,
+  PreconditionFailed,
+  SnapshotError,
+  StorageError,
+  StoreLocked
+} from "./KvError.js"
 import * as internal from "./internal/store.js"
 
 /**
@@ -169,7 +179,7 @@ export interface Usage {
  */
 export class KvStore extends Context.Tag("@warren/kv/KvStore")<KvStore, {
   /** The object at `location`, if any. */
-  readonly get: (location: Location) => Effect.Effect<Option.Option<KvObject>>
+  readonly get: (location: Location) => Effect.Effect<Option.Option<KvObject>, StorageError>
   /**
    * Stores `content` under `key` (a fresh unique key when `undefined`), checking `condition`
    * atomically with the write. Byte arrays are copied, so callers may reuse their buffers.
@@ -179,24 +189,27 @@ export class KvStore extends Context.Tag("@warren/kv/KvStore")<KvStore, {
     key: Uint8Array | undefined,
     content: ContentInput,
     condition?: PutCondition
-  ) => Effect.Effect<PutResult, PreconditionFailed | MemoryLimitExceeded>
+  ) => Effect.Effect<PutResult, PreconditionFailed | MemoryLimitExceeded | StorageError>
   /** Deletes the object at `location`; `true` when there was one. Deleting a missing key succeeds. */
-  readonly delete: (location: Location) => Effect.Effect<boolean>
+  readonly delete: (location: Location) => Effect.Effect<boolean, StorageError>
   /**
    * Bucket names of a bucket type that hold at least one object, in bounded batches (never an
    * empty batch). Not a point-in-time view: writes during the listing may or may not show.
    */
-  readonly listBuckets: (type: Uint8Array | undefined) => Stream.Stream<ReadonlyArray<Uint8Array>>
+  readonly listBuckets: (type: Uint8Array | undefined) => Stream.Stream<ReadonlyArray<Uint8Array>, StorageError>
   /** Keys of a bucket in bounded batches (never an empty batch); lazy, so a huge bucket is never copied. */
-  readonly listKeys: (bucket: BucketRef) => Stream.Stream<ReadonlyArray<Uint8Array>>
+  readonly listKeys: (bucket: BucketRef) => Stream.Stream<ReadonlyArray<Uint8Array>, StorageError>
   /** Current object count and memory use. */
-  readonly usage: Effect.Effect<Usage>
-  /** Writes the snapshot file now (when one is configured and something changed since the last one). */
-  readonly snapshot: Effect.Effect<void, SnapshotError>
+  readonly usage: Effect.Effect<Usage, StorageError>
+  /**
+   * Makes the stored state compact and durable now: the embedded backend writes its snapshot (when
+   * something changed since the last one) and drops the log it covers.
+   */
+  readonly snapshot: Effect.Effect<void, SnapshotError | StorageError>
 }>() {}
 
 /**
- * Options of the in-memory store.
+ * Options of the embedded store.
  *
  * @since 0.1.0
  * @category models
@@ -212,41 +225,77 @@ export interface Options {
   readonly listBatchSize?: number | undefined
   /** Most bytes of names per listing batch (default 64 KiB; a single longer name still forms a batch). */
   readonly listBatchBytes?: number | undefined
+  /**
+   * With a `dataFile`, when an acknowledged write is on disk (default `"always"`): `"always"` acknowledges
+   * after the write-ahead log's fsync (group-committed: concurrent writes share one); `"interval"` after
+   * the write to the OS, with an fsync every `syncInterval` (a crash of the machine loses at most that
+   * long, a crash of the process nothing); `"none"` after the write to the OS, fsyncing only when a
+   * segment is closed.
+   */
+  readonly sync?: "always" | "interval" | "none" | undefined
+  /** The fsync period of `sync: "interval"` (default 1 second). */
+  readonly syncInterval?: Duration.DurationInput | undefined
+  /** Write a snapshot (compacting the log) once the log holds this many bytes (default 64 MiB). */
+  readonly logMaxBytes?: number | undefined
 }
 
 /**
- * Builds the in-memory store: loads `dataFile` if it exists (removing temp files a crashed writer
- * left next to it) and writes it when the scope closes.
+ * Why the embedded store could not start.
+ *
+ * @since 0.2.0
+ * @category errors
+ */
+export type StartError = SnapshotError | LogError | StoreLocked | MemoryLimitExceeded | ParseResult.ParseError
+
+/**
+ * The store over `backend`: Riak's semantics (vclocks, vtags and timestamps set on write, conditional
+ * puts checked by compare-and-set, generated keys, copies of client bytes), the same on every backend.
+ *
+ * @since 0.2.0
+ * @category constructors
+ */
+export const fromBackend: (backend: Backend.Backend) => Effect.Effect<Context.Tag.Service<KvStore>> =
+  internal.fromBackend
+
+/**
+ * The store over the `KvBackend` in context.
+ *
+ * @since 0.2.0
+ * @category layers
+ */
+export const layerFromBackend: Layer.Layer<KvStore, never, KvBackend> = Layer.effect(
+  KvStore,
+  Effect.flatMap(KvBackend, fromBackend)
+)
+
+/**
+ * Builds the store over the embedded backend (`EmbeddedBackend.make`): in memory, and with a `dataFile`
+ * loaded at start and kept on disk.
  *
  * @since 0.1.0
  * @category constructors
  */
-export const make: (
+export const make = (
   options?: Options
-) => Effect.Effect<
-  Context.Tag.Service<KvStore>,
-  SnapshotError | MemoryLimitExceeded | ParseResult.ParseError,
-  Scope.Scope
-> = internal.make
+): Effect.Effect<Context.Tag.Service<KvStore>, StartError, Scope.Scope> =>
+  Effect.flatMap(EmbeddedBackend.make(options), fromBackend)
 
 /**
- * The in-memory store as a layer.
+ * The store over the embedded backend as a layer.
  *
  * @since 0.1.0
  * @category layers
  */
-export const layer = (
-  options?: Options
-): Layer.Layer<KvStore, SnapshotError | MemoryLimitExceeded | ParseResult.ParseError> =>
-  Layer.scoped(KvStore, make(options))
-
+export const layer = (options?: Options): Layer.Layer<KvStore, StartError> => Layer.scoped(KvStore, make(options))
 
 /**
  * Store options from the environment, for programs such as `warren pb serve`:
  *
  * - `WARREN_DATA_FILE`: the snapshot file (unset: in memory only);
  * - `WARREN_KV_MAX_BYTES`: the memory bound in bytes (default 256 MiB);
- * - `WARREN_KV_SNAPSHOT_INTERVAL`: a duration such as `5 minutes` (default 5 minutes, only with a data file).
+ * - `WARREN_KV_SNAPSHOT_INTERVAL`: a duration such as `5 minutes` (default 5 minutes, only with a data file);
+ * - `WARREN_KV_SYNC`: `always` (default), `interval` or `none` (see `Options.sync`);
+ * - `WARREN_KV_SYNC_INTERVAL`: the fsync period of `interval`, such as `100 millis` (default 1 second).
  *
  * @since 0.1.0
  * @category config
@@ -256,20 +305,24 @@ export const config: Config.Config<Options> = Config.all({
   maxBytes: Config.option(
     Config.integer("WARREN_KV_MAX_BYTES").pipe(Config.validate({ message: "must be positive", validation: (n) => n > 0 }))
   ),
-  snapshotInterval: Config.duration("WARREN_KV_SNAPSHOT_INTERVAL").pipe(Config.withDefault("5 minutes"))
-}).pipe(Config.map(({ dataFile, maxBytes, snapshotInterval }): Options => ({
+  snapshotInterval: Config.duration("WARREN_KV_SNAPSHOT_INTERVAL").pipe(Config.withDefault("5 minutes")),
+  sync: Config.option(Config.literal("always", "interval", "none")("WARREN_KV_SYNC")),
+  syncInterval: Config.option(Config.duration("WARREN_KV_SYNC_INTERVAL"))
+}).pipe(Config.map(({ dataFile, maxBytes, snapshotInterval, sync, syncInterval }): Options => ({
   dataFile: Option.getOrUndefined(dataFile),
   maxBytes: Option.getOrUndefined(maxBytes),
-  snapshotInterval: Option.isSome(dataFile) ? snapshotInterval : undefined
+  snapshotInterval: Option.isSome(dataFile) ? snapshotInterval : undefined,
+  sync: Option.getOrUndefined(sync),
+  syncInterval: Option.getOrUndefined(syncInterval)
 })))
 
 /**
- * The in-memory store as a layer, with options from `config` (or another `Config`).
+ * The embedded store as a layer, with options from `config` (or another `Config`).
  *
  * @since 0.1.0
  * @category layers
  */
 export const layerConfig = (
   options: Config.Config<Options> = config
-): Layer.Layer<KvStore, SnapshotError | MemoryLimitExceeded | ParseResult.ParseError | ConfigError.ConfigError> =>
+): Layer.Layer<KvStore, StartError | ConfigError.ConfigError> =>
   Layer.scoped(KvStore, Effect.flatMap(options, make))

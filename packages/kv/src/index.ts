@@ -10,8 +10,14 @@ export * as KvError from "./KvError.js"
 /** Riak KV's PB messages (codes 9..18) and their codec. @since 0.1.0 */
 export * as KvMessages from "./KvMessages.js"
 
-/** The object store behind the service, with its in-memory implementation. @since 0.1.0 */
+/** The object store behind the service: Riak's semantics over a backend. @since 0.1.0 */
 export * as KvStore from "./KvStore.js"
+
+/** The storage interface under the store. @since 0.2.0 */
+export * as KvBackend from "./KvBackend.js"
+
+/** The embedded backend: memory, snapshot, write-ahead log. @since 0.2.0 */
+export * as EmbeddedBackend from "./EmbeddedBackend.js"
 
 /** The Riak KV PB service (codes 9..18) over the store. @since 0.1.0 */
 export * as KvService from "./KvService.js"

@@ -1,5 +1,5 @@
 /**
- * The proto2 schema of this package's snapshot file. Object content uses riak_pb's `RpbContent` layout (same
+ * The proto2 schema of this package's snapshot file and write-ahead log records. Object content uses riak_pb's `RpbContent` layout (same
  * field numbers), so a stored object is written the way Riak clients see it.
  *
  * Embedded as a string so the compiled `dist/` needs no `.proto` file next to it.
@@ -25,7 +25,13 @@ message Content {
   repeated Pair indexes = 10;
 }
 
-message Header { required bytes server_id = 1; required double sequence = 2; required uint32 objects = 3; }
+message Header {
+  required bytes server_id = 1;
+  required double sequence = 2;
+  required uint32 objects = 3;
+  // The first write-ahead log segment the snapshot does not contain (absent: 0, replay every segment).
+  optional double wal_segment = 4;
+}
 
 message Entry {
   required bytes type = 1;
@@ -33,5 +39,13 @@ message Entry {
   required bytes key = 3;
   required bytes vclock = 4;
   required Content content = 5;
+}
+
+message Address { required bytes type = 1; required bytes bucket = 2; required bytes key = 3; }
+
+// One write-ahead log record: exactly one of the fields.
+message LogRecord {
+  optional Entry put = 1;
+  optional Address remove = 2;
 }
 `

@@ -18,9 +18,10 @@ import { snapshotProto } from "./schema.js"
 const root: protobuf.Root = protobuf.parse(snapshotProto).root
 
 /** The protobufjs types of the records (camel-cased field names). */
-const snapshotTypes = {
+export const snapshotTypes = {
   header: root.lookupType("warren.kv.snapshot.Header"),
-  entry: root.lookupType("warren.kv.snapshot.Entry")
+  entry: root.lookupType("warren.kv.snapshot.Entry"),
+  logRecord: root.lookupType("warren.kv.snapshot.LogRecord")
 } as const
 
 const magic = Buffer.from("WKVSNAP1", "latin1")
@@ -55,6 +56,8 @@ export interface SnapshotHeader {
   readonly serverId: Uint8Array
   readonly sequence: number
   readonly objects: number
+  /** The first log segment the snapshot does not contain (0 for snapshots written before the log). */
+  readonly walSegment: number
 }
 
 /** A decoded snapshot. */
@@ -76,7 +79,7 @@ const record = (bytes: Uint8Array): Buffer => {
   return out
 }
 
-const syncDirectory = async (dir: string): Promise<void> => {
+export const syncDirectory = async (dir: string): Promise<void> => {
   let handle: fs.FileHandle | undefined
   try {
     handle = await fs.open(dir, "r")
@@ -96,7 +99,7 @@ const syncDirectory = async (dir: string): Promise<void> => {
  */
 export const write = async (
   file: string,
-  header: Omit<SnapshotHeader, "objects">,
+  header: Omit<SnapshotHeader, "objects" | "walSegment"> & { readonly walSegment?: number },
   entries: ReadonlyArray<SnapshotEntry>
 ): Promise<void> => {
   const dir = path.dirname(file)
@@ -165,22 +168,28 @@ export const decode = (bytes: Uint8Array): Snapshot => {
   const header: SnapshotHeader = {
     serverId: new Uint8Array(rawHeader["serverId"] as Uint8Array),
     sequence: rawHeader["sequence"] as number,
-    objects: rawHeader["objects"] as number
+    objects: rawHeader["objects"] as number,
+    walSegment: (rawHeader["walSegment"] as number | undefined) ?? 0
   }
   const entries: Array<SnapshotEntry> = []
   for (let i = 0; i < header.objects; i++) {
     // protobufjs has checked the schema; copies detach the values from the file buffer.
-    const raw = snapshotTypes.entry.toObject(snapshotTypes.entry.decode(next()), conversion) as unknown as SnapshotEntry
-    entries.push({
-      type: new Uint8Array(raw.type),
-      bucket: new Uint8Array(raw.bucket),
-      key: new Uint8Array(raw.key),
-      vclock: new Uint8Array(raw.vclock),
-      content: copyContent(raw.content)
-    })
+    entries.push(decodeEntry(snapshotTypes.entry.toObject(snapshotTypes.entry.decode(next()), conversion)))
   }
   if (offset !== bodyEnd) throw new SnapshotFormatError("trailing bytes after the last object")
   return { header, entries }
+}
+
+/** A decoded Entry (protobufjs has checked the schema), copied out of the file buffer. */
+export const decodeEntry = (object: { readonly [k: string]: unknown }): SnapshotEntry => {
+  const raw = object as unknown as SnapshotEntry
+  return {
+    type: new Uint8Array(raw.type),
+    bucket: new Uint8Array(raw.bucket),
+    key: new Uint8Array(raw.key),
+    vclock: new Uint8Array(raw.vclock),
+    content: copyContent(raw.content)
+  }
 }
 
 const copyContent = (c: SnapshotContent): SnapshotContent => {

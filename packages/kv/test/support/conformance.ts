@@ -1,0 +1,293 @@
+/**
+ * The conformance suite every `KvBackend` must pass: Riak's semantics through `KvStore.layerFromBackend`,
+ * plus the backend's own compare-and-set contract. Run it from a test file of the backend:
+ *
+ * ```ts
+ * conformance("EmbeddedBackend (memory)", (options) => EmbeddedBackend.layer(options))
+ * ```
+ *
+ * `backend` must build an EMPTY backend each time its layer is built (every test builds it once), honour
+ * the listing bounds it is given, and release everything when the layer's scope closes. Tests use the
+ * live clock (so a database client's own timers work) and real concurrency.
+ */
+import { assert, describe, it } from "@effect/vitest"
+import { KvBackend, KvStore } from "@warren/kv"
+import { Chunk, Clock, Context, Effect, Layer, Option, Stream } from "effect"
+
+/** Listing bounds the suite asks the backend for. */
+export interface ConformanceOptions {
+  readonly listBatchSize: number
+  readonly listBatchBytes: number
+}
+
+const enc = (s: string): Uint8Array => new TextEncoder().encode(s)
+const dec = (b: Uint8Array | undefined): string | undefined => (b === undefined ? undefined : new TextDecoder().decode(b))
+const hex = (b: Uint8Array): string => Buffer.from(b).toString("hex")
+
+const bucket = { bucket: enc("b") }
+const at = (key: string, type?: string) =>
+  type === undefined ? { bucket: enc("b"), key: enc(key) } : { type: enc(type), bucket: enc("b"), key: enc(key) }
+const address = (key: string): KvBackend.Address => ({ type: enc("default"), bucket: enc("b"), key: enc(key) })
+
+const collect = <E>(s: Stream.Stream<ReadonlyArray<Uint8Array>, E>) =>
+  Effect.map(Stream.runCollect(s), (c) => Chunk.toReadonlyArray(c))
+
+/** Runs the suite against `backend`. */
+export const conformance = (
+  name: string,
+  backend: (options: ConformanceOptions) => Layer.Layer<KvBackend.KvBackend, unknown>
+): void => {
+  const defaults: ConformanceOptions = { listBatchSize: 1000, listBatchBytes: 64 * 1024 }
+
+  /** The store and the backend under it, built in the test's scope. */
+  const setup = (options: Partial<ConformanceOptions> = {}) =>
+    Effect.map(
+      Layer.build(KvStore.layerFromBackend.pipe(Layer.provideMerge(backend({ ...defaults, ...options })))),
+      (context) => ({ store: Context.get(context, KvStore.KvStore), backend: Context.get(context, KvBackend.KvBackend) })
+    )
+
+  const valueOf = (store: KvStore.KvStore["Type"], key: string) =>
+    Effect.map(store.get(at(key)), Option.map((o) => dec(o.content.value)))
+
+  describe(`${name}: KvBackend conformance`, () => {
+    it.scopedLive("stores content and metadata; the server sets vtag and last-modified time", () =>
+      Effect.gen(function*() {
+        const { store } = yield* setup()
+        const before = yield* Clock.currentTimeMillis
+        const result = yield* store.put(bucket, enc("k"), {
+          value: enc("hello"),
+          contentType: enc("text/plain"),
+          charset: enc("utf-8"),
+          contentEncoding: enc("identity"),
+          usermeta: [{ key: enc("m"), value: enc("1") }, { key: enc("flag") }],
+          indexes: [{ key: enc("idx_bin"), value: enc("x") }],
+          links: [{ bucket: enc("o"), key: enc("k2"), tag: enc("t") }]
+        })
+        const after = yield* Clock.currentTimeMillis
+        assert.isFalse(result.generatedKey)
+        assert.strictEqual(dec(result.key), "k")
+        const object = Option.getOrThrow(yield* store.get(at("k")))
+        assert.strictEqual(dec(object.content.value), "hello")
+        assert.strictEqual(dec(object.content.contentType), "text/plain")
+        assert.strictEqual(dec(object.content.charset), "utf-8")
+        assert.strictEqual(dec(object.content.contentEncoding), "identity")
+        assert.strictEqual(dec(object.content.usermeta?.[0]?.value), "1")
+        assert.strictEqual(dec(object.content.usermeta?.[1]?.key), "flag")
+        assert.isUndefined(object.content.usermeta?.[1]?.value)
+        assert.strictEqual(dec(object.content.indexes?.[0]?.key), "idx_bin")
+        assert.strictEqual(dec(object.content.links?.[0]?.tag), "t")
+        const written = object.content.lastMod * 1000 + object.content.lastModUsecs / 1000
+        assert.isAtLeast(written, Math.floor(before / 1000) * 1000)
+        assert.isAtMost(written, after + 1)
+        assert.isAbove(object.content.vtag.length, 0)
+        assert.strictEqual(hex(object.vclock), hex(result.object.vclock))
+        assert.strictEqual(hex(object.content.vtag), hex(result.object.content.vtag))
+      }))
+
+    it.scopedLive("not found is None; bucket types are separate; 'default' is the absent type", () =>
+      Effect.gen(function*() {
+        const { store } = yield* setup()
+        assert.isTrue(Option.isNone(yield* store.get(at("k"))))
+        yield* store.put({ bucket: enc("b") }, enc("k"), { value: enc("default") })
+        yield* store.put({ type: enc("other"), bucket: enc("b") }, enc("k"), { value: enc("other") })
+        assert.deepStrictEqual(yield* valueOf(store, "k"), Option.some("default"))
+        assert.strictEqual(dec(Option.getOrThrow(yield* store.get(at("k", "default"))).content.value), "default")
+        assert.strictEqual(dec(Option.getOrThrow(yield* store.get(at("k", "other"))).content.value), "other")
+        assert.isTrue(Option.isNone(yield* store.get(at("k", "third"))))
+      }))
+
+    it.scopedLive("binary names and values round-trip byte for byte", () =>
+      Effect.gen(function*() {
+        const { store } = yield* setup()
+        const name = new Uint8Array([0, 255, 1, 0x80, 0])
+        const value = new Uint8Array([0, 0, 255, 7])
+        yield* store.put({ type: name, bucket: name }, name, { value })
+        const got = Option.getOrThrow(yield* store.get({ type: name, bucket: name, key: name }))
+        assert.deepStrictEqual([...got.content.value], [...value])
+        assert.deepStrictEqual((yield* collect(store.listKeys({ type: name, bucket: name }))).flat().map(hex), [hex(name)])
+        assert.deepStrictEqual((yield* collect(store.listBuckets(name))).flat().map(hex), [hex(name)])
+      }))
+
+    it.scopedLive("every write gets a new vclock, also after delete and re-create", () =>
+      Effect.gen(function*() {
+        const { store } = yield* setup()
+        const seen = new Set<string>()
+        for (let i = 0; i < 3; i++) seen.add(hex((yield* store.put(bucket, enc("k"), { value: enc(`v${i}`) })).object.vclock))
+        assert.isTrue(yield* store.delete(at("k")))
+        seen.add(hex((yield* store.put(bucket, enc("k"), { value: enc("v0") })).object.vclock))
+        assert.strictEqual(seen.size, 4)
+      }))
+
+    it.scopedLive("if_none_match fails with match_found when the key exists", () =>
+      Effect.gen(function*() {
+        const { store } = yield* setup()
+        yield* store.put(bucket, enc("k"), { value: enc("1") }, { _tag: "IfNoneMatch" })
+        const second = yield* Effect.flip(store.put(bucket, enc("k"), { value: enc("2") }, { _tag: "IfNoneMatch" }))
+        assert.strictEqual(second._tag, "PreconditionFailed")
+        assert.strictEqual(second.message, "match_found")
+        assert.deepStrictEqual(yield* valueOf(store, "k"), Option.some("1"))
+      }))
+
+    it.scopedLive("if_not_modified compares the vclock with the current one", () =>
+      Effect.gen(function*() {
+        const { store } = yield* setup()
+        const missing = yield* Effect.flip(
+          store.put(bucket, enc("k"), { value: enc("x") }, { _tag: "IfNotModified", vclock: undefined })
+        )
+        assert.strictEqual(missing.message, "notfound")
+        const first = yield* store.put(bucket, enc("k"), { value: enc("1") })
+        const second = yield* store.put(bucket, enc("k"), { value: enc("2") })
+        const stale = yield* Effect.flip(
+          store.put(bucket, enc("k"), { value: enc("3") }, { _tag: "IfNotModified", vclock: first.object.vclock })
+        )
+        assert.strictEqual(stale.message, "modified")
+        const none = yield* Effect.flip(
+          store.put(bucket, enc("k"), { value: enc("3") }, { _tag: "IfNotModified", vclock: undefined })
+        )
+        assert.strictEqual(none.message, "modified")
+        yield* store.put(bucket, enc("k"), { value: enc("3") }, { _tag: "IfNotModified", vclock: second.object.vclock })
+        assert.deepStrictEqual(yield* valueOf(store, "k"), Option.some("3"))
+      }))
+
+    it.scopedLive("concurrent conditional puts on one key: exactly one wins", () =>
+      Effect.gen(function*() {
+        const { store } = yield* setup()
+        const created = yield* Effect.all(
+          Array.from({ length: 32 }, (_, i) =>
+            Effect.either(store.put(bucket, enc("race"), { value: enc(`c${i}`) }, { _tag: "IfNoneMatch" }))),
+          { concurrency: "unbounded" }
+        )
+        assert.strictEqual(created.filter((r) => r._tag === "Right").length, 1)
+        const base = Option.getOrThrow(yield* store.get(at("race")))
+        const updated = yield* Effect.all(
+          Array.from({ length: 32 }, (_, i) =>
+            Effect.either(
+              store.put(bucket, enc("race"), { value: enc(`u${i}`) }, { _tag: "IfNotModified", vclock: base.vclock })
+            )),
+          { concurrency: "unbounded" }
+        )
+        const winners = updated.filter((r) => r._tag === "Right")
+        assert.strictEqual(winners.length, 1)
+        const final = Option.getOrThrow(yield* store.get(at("race")))
+        assert.strictEqual(hex(final.vclock), hex(winners[0]!.right.object.vclock))
+        // Unconditional puts all succeed; the last one applied is what a read sees.
+        const all = yield* Effect.all(
+          Array.from({ length: 32 }, (_, i) => store.put(bucket, enc("race"), { value: enc(`a${i}`) })),
+          { concurrency: "unbounded" }
+        )
+        assert.strictEqual(new Set(all.map((r) => hex(r.object.vclock))).size, 32)
+        const last = Option.getOrThrow(yield* store.get(at("race")))
+        assert.isTrue(all.some((r) => hex(r.object.vclock) === hex(last.vclock)))
+      }))
+
+    it.scopedLive("generates distinct base-62 keys when the put names none", () =>
+      Effect.gen(function*() {
+        const { store } = yield* setup()
+        const keys = new Set<string>()
+        for (let i = 0; i < 50; i++) {
+          const r = yield* store.put(bucket, undefined, { value: enc(String(i)) })
+          assert.isTrue(r.generatedKey)
+          const key = dec(r.key) ?? ""
+          assert.match(key, /^[0-9A-Za-z]{10,}$/)
+          keys.add(key)
+          assert.strictEqual(dec(Option.getOrThrow(yield* store.get(at(key))).content.value), String(i))
+        }
+        assert.strictEqual(keys.size, 50)
+        assert.strictEqual((yield* store.usage).objects, 50)
+      }))
+
+    it.scopedLive("delete of a missing key succeeds; deleting the last key removes the bucket from listings", () =>
+      Effect.gen(function*() {
+        const { store } = yield* setup()
+        assert.isFalse(yield* store.delete(at("nope")))
+        yield* store.put(bucket, enc("k"), { value: enc("v") })
+        assert.strictEqual((yield* store.usage).objects, 1)
+        assert.deepStrictEqual((yield* collect(store.listBuckets(undefined))).flat().map(dec), ["b"])
+        assert.isTrue(yield* store.delete(at("k")))
+        assert.isFalse(yield* store.delete(at("k")))
+        assert.isTrue(Option.isNone(yield* store.get(at("k"))))
+        assert.deepStrictEqual(yield* collect(store.listBuckets(undefined)), [])
+        assert.deepStrictEqual(yield* collect(store.listKeys(bucket)), [])
+        const usage = yield* store.usage
+        assert.strictEqual(usage.objects, 0)
+        assert.strictEqual(usage.bytes, 0)
+      }))
+
+    it.scopedLive("copies the caller's bytes", () =>
+      Effect.gen(function*() {
+        const { store } = yield* setup()
+        const value = enc("abc")
+        const key = enc("k")
+        yield* store.put(bucket, key, { value })
+        value[0] = 0x7a
+        key[0] = 0x7a
+        assert.deepStrictEqual(yield* valueOf(store, "k"), Option.some("abc"))
+      }))
+
+    it.scopedLive("lists keys in batches bounded by count and bytes, never empty", () =>
+      Effect.gen(function*() {
+        const { store } = yield* setup({ listBatchSize: 1000 })
+        yield* Effect.forEach(
+          Array.from({ length: 2500 }, (_, i) => i),
+          (i) => store.put(bucket, enc(`key-${i}`), { value: enc("") }),
+          { concurrency: 16, discard: true }
+        )
+        const batches = yield* collect(store.listKeys(bucket))
+        assert.deepStrictEqual(batches.map((b) => b.length), [1000, 1000, 500])
+        const all = new Set(batches.flat().map(dec))
+        assert.strictEqual(all.size, 2500)
+        assert.isTrue(all.has("key-0") && all.has("key-2499"))
+        assert.deepStrictEqual(yield* collect(store.listKeys({ bucket: enc("missing") })), [])
+
+        const small = (yield* setup({ listBatchBytes: 20 })).store
+        for (const k of ["aaaaaaaa", "bbbbbbbb", "cccccccc", "d".repeat(50), "eeeeeeee"]) {
+          yield* small.put(bucket, enc(k), { value: enc("") })
+        }
+        const smallBatches = yield* collect(small.listKeys(bucket))
+        assert.deepStrictEqual(smallBatches.map((b) => b.map(dec)), [
+          ["aaaaaaaa", "bbbbbbbb"],
+          ["cccccccc"],
+          ["d".repeat(50)],
+          ["eeeeeeee"]
+        ])
+      }))
+
+    it.scopedLive("lists buckets per type in bounded batches", () =>
+      Effect.gen(function*() {
+        const { store } = yield* setup({ listBatchSize: 2 })
+        for (const b of ["b1", "b2", "b3"]) yield* store.put({ bucket: enc(b) }, enc("k"), { value: enc("") })
+        yield* store.put({ bucket: enc("b1") }, enc("k2"), { value: enc("") })
+        yield* store.put({ type: enc("t"), bucket: enc("tb") }, enc("k"), { value: enc("") })
+        const defaults = yield* collect(store.listBuckets(undefined))
+        assert.deepStrictEqual(defaults.map((b) => b.length), [2, 1])
+        assert.deepStrictEqual(defaults.flat().map(dec).sort(), ["b1", "b2", "b3"])
+        assert.strictEqual((yield* collect(store.listBuckets(enc("default")))).flat().length, 3)
+        assert.deepStrictEqual((yield* collect(store.listBuckets(enc("t")))).flat().map(dec), ["tb"])
+        assert.deepStrictEqual(yield* collect(store.listBuckets(enc("none"))), [])
+      }))
+
+    it.scopedLive("compareAndSet: expected absent, expected vclock, removal", () =>
+      Effect.gen(function*() {
+        const { backend } = yield* setup()
+        const object = (v: string, vclock: string): KvBackend.StoredObject => ({
+          vclock: enc(vclock),
+          content: { value: enc(v), vtag: enc("t"), lastMod: 1, lastModUsecs: 2 }
+        })
+        assert.isTrue(yield* backend.compareAndSet(address("k"), Option.none(), Option.some(object("1", "vc1"))))
+        assert.isFalse(yield* backend.compareAndSet(address("k"), Option.none(), Option.some(object("x", "vcx"))))
+        assert.isFalse(yield* backend.compareAndSet(address("k"), Option.some(enc("vc0")), Option.some(object("x", "vcx"))))
+        assert.isTrue(yield* backend.compareAndSet(address("k"), Option.some(enc("vc1")), Option.some(object("2", "vc2"))))
+        const got = Option.getOrThrow(yield* backend.get(address("k")))
+        assert.strictEqual(dec(got.content.value), "2")
+        assert.strictEqual(dec(got.vclock), "vc2")
+        assert.strictEqual(got.content.lastMod, 1)
+        assert.strictEqual(got.content.lastModUsecs, 2)
+        assert.isFalse(yield* backend.compareAndSet(address("k"), Option.some(enc("vc1")), Option.none()))
+        assert.isTrue(yield* backend.compareAndSet(address("k"), Option.some(enc("vc2")), Option.none()))
+        assert.isTrue(Option.isNone(yield* backend.get(address("k"))))
+        assert.isFalse(yield* backend.compareAndSet(address("missing"), Option.some(enc("vc2")), Option.none()))
+        assert.strictEqual((yield* backend.usage).objects, 0)
+        yield* backend.checkpoint
+      }))
+  })
+}
