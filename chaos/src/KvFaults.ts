@@ -155,9 +155,6 @@ const runMode = async (mode: "always" | "interval", scale: KvScale, log: (line: 
   return rows
 }
 
-/** Runs the KV checks for each sync mode of `scale`. */
-export const runKvFaults = async (scale: KvScale, log: (line: string) => void = () => {}): Promise<Array<Row>> => {
-  const rows: Array<Row> = []
-  for (const mode of scale.modes) rows.push(...await runMode(mode, scale, log))
-  return rows
-}
+/** Runs the KV checks for each sync mode of `scale`, the modes side by side (each with its own server and files). */
+export const runKvFaults = async (scale: KvScale, log: (line: string) => void = () => {}): Promise<Array<Row>> =>
+  (await Promise.all(scale.modes.map((mode) => runMode(mode, scale, log)))).flat()
