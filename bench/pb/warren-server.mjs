@@ -1,4 +1,4 @@
-// warren's PB server (@warren/pb PbServer, default options: nodelay on) with the basic service (ping) and a tiny
+// warren's PB server (@warren/pb PbServer, default options but maxConnections, raised for the idle workload) with the basic service (ping) and a tiny
 // echo service registered through the PB service API on the spare codes 200 (request) / 201 (reply).
 import { childArgs, failChild, NotAvailable } from "../lib/child.mjs"
 import { ECHO_REQ, ECHO_RESP } from "./frames.mjs"
@@ -34,7 +34,7 @@ try {
     process.send({ type: "ready", port: server.address.port })
     return yield* Effect.never
   }).pipe(
-    Effect.provide(PbServer.layer({ port })),
+    Effect.provide(PbServer.layer({ port, maxConnections: 100_000 })),
     Effect.provide(ServiceRegistry.registered([
       ...BasicService.registrations(BasicService.make()),
       ServiceRegistry.registration(echo, ECHO_REQ)

@@ -1,6 +1,7 @@
 /**
  * The basic service (riak_api's `riak_api_basic_pb_service`): ping (1 -> 2) and server info (7 -> 8, with `node`
- * and `server_version` both set).
+ * and `server_version` both set). The reply codes 2 and 8 sent as requests get riak's `Error processing incoming
+ * message` and the connection is closed, as riak's crash on them does.
  *
  * @since 0.1.0
  */
@@ -74,7 +75,8 @@ export const make = (options: BasicServiceOptions = {}): PbService.PbService => 
         case "RpbGetServerInfoReq":
           return PbService.reply(info, state)
         default:
-          return PbService.error(`unexpected message ${message._tag}`, state)
+          // RpbPingResp (2) or RpbGetServerInfoResp (8) sent as a request: riak's process/2 has no clause for it.
+          return PbService.unexpected(state)
       }
     }
   })

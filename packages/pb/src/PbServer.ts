@@ -2,10 +2,11 @@
  * The Riak-compatible PB server (riak_api's `riak_api_pb_listener` + `riak_api_pb_server`), on @effect/platform's
  * `SocketServer` (Node's `NodeSocketServer`).
  *
- * A connection runs in a fiber while it has work and keeps none while idle (requests whose services answer with
- * plain values are served straight from the socket's events); per connection, per service state from the
- * service's `init`; dispatch through the `ServiceRegistry` on every request, so services registered or swapped
- * while the server runs are picked up by live connections.
+ * Every connection is a process: a fiber started by the server's `DynamicSupervisor` (from @warren/process), in
+ * its own Scope (whose finalizer closes the socket), with its behaviour state (service instances, security phase,
+ * stream) in a `Ref`. Closing the server's Scope stops every connection through the supervisor. Dispatch goes
+ * through the `ServiceRegistry` on every request, so services registered or swapped while the server runs are
+ * picked up by live connections.
  *
  * ```ts
  * const program = Effect.gen(function*() {
@@ -19,28 +20,31 @@
  * )
  * ```
  *
- * The connection reads the raw `Net.Socket` itself: it has to pause reads while replies are not drained, and
- * STARTTLS replaces the socket by a `TLSSocket` in the middle of the connection, which the platform `Socket` cannot
- * do. The platform's per-connection handler only registers the connection and returns, so its fiber and `Socket`
- * wrapper do not stay for the connection's life (they were most of an idle connection's memory; docs/decisions.md).
+ * The connection reads the `Net.Socket` itself rather than through the platform's `Socket`: it pauses reads by
+ * its own rule (frames waiting, the server's byte budget), and STARTTLS replaces the socket by a `TLSSocket` in
+ * the middle of the connection, which the platform `Socket` cannot do (docs/decisions.md).
  *
  * @since 0.1.0
  */
 import * as NodeSocket from "@effect/platform-node/NodeSocket"
 import * as NodeSocketServer from "@effect/platform-node/NodeSocketServer"
 import type * as Socket from "@effect/platform/Socket"
+import * as DynamicSupervisor from "@warren/process/DynamicSupervisor"
 import * as Context from "effect/Context"
 import * as Data from "effect/Data"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
-import * as Runtime from "effect/Runtime"
 import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
+import type * as Net from "node:net"
 import * as NodeTls from "node:tls"
-import type { ConnectionInfo as InternalConnectionInfo, SecurityConfig, ServerState } from "./internal/connection.js"
-import { accept, Texts } from "./internal/connection.js"
+import { ByteBudget } from "./internal/budget.js"
+import type { ConnectionInfo as InternalConnectionInfo } from "./internal/connection.js"
+import { Texts } from "./internal/errors.js"
+import { idleSweep, makeContext, refuse, serve } from "./internal/listener.js"
+import type { SecurityConfig } from "./internal/security.js"
 import * as Metrics from "./internal/metrics.js"
 import { Authenticator, Authorizer } from "./Security.js"
 import { ServiceRegistry } from "./ServiceRegistry.js"
@@ -73,13 +77,21 @@ const PositiveInt = Schema.Int.pipe(Schema.positive())
  * @category schemas
  */
 export const TlsOptions = Schema.Struct({
+  /** The server's private key (PEM). */
   key: Pem,
+  /** The server's certificate chain (PEM). */
   cert: Pem,
+  /** The key's passphrase, if it is encrypted. */
   passphrase: Schema.optional(Schema.String),
+  /** CA certificates (PEM) that client certificates are checked against (default: Node's bundled roots). */
   ca: Schema.optional(Schema.Union(Pem, Schema.Array(Pem))),
+  /** Ask clients for a certificate (given to the `Authenticator` as `peerCertificate`). */
   requestCert: Schema.optionalWith(Schema.Boolean, { default: () => false }),
+  /** With `requestCert`: refuse the handshake when the client's certificate does not verify against `ca`. */
   rejectUnauthorized: Schema.optionalWith(Schema.Boolean, { default: () => false }),
+  /** Oldest TLS version accepted. */
   minVersion: Schema.optionalWith(Schema.Literal("TLSv1.2", "TLSv1.3"), { default: () => "TLSv1.2" as const }),
+  /** OpenSSL cipher list (default: Node's). */
   ciphers: Schema.optional(Schema.String)
 })
 
@@ -90,11 +102,13 @@ export const TlsOptions = Schema.Struct({
  * @category schemas
  */
 export const SecurityOptions = Schema.Struct({
+  /** The certificate and key used after STARTTLS. */
   tls: TlsOptions,
   /** How long a failed login waits before its error reply. */
   authFailureDelay: Schema.optionalWith(DurationInput, { default: () => Duration.seconds(1) }),
   /** Consecutive failed logins after which the connection is closed (riak: 3). */
   maxAuthFailures: Schema.optionalWith(PositiveInt, { default: () => 3 }),
+  /** A TLS handshake not done within this closes the connection. */
   handshakeTimeout: Schema.optionalWith(DurationInput, { default: () => Duration.seconds(10) })
 })
 
@@ -106,30 +120,44 @@ export const SecurityOptions = Schema.Struct({
  * @category schemas
  */
 export const Options = Schema.Struct({
+  /** Address to listen on (riak: 127.0.0.1). */
   host: Schema.optionalWith(Schema.String, { default: () => "127.0.0.1" }),
   /** 0 listens on any free port; the real one is in `PbServer.address`. */
   port: Schema.optionalWith(Schema.Int.pipe(Schema.between(0, 65535)), { default: () => 8087 }),
+  /** Pending connections the kernel queues before `accept` (riak: 128). */
   backlog: Schema.optionalWith(PositiveInt, { default: () => 128 }),
+  /** TCP_NODELAY (riak: on). */
   nodelay: Schema.optionalWith(Schema.Boolean, { default: () => true }),
+  /** SO_KEEPALIVE (riak: on). */
   keepalive: Schema.optionalWith(Schema.Boolean, { default: () => true }),
   /** Largest accepted frame (code + body), checked from the length header: error reply, then close. */
   maxFrameSize: Schema.optionalWith(Schema.Int.pipe(Schema.between(1, 0x7ffffffb)), {
     default: () => 64 * 1024 * 1024
   }),
-  /** Connections beyond this get an error reply and are closed. */
-  maxConnections: Schema.optional(PositiveInt),
-  /** A connection with no request (and no stream) for this long is closed. */
-  idleTimeout: Schema.optional(DurationInput),
-  /** A stream with nothing to send for this long is ended with an error reply. */
-  streamIdleTimeout: Schema.optional(DurationInput),
+  /** Connections beyond this get `Too many connections` and are closed (ranch's default, 1024). */
+  maxConnections: Schema.optionalWith(PositiveInt, { default: () => 1024 }),
+  /**
+   * A connection with no request, no drained reply and no stream for this long is closed (a client holding a
+   * partial frame, or not reading its replies, is idle too). Checked by a sweep: closed within 1.25x of it.
+   */
+  idleTimeout: Schema.optionalWith(DurationInput, { default: () => Duration.minutes(10) }),
+  /** A stream with nothing to send for this long is ended with `Stream timed out`. */
+  streamIdleTimeout: Schema.optionalWith(DurationInput, { default: () => Duration.minutes(10) }),
   /** Messages sent to a connection (`ctx.send`) that may wait; senders suspend beyond it. */
   mailboxCapacity: Schema.optionalWith(PositiveInt, { default: () => 256 }),
   /** Replies are written when this many bytes are ready, or as soon as the connection has nothing else to do. */
   flushBytes: Schema.optionalWith(PositiveInt, { default: () => 64 * 1024 }),
-  /** Unprocessed request bytes after which reading pauses. */
+  /** Complete request frames waiting unprocessed (per connection) after which reading pauses. */
   readBufferBytes: Schema.optionalWith(PositiveInt, { default: () => 1024 * 1024 }),
+  /**
+   * Bytes all connections together may hold in buffered input (frames waiting, partial frames) and output
+   * (replies not yet taken by the kernel). Past it every connection stops reading until some is released; nothing
+   * is dropped. Keep it at least twice `maxFrameSize`, so a frame of the largest size can always arrive.
+   */
+  maxBufferedBytes: Schema.optionalWith(PositiveInt, { default: () => 256 * 1024 * 1024 }),
   /** How long a closing connection may take to flush its last replies before it is destroyed. */
   closeTimeout: Schema.optionalWith(DurationInput, { default: () => Duration.seconds(5) }),
+  /** STARTTLS, login and permissions (only with `layerSecure`/`makeSecure`). */
   security: Schema.optional(SecurityOptions)
 })
 
@@ -170,6 +198,8 @@ export interface Server {
   readonly address: { readonly host: string; readonly port: number }
   /** The live connections. */
   readonly connections: Effect.Effect<ReadonlyArray<ConnectionInfo>>
+  /** Bytes all connections hold in buffered input and output (what `maxBufferedBytes` limits). */
+  readonly bufferedBytes: Effect.Effect<number>
 }
 
 /**
@@ -260,8 +290,8 @@ const start = (
       }
     }
     const registry = yield* ServiceRegistry
-    const state: ServerState = {
-      config: {
+    const server = makeContext(
+      {
         nodelay: options.nodelay,
         keepalive: options.keepalive,
         maxFrameSize: options.maxFrameSize,
@@ -275,19 +305,10 @@ const start = (
         security
       },
       registry,
-      connections: new Map(),
-      runFork: Runtime.runFork(yield* Effect.runtime<never>()),
-      nextId: 0,
-      stopping: false
-    }
-    const shutdown = Effect.suspend(() => {
-      state.stopping = true
-      return Effect.forEach(Array.from(state.connections.values()), (connection) => connection.shutdown(), {
-        concurrency: "unbounded",
-        discard: true
-      })
-    })
-    const server = yield* NodeSocketServer.make({
+      new ByteBudget(options.maxBufferedBytes),
+      yield* Effect.clock
+    )
+    const listener = yield* NodeSocketServer.make({
       host: options.host,
       port: options.port,
       backlog: options.backlog,
@@ -295,27 +316,47 @@ const start = (
       keepAlive: options.keepalive,
       allowHalfOpen: true
     }).pipe(Effect.mapError((cause) => new PbServerError({ reason: "Open", cause })))
-    // Runs before NodeSocketServer's own finalizer (which waits for every socket to close): ends the connections.
-    yield* Effect.addFinalizer(() => shutdown)
-    // The handler only registers the connection and returns: the connection keeps no fiber while idle, so the
-    // platform's per-connection fiber and Socket wrapper are released at once.
+    // Made after the listener, so closed before it: the listener's own finalizer waits for every socket to close,
+    // and closing the supervisor stops every connection (each child's Scope closes its socket).
+    let nextId = 0
+    // The children inherit the supervisor's context, so its scheduler is set once here (internal/scheduler.ts),
+    // not per connection (each fiber-local change copies the fiber's refs).
+    const supervisor = yield* DynamicSupervisor.make(
+      { run: ({ id, raw }: { readonly id: number; readonly raw: Net.Socket }) => serve(server, id, raw) },
+      { maxChildren: options.maxConnections, name: "pb-connections" }
+    ).pipe(Effect.withScheduler(server.scheduler))
+    // The platform's handler starts the connection's process and returns: the handler's fiber and the platform's
+    // `Socket` wrapper do not stay for the connection's life (they were most of an idle connection's memory).
     const handle = (_: Socket.Socket) =>
-      Effect.flatMap(Effect.serviceOption(NodeSocket.NetSocket), (raw) =>
-        Option.isSome(raw)
-          ? Effect.sync(() => accept(raw.value, state))
-          : Effect.logError("PB server: connection without a Net.Socket"))
-    yield* server.run(handle).pipe(
+      Effect.flatMap(Effect.serviceOption(NodeSocket.NetSocket), (found) => {
+        if (Option.isNone(found)) return Effect.logError("PB server: connection without a Net.Socket")
+        const raw = found.value
+        Metrics.connectionsAccepted.unsafeUpdate(1, [])
+        if (!raw.destroyed) {
+          raw.setNoDelay(options.nodelay)
+          raw.setKeepAlive(options.keepalive)
+        }
+        return DynamicSupervisor.startChild(supervisor, { id: ++nextId, raw }).pipe(
+          Effect.asVoid,
+          Effect.catchTag("MaxChildrenReached", () => refuse(raw, server.config))
+        )
+      })
+    yield* listener.run(handle).pipe(
       Effect.catchAllCause((cause) => Effect.logError("PB server stopped accepting connections", cause)),
       Effect.withSpan("PbServer.run"),
       Effect.forkScoped
     )
-    const address = server.address._tag === "TcpAddress"
-      ? { host: server.address.hostname, port: server.address.port }
-      : { host: server.address.path, port: 0 }
+    yield* Effect.forkScoped(idleSweep(server, options.idleTimeout))
+    const address = listener.address._tag === "TcpAddress"
+      ? { host: listener.address.hostname, port: listener.address.port }
+      : { host: listener.address.path, port: 0 }
     yield* Effect.annotateCurrentSpan("pb.port", address.port)
     return {
       address,
-      connections: Effect.sync(() => Array.from(state.connections.values(), (connection) => connection.info()))
+      connections: Effect.suspend(() =>
+        Effect.forEach(Array.from(server.connections.values()), (connection) => connection.info)
+      ),
+      bufferedBytes: Effect.sync(() => server.budget.bytes)
     }
   }).pipe(Effect.withSpan("PbServer.start"))
 

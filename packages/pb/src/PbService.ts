@@ -25,8 +25,7 @@ import type * as Fiber from "effect/Fiber"
 import type * as Option from "effect/Option"
 import type * as Stream from "effect/Stream"
 import * as NodeUtil from "node:util"
-import type { ConnectionLink, ServiceInstance } from "./internal/instance.js"
-import { openInstance } from "./internal/instance.js"
+import { define } from "./internal/instance.js"
 
 // ---------------------------------------------------------------------------------------------------------------
 // Error messages
@@ -230,6 +229,19 @@ export interface Failure<State> {
 }
 
 /**
+ * A request `process` has no clause for, e.g. a reply code (`RpbPingResp`) sent as a request. riak's service
+ * would crash on it; the client gets riak's `Error processing incoming message` and the connection is closed, as in
+ * riak, but nothing is logged as a defect (it is the client's mistake, not the service's).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Unexpected<State> {
+  readonly _tag: "Unexpected"
+  readonly state: State
+}
+
+/**
  * Send nothing and keep streaming (`{ignore, S}`).
  *
  * @since 0.1.0
@@ -263,6 +275,7 @@ export type ProcessResult<Resp, State, ReqId = never> =
   | StartStream<ReqId, State>
   | ReplyStream<Resp, State>
   | Failure<State>
+  | Unexpected<State>
 
 /**
  * What `processStream` may return.
@@ -326,6 +339,14 @@ export const streamOf = <Resp, State>(
  * @category constructors
  */
 export const error = <State>(error: ErrorMessage, state: State): Failure<State> => ({ _tag: "Failure", error, state })
+
+/**
+ * Refuse a request the service does not serve (a reply code sent as a request): riak's text, then close.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const unexpected = <State>(state: State): Unexpected<State> => ({ _tag: "Unexpected", state })
 
 /**
  * Send nothing, stay in the stream.
@@ -457,8 +478,6 @@ export type TypeId = typeof TypeId
 export interface PbService {
   readonly [TypeId]: TypeId
   readonly name: string
-  /** Opens the per-connection instance (used by the server). */
-  readonly open: (link: ConnectionLink) => Effect.Effect<ServiceInstance>
 }
 
 /**
@@ -470,11 +489,8 @@ export interface PbService {
 export const make = <Req, Resp, State, Info = never, ReqId = never>(
   definition: Definition<Req, Resp, State, Info, ReqId>
 ): PbService => {
-  const service: PbService = {
-    [TypeId]: TypeId,
-    name: definition.name,
-    open: (link) => openInstance(service, definition, link)
-  }
+  const service: PbService = { [TypeId]: TypeId, name: definition.name }
+  define(service, definition)
   return service
 }
 

@@ -4,8 +4,9 @@
  *
  * Registration after the server started is normal: live connections see new services on their next request.
  *
- * Differences from riak: codes must be in 1..255 (riak accepts codes that can never be dispatched), list forms
- * are all-or-nothing (riak stops at the first error and keeps what it did), and `swap` validates its range.
+ * Differences from riak: codes must be in 1..255 (riak accepts codes that can never be dispatched) and list forms
+ * are all-or-nothing (riak stops at the first error and keeps what it did). As in riak, `swap` takes a range that
+ * exactly matches one registration.
  *
  * @since 0.1.0
  */
@@ -73,7 +74,7 @@ export class NotOwned extends Data.TaggedError("NotOwned")<{ readonly code: numb
 }
 
 /**
- * `swap` of a range with a code no service owns (riak's `{range_not_registered, Range}`).
+ * `swap` of a range that is not exactly one registered range (riak's `{range_not_registered, Range}`).
  *
  * @since 0.1.0
  * @category errors
@@ -83,7 +84,7 @@ export class RangeNotRegistered extends Data.TaggedError("RangeNotRegistered")<{
   readonly max: number
 }> {
   override get message(): string {
-    return `message code range ${this.min}..${this.max} is not fully registered`
+    return `message code range ${this.min}..${this.max} is not a registered range`
   }
 }
 
@@ -144,7 +145,10 @@ export interface Registry {
   readonly deregisterAll: (
     registrations: Iterable<Registration>
   ) => Effect.Effect<void, InvalidCodeRange | Unregistered | NotOwned>
-  /** Gives every code of `min..max`, each already registered to some service, to `service` in one step. */
+  /**
+   * Gives the registered range `min..max` to `service` in one step (riak's `swap/3`: the range must exactly match
+   * one registration, e.g. `10..11` registered as such, not `10` of it nor `10..12` over two registrations).
+   */
   readonly swap: (
     service: PbService,
     min: number,
@@ -180,6 +184,8 @@ const validate = (min: number, max: number): STM.STM<void, InvalidCodeRange> =>
  */
 export const make: Effect.Effect<Registry> = Effect.gen(function*() {
   const table = yield* TMap.empty<number, PbService>()
+  // The registrations as made (riak's ranges): `swap` must name one of them exactly.
+  const ranges = yield* TRef.make<ReadonlyArray<Registration>>([])
   const version = yield* TRef.make(0)
   // A read-only copy of the table for synchronous lookups, replaced after every commit by the copy made inside
   // that commit (so it is always a committed state); a slower commit never replaces a newer copy.
@@ -210,6 +216,7 @@ export const make: Effect.Effect<Registry> = Effect.gen(function*() {
       }
       if (taken.length > 0) return yield* STM.fail(new AlreadyRegistered({ codes: taken }))
       for (let code = min; code <= max; code++) yield* TMap.set(table, code, service)
+      yield* TRef.update(ranges, (all) => [...all, { service, min, max }])
     })
 
   const deregisterSTM = (service: PbService, min: number, max: number) =>
@@ -221,15 +228,25 @@ export const make: Effect.Effect<Registry> = Effect.gen(function*() {
         if (owner.value !== service) return yield* STM.fail(new NotOwned({ code, owner: owner.value.name }))
       }
       for (let code = min; code <= max; code++) yield* TMap.remove(table, code)
+      // What remains of the service's ranges that overlap the removed codes.
+      yield* TRef.update(ranges, (all) =>
+        all.flatMap((r) => {
+          if (r.service !== service || r.max < min || r.min > max) return [r]
+          const rest: Array<Registration> = []
+          if (r.min < min) rest.push({ service, min: r.min, max: min - 1 })
+          if (r.max > max) rest.push({ service, min: max + 1, max: r.max })
+          return rest
+        }))
     })
 
   const swapSTM = (service: PbService, min: number, max: number) =>
     STM.gen(function*() {
       yield* validate(min, max)
-      for (let code = min; code <= max; code++) {
-        if (!(yield* TMap.has(table, code))) return yield* STM.fail(new RangeNotRegistered({ min, max }))
-      }
+      const all = yield* TRef.get(ranges)
+      const at = all.findIndex((r) => r.min === min && r.max === max)
+      if (at < 0) return yield* STM.fail(new RangeNotRegistered({ min, max }))
       for (let code = min; code <= max; code++) yield* TMap.set(table, code, service)
+      yield* TRef.set(ranges, all.map((r, i) => (i === at ? { service, min, max } : r)))
     })
 
   const registry: Registry = {

@@ -67,4 +67,21 @@ describe("BasicService", () => {
       const registrations = BasicService.registrations(service)
       assert.deepStrictEqual(registrations.map((r) => [r.min, r.max]), [[1, 2], [7, 8]])
     }))
+
+  it.scopedLive("reply codes sent as requests (2, 8): riak's text, then the connection closes (riak's process/2 crashes)", () =>
+    Effect.gen(function*() {
+      const { port } = yield* startServer(BasicService.registrations(service))
+      for (const code of [2, 8]) {
+        const client = yield* connect(port)
+        assert.strictEqual((yield* client.request(1)).code, 2)
+        yield* client.send(code)
+        const frames = yield* client.untilClosed
+        assert.deepStrictEqual(frames.map((f) => decodeError(f.body)), [
+          { errmsg: "Error processing incoming message", errcode: 0 }
+        ])
+      }
+      // the server goes on
+      const other = yield* connect(port)
+      assert.strictEqual((yield* other.request(1)).code, 2)
+    }))
 })

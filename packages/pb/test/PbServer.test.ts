@@ -247,18 +247,6 @@ describe("PbServer", () => {
         yield* eventually(Effect.map(server.connections, (all) => all.length === 0))
       }))
 
-    it.scopedLive("stream idle timeout ends the stream with an error", () =>
-      Effect.gen(function*() {
-        const { port } = yield* startServer([ServiceRegistry.registration(streamService(), 107, 109)], {
-          streamIdleTimeout: "100 millis"
-        })
-        const client = yield* connect(port)
-        yield* client.send(107, "hang")
-        assert.strictEqual(errorText(yield* client.next), "Stream timed out")
-        yield* client.send(107)
-        assert.strictEqual((yield* client.next).code, 108)
-      }))
-
     it.scopedLive("the Effect Stream form: every element, then the stream ends", () =>
       Effect.gen(function*() {
         const { port } = yield* startServer([ServiceRegistry.registration(effectStreamService(), 110, 112)])
@@ -410,15 +398,6 @@ describe("PbServer", () => {
         yield* eventually(Effect.map(server.connections, (all) => all.length === 1))
         const d = yield* connect(port)
         assert.strictEqual((yield* d.request(101, "x")).code, 102)
-      }))
-
-    it.scopedLive("idle timeout closes a quiet connection", () =>
-      Effect.gen(function*() {
-        const { port } = yield* startServer([syncRegistration()], { idleTimeout: "150 millis" })
-        const client = yield* connect(port)
-        assert.strictEqual((yield* client.request(101, "x")).code, 102)
-        const frames = yield* client.untilClosed
-        assert.strictEqual(frames.length, 0)
       }))
 
     it.scopedLive("a client that never reads its replies cannot make the server buffer without bound", () =>

@@ -1,5 +1,5 @@
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Either, Layer } from "effect"
+import { Chunk, Clock, Duration, Effect, Either, Layer, Option, TestClock } from "effect"
 import * as ChildProcess from "node:child_process"
 import * as NodeFs from "node:fs"
 import * as NodeOs from "node:os"
@@ -48,7 +48,7 @@ const guarded = PbService.make({
   process: (bucket, state) => PbService.reply(`ok ${bucket}`, state)
 })
 
-const startSecureServer = Effect.gen(function*() {
+const startSecureServerWith = (authFailureDelay: Duration.DurationInput) => Effect.gen(function*() {
   const certificate = yield* makeCertificate
   const usersPath = NodePath.join(certificate.dir, "users.json")
   const users: Security.UsersFile = {
@@ -66,13 +66,20 @@ const startSecureServer = Effect.gen(function*() {
     port: 0,
     security: {
       tls: { key: certificate.key, cert: certificate.cert },
-      authFailureDelay: "20 millis"
+      authFailureDelay
     }
   }).pipe(
     Effect.provideService(ServiceRegistry.ServiceRegistry, registry),
     Effect.provide(Security.layerUsersFile(usersPath))
   )
   return { port: server.address.port, certificate, server }
+})
+
+const startSecureServer = startSecureServerWith("20 millis")
+
+/** One turn of Node's event loop; no timer. */
+const tick = Effect.async<void>((resume) => {
+  setImmediate(() => resume(Effect.void))
 })
 
 /** STARTTLS, then the client side of the handshake on the same socket. */
@@ -142,6 +149,24 @@ describe("Security", () => {
       yield* client.send(253, authReq("alice", "nope"))
       const frames = yield* client.untilClosed
       assert.deepStrictEqual(frames.map(errorText), ["Authentication failed"])
+    }))
+
+  it.scoped("a failed login is answered after authFailureDelay, on Effect's clock (TestClock)", () =>
+    Effect.gen(function*() {
+      const { certificate, port } = yield* startSecureServerWith("3 seconds")
+      const client = yield* connect(port)
+      yield* startTls(client, certificate.cert)
+      const now = yield* Clock.currentTimeMillis
+      yield* client.send(253, authReq("alice", "nope"))
+      // until the failure delay is sleeping
+      while (!Chunk.some(yield* TestClock.sleeps(), (deadline) => deadline === now + 3000)) yield* tick
+      const early = yield* Effect.raceFirst(Effect.map(client.next, Option.some), Effect.as(Effect.repeatN(tick, 20), Option.none()))
+      assert.isTrue(Option.isNone(early))
+      yield* TestClock.adjust("2 seconds")
+      const later = yield* Effect.raceFirst(Effect.map(client.next, Option.some), Effect.as(Effect.repeatN(tick, 20), Option.none()))
+      assert.isTrue(Option.isNone(later))
+      yield* TestClock.adjust("1 second")
+      assert.strictEqual(errorText(yield* client.next), "Authentication failed")
     }))
 
   it.scopedLive("a success resets the count of failures", () =>

@@ -42,7 +42,7 @@ export interface ServiceInstance {
   processStream(info: unknown, reqId: unknown): Result<StreamResult<unknown, unknown>>
 }
 
-const plainTags = new Set<unknown>(["Reply", "Failure", "StartStream", "ReplyStream", "Ignore", "Done"])
+const plainTags = new Set<unknown>(["Reply", "Failure", "StartStream", "ReplyStream", "Ignore", "Done", "Unexpected"])
 
 /** A plain result rather than an Effect of one (by tag first: cheaper than `isEffect`, and no Effect has them). */
 const isPlain = <R>(result: R | Effect.Effect<R, unknown>): result is R =>
@@ -139,8 +139,25 @@ class Instance<Req, Resp, State, Info, ReqId> implements ServiceInstance {
   }
 }
 
+/** How each service opens its instance on a connection, kept off the public `PbService` type. */
+const openers = new WeakMap<PbService, (link: ConnectionLink) => Effect.Effect<ServiceInstance>>()
+
+/** Records how `service` (made from `definition`) opens its instances. */
+export const define = <Req, Resp, State, Info, ReqId>(
+  service: PbService,
+  definition: Definition<Req, Resp, State, Info, ReqId>
+): void => {
+  openers.set(service, (link) => openInstance(service, definition, link))
+}
+
+/** Opens `service` on a connection: runs its `init`. Dies for an object not made by `PbService.make`. */
+export const open = (service: PbService, link: ConnectionLink): Effect.Effect<ServiceInstance> => {
+  const opener = openers.get(service)
+  return opener === undefined ? Effect.dieMessage(`${service.name} was not made by PbService.make`) : opener(link)
+}
+
 /** Runs `init` and opens the instance. */
-export const openInstance = <Req, Resp, State, Info, ReqId>(
+const openInstance = <Req, Resp, State, Info, ReqId>(
   service: PbService,
   definition: Definition<Req, Resp, State, Info, ReqId>,
   link: ConnectionLink

@@ -42,6 +42,7 @@ export type ErrorKind =
   | "decode"
   | "encode"
   | "unexpected_result"
+  | "unexpected_request"
   | "process"
   | "defect"
   | "oversized_frame"
@@ -63,4 +64,56 @@ export const recordErrors = (kind: ErrorKind, count: number): void => {
     kindLabels.set(kind, labels)
   }
   errors.unsafeUpdate(count, labels)
+}
+
+/**
+ * A connection's counts, gathered per request and recorded once per batch (the requests served in one turn,
+ * whose replies are written together): a map lookup per batch instead of a metric update per request.
+ */
+export class BatchCounts {
+  private codes: Array<number> = []
+  private counts: Array<number> = []
+  private errorCounts: Map<ErrorKind, number> | undefined = undefined
+  /** When the first request of the batch being served was dispatched (-1: none yet). */
+  private started = -1
+
+  request(code: number): void {
+    const at = this.codes.indexOf(code)
+    if (at >= 0) {
+      this.counts[at]!++
+    } else {
+      this.codes.push(code)
+      this.counts.push(1)
+    }
+  }
+
+  error(kind: ErrorKind): void {
+    const counts = this.errorCounts ??= new Map()
+    counts.set(kind, (counts.get(kind) ?? 0) + 1)
+  }
+
+  /** Marks the batch's first dispatch (one clock read per batch, not per request). */
+  startBatch(): void {
+    if (this.started < 0) this.started = performance.now()
+  }
+
+  /**
+   * Records the counts gathered since the last call, and the batch's latency: one `pb_request_duration_ms`
+   * observation, from the first request's dispatch to now (its replies are queued and about to be written).
+   */
+  record(): void {
+    if (this.started >= 0) {
+      requestDuration.unsafeUpdate(performance.now() - this.started, [])
+      this.started = -1
+    }
+    if (this.codes.length > 0) {
+      for (let i = 0; i < this.codes.length; i++) recordRequests(this.codes[i]!, this.counts[i]!)
+      this.codes = []
+      this.counts = []
+    }
+    if (this.errorCounts !== undefined) {
+      for (const [kind, count] of this.errorCounts) recordErrors(kind, count)
+      this.errorCounts = undefined
+    }
+  }
 }

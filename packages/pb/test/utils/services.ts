@@ -147,3 +147,22 @@ export const effectStreamService = () =>
   })
 
 export const syncRegistration = (service = syncService()) => ServiceRegistry.registration(service, 101, 102)
+
+/**
+ * Codes 140..141: replies with `n` bytes (the request body as a decimal number; empty: 1 MiB), through an Effect
+ * (like a KV get), the reply allocated when encoded.
+ */
+export const bigReplyService = () =>
+  PbService.make({
+    name: "big",
+    init: () => undefined,
+    decode: (_code, body) => PbService.decoded(body.length === 0 ? 1024 * 1024 : Number(Buffer.from(body).toString())),
+    encode: (n: number) => {
+      const reply = Buffer.alloc(n)
+      reply[0] = 141
+      return Either.right(reply)
+    },
+    process: (n, state) => Effect.succeed(PbService.reply(n, state))
+  })
+
+export const bigReplyRegistration = () => ServiceRegistry.registration(bigReplyService(), 140, 141)

@@ -1,0 +1,202 @@
+/**
+ * Serving one request: security gate, registry lookup, the service's instance (opened on first use), decode,
+ * permission check, process, and the replies.
+ */
+import * as Cause from "effect/Cause"
+import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
+import * as Exit from "effect/Exit"
+import * as Option from "effect/Option"
+import type { Encoded, PbService, PbServiceError, ProcessResult } from "../PbService.js"
+import type { Connection } from "./connection.js"
+import { renderText, Texts } from "./errors.js"
+import type { Frame } from "./frame.js"
+import type { ServiceInstance } from "./instance.js"
+import { open } from "./instance.js"
+import { authenticate, CODE_AUTH_REQ, CODE_START_TLS, startTls } from "./security.js"
+import type { Next, Step } from "./state.js"
+import { CONTINUE, toEffect } from "./state.js"
+import { startEffectStream } from "./streaming.js"
+
+const isProcessResult = (result: unknown): result is ProcessResult<unknown, unknown, unknown> => {
+  const tag = (result as { readonly _tag?: unknown })._tag
+  return tag === "Reply" || tag === "Failure" || tag === "StartStream" || tag === "ReplyStream" ||
+    tag === "Unexpected"
+}
+
+/** Serves one frame according to the security phase. */
+export const handleFrame = (conn: Connection, frame: Frame): Step => {
+  const security = conn.state.security
+  switch (security._tag) {
+    case "Off":
+      if (frame.code === CODE_START_TLS) {
+        conn.sendError(Texts.startTlsWhileOff, "security")
+        return "Continue"
+      }
+      return dispatch(conn, frame)
+    case "Authenticated":
+      return dispatch(conn, frame)
+    case "AwaitStartTls":
+      if (frame.code === CODE_START_TLS) return startTls(conn)
+      conn.sendError(Texts.startTlsFirst, "security")
+      return "Continue"
+    case "AwaitAuth":
+      if (frame.code === CODE_AUTH_REQ) return authenticate(conn, frame, security.failures)
+      conn.sendError(Texts.authenticateFirst, "security")
+      return "Continue"
+  }
+}
+
+const dispatch = (conn: Connection, frame: Frame): Step => {
+  conn.countRequest(frame.code)
+  const service = conn.server.registry.unsafeLookup(frame.code)
+  if (service === undefined) {
+    conn.sendError(Texts.unknownCode(frame.code), "unknown_code")
+    return "Continue"
+  }
+  const instance = conn.state.instances.get(service)
+  if (instance !== undefined) return decodeStage(conn, instance, frame)
+  return Effect.flatMap(Effect.exit(open(service, conn)), (opened) => {
+    if (Exit.isFailure(opened)) return defect(conn, opened.cause, service, frame.code, false)
+    const instances = new Map(conn.state.instances).set(service, opened.value)
+    return Effect.zipRight(
+      conn.setState({ ...conn.state, instances }),
+      Effect.suspend(() => toEffect(decodeStage(conn, opened.value, frame)))
+    )
+  })
+}
+
+const decodeStage = (conn: Connection, instance: ServiceInstance, frame: Frame): Step => {
+  let decoded: ReturnType<ServiceInstance["decode"]>
+  try {
+    decoded = instance.decode(frame.code, frame.body)
+  } catch (thrown) {
+    return defect(conn, Cause.die(thrown), instance.service, frame.code, false)
+  }
+  if (decoded._tag === "DecodeFailed") {
+    conn.sendError(Texts.decodeError(decoded.reason), "decode")
+    return "Continue"
+  }
+  const security = conn.server.config.security
+  const permission = decoded.permission
+  if (permission === undefined || security === undefined) {
+    return processStage(conn, instance, decoded.message, frame.code)
+  }
+  const phase = conn.state.security
+  const user = phase._tag === "Authenticated" ? phase.user : ""
+  const message = decoded.message
+  return Effect.flatMap(security.authorizer.check(user, permission), (allowed) => {
+    if (allowed) return toEffect(processStage(conn, instance, message, frame.code))
+    conn.sendError(Texts.permissionDenied(user, permission.permission, permission.target), "permission")
+    return CONTINUE
+  })
+}
+
+const processStage = (conn: Connection, instance: ServiceInstance, message: unknown, code: number): Step => {
+  // Latency is timed per batch (one clock read when the batch's first request is dispatched, one when its counts
+  // are recorded): a clock read pair and a histogram update per request were ~6 % of the server's CPU.
+  conn.counts.startBatch()
+  let result: ReturnType<ServiceInstance["process"]>
+  try {
+    result = instance.process(message)
+  } catch (thrown) {
+    return defect(conn, Cause.die(thrown), instance.service, code, false)
+  }
+  // A plain result (checked by tag first: cheaper than isEffect, and no Effect has these tags).
+  if (isProcessResult(result) || !Effect.isEffect(result)) return afterProcess(conn, result, instance, code)
+  return Effect.flatMap(Effect.exit(result), (exit) =>
+    Exit.isFailure(exit)
+      ? handleFailure(conn, exit.cause, instance, code, false)
+      : toEffect(afterProcess(conn, exit.value, instance, code)))
+}
+
+const afterProcess = (
+  conn: Connection,
+  result: ProcessResult<unknown, unknown, unknown>,
+  instance: ServiceInstance,
+  code: number
+): Step => {
+  let step: Step = "Continue"
+  switch (result._tag) {
+    case "Reply":
+      step = sendReplies(conn, instance, result.replies, code, false)
+      break
+    case "Failure":
+      conn.sendError(renderText(result.error), "process")
+      break
+    case "StartStream":
+      if (!instance.streams) {
+        unexpectedResult(conn, result)
+        break
+      }
+      return conn.setState({ ...conn.state, streaming: { _tag: "Mailbox", instance, reqId: result.reqId } }).pipe(
+        Effect.as("Continue" as const)
+      )
+    case "ReplyStream":
+      return startEffectStream(conn, instance, result.stream)
+    case "Unexpected":
+      conn.sendError(Texts.defect, "unexpected_request")
+      step = "Close"
+      break
+    default:
+      unexpectedResult(conn, result)
+  }
+  if (conn.forks > 0) return Effect.zipLeft(toEffect(step), conn.clearForks())
+  return step
+}
+
+/** A failure of process/processStream: a PbServiceError is an error reply, a defect closes the connection. */
+export const handleFailure = (
+  conn: Connection,
+  cause: Cause.Cause<PbServiceError>,
+  instance: ServiceInstance,
+  code: number,
+  inStream: boolean
+): Effect.Effect<Next> => {
+  const failure = Cause.failureOption(cause)
+  if (Option.isSome(failure) && !Cause.isDie(cause)) {
+    conn.sendError(renderText(failure.value.error), "process")
+    return CONTINUE
+  }
+  if (Cause.isInterruptedOnly(cause)) return Effect.interrupt
+  return defect(conn, cause, instance.service, code, inStream)
+}
+
+/** A bug in a service: a generic error reply (no internals), the defect logged, the connection closed. */
+export const defect = (
+  conn: Connection,
+  cause: Cause.Cause<unknown>,
+  service: PbService,
+  code: number,
+  inStream: boolean
+): Effect.Effect<Next> => {
+  conn.sendError(inStream ? Texts.streamDefect : Texts.defect, "defect")
+  return Effect.logError(`PB service ${service.name} failed; closing connection ${conn.id}`, cause).pipe(
+    Effect.annotateLogs({ service: service.name, code, connection: conn.id }),
+    Effect.as("Close" as const)
+  )
+}
+
+export const unexpectedResult = (conn: Connection, result: unknown): void => {
+  conn.sendError(Texts.unknownResponse(result), "unexpected_result")
+}
+
+/** Encodes and queues replies (an encoding failure is an error reply in place of that reply). */
+export const sendReplies = (
+  conn: Connection,
+  instance: ServiceInstance,
+  replies: Iterable<unknown>,
+  code: number,
+  inStream: boolean
+): Step => {
+  for (const reply of replies) {
+    let encoded: Either.Either<Encoded, unknown>
+    try {
+      encoded = instance.encode(reply)
+    } catch (thrown) {
+      return defect(conn, Cause.die(thrown), instance.service, code, inStream)
+    }
+    if (!(Either.isRight(encoded) && conn.out.push(encoded.right))) conn.sendError(Texts.noEncoding, "encode")
+  }
+  return "Continue"
+}
