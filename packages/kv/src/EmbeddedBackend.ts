@@ -2,7 +2,7 @@
  * The embedded `KvBackend`: every object in memory, and with a data file a snapshot plus a write-ahead
  * log on local disk, locked against a second server on the same files.
  *
- * @since 0.2.0
+ * @since 0.1.0
  */
 import type * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
@@ -16,7 +16,7 @@ import type { Options, StartError } from "./KvStore.js"
 /**
  * Builds the backend: loads the data files (when configured) and keeps them until the scope closes.
  *
- * @since 0.2.0
+ * @since 0.1.0
  * @category constructors
  */
 export const make: (options?: Options) => Effect.Effect<Backend.Backend, StartError, Scope.Scope> = internal.make
@@ -24,7 +24,7 @@ export const make: (options?: Options) => Effect.Effect<Backend.Backend, StartEr
 /**
  * The backend as a layer.
  *
- * @since 0.2.0
+ * @since 0.1.0
  * @category layers
  */
 export const layer = (options?: Options): Layer.Layer<KvBackend, StartError> => Layer.scoped(KvBackend, make(options))
@@ -34,7 +34,7 @@ export const layer = (options?: Options): Layer.Layer<KvBackend, StartError> => 
  * (records appended) and `warren_kv_wal_writes` (group-commit rounds). Records per fsync shows how much
  * group commit is sharing.
  *
- * @since 0.2.0
+ * @since 0.1.0
  * @category metrics
  */
 export const metrics = logWriter.metrics

@@ -6,7 +6,7 @@
  *
  * `test/support/conformance.ts` holds the suite every backend must pass.
  *
- * @since 0.2.0
+ * @since 0.1.0
  */
 import * as Context from "effect/Context"
 import type * as Effect from "effect/Effect"
@@ -19,7 +19,7 @@ import type { Content, Usage } from "./KvStore.js"
  * One object's full address. The bucket type is always explicit here (`KvStore` maps an absent type
  * to `"default"`).
  *
- * @since 0.2.0
+ * @since 0.1.0
  * @category models
  */
 export interface Address {
@@ -31,7 +31,7 @@ export interface Address {
 /**
  * What a backend keeps for one key: the content and its opaque causal context.
  *
- * @since 0.2.0
+ * @since 0.1.0
  * @category models
  */
 export interface StoredObject {
@@ -44,7 +44,7 @@ export interface StoredObject {
  * A storage backend. Byte arrays handed to a backend are owned by it from then on (callers never
  * mutate them); those it returns must not be mutated by callers either.
  *
- * @since 0.2.0
+ * @since 0.1.0
  * @category models
  */
 export interface Backend {
@@ -85,7 +85,7 @@ export interface Backend {
  * The backend in context. Closing is the layer's scope: a backend releases its files, locks or
  * connections when the scope that built it closes.
  *
- * @since 0.2.0
+ * @since 0.1.0
  * @category tags
  */
 export class KvBackend extends Context.Tag("@warren/kv/KvBackend")<KvBackend, Backend>() {}

@@ -73,7 +73,7 @@ export class SnapshotError extends Data.TaggedError("SnapshotError")<{
  * database connection, a store already closed). The request was not applied, or (for a write whose log
  * append failed after it became visible) not acknowledged; see docs/kv.md. Clients get an `RpbErrorResp`.
  *
- * @since 0.2.0
+ * @since 0.1.0
  * @category errors
  */
 export class StorageError extends Data.TaggedError("StorageError")<{
@@ -83,7 +83,7 @@ export class StorageError extends Data.TaggedError("StorageError")<{
   readonly detail: string
   readonly cause?: unknown
 }> {
-  /** @since 0.2.0 */
+  /** @since 0.1.0 */
   override get message(): string {
     return `KV storage (${this.backend}) ${
       this.reason === "Io" ? "I/O error" : this.reason === "Unavailable" ? "unavailable" : "closed"
@@ -95,7 +95,7 @@ export class StorageError extends Data.TaggedError("StorageError")<{
  * Reading or writing the write-ahead log failed. `Corrupt` means a damaged record that is not the
  * torn tail of the newest log segment (the store refuses to start rather than silently dropping data).
  *
- * @since 0.2.0
+ * @since 0.1.0
  * @category errors
  */
 export class LogError extends Data.TaggedError("LogError")<{
@@ -103,7 +103,7 @@ export class LogError extends Data.TaggedError("LogError")<{
   readonly path: string
   readonly cause?: unknown
 }> {
-  /** @since 0.2.0 */
+  /** @since 0.1.0 */
   override get message(): string {
     const detail = this.cause instanceof Error ? `: ${this.cause.message}` : ""
     switch (this.reason) {
@@ -121,7 +121,7 @@ export class LogError extends Data.TaggedError("LogError")<{
  * Another running process holds the data files (their lock file names it). Two writers on one set of
  * files would silently lose each other's writes, so the second one fails at start instead.
  *
- * @since 0.2.0
+ * @since 0.1.0
  * @category errors
  */
 export class StoreLocked extends Data.TaggedError("StoreLocked")<{
@@ -131,7 +131,7 @@ export class StoreLocked extends Data.TaggedError("StoreLocked")<{
   readonly pid: number
   readonly host: string
 }> {
-  /** @since 0.2.0 */
+  /** @since 0.1.0 */
   override get message(): string {
     return `the KV data files are in use by process ${this.pid} on ${this.host} (lock file ${this.path}); ` +
       `stop that server first, or give this one another data file`

@@ -242,7 +242,7 @@ export interface Options {
 /**
  * Why the embedded store could not start.
  *
- * @since 0.2.0
+ * @since 0.1.0
  * @category errors
  */
 export type StartError = SnapshotError | LogError | StoreLocked | MemoryLimitExceeded | ParseResult.ParseError
@@ -251,7 +251,7 @@ export type StartError = SnapshotError | LogError | StoreLocked | MemoryLimitExc
  * The store over `backend`: Riak's semantics (vclocks, vtags and timestamps set on write, conditional
  * puts checked by compare-and-set, generated keys, copies of client bytes), the same on every backend.
  *
- * @since 0.2.0
+ * @since 0.1.0
  * @category constructors
  */
 export const fromBackend: (backend: Backend.Backend) => Effect.Effect<Context.Tag.Service<KvStore>> =
@@ -260,7 +260,7 @@ export const fromBackend: (backend: Backend.Backend) => Effect.Effect<Context.Ta
 /**
  * The store over the `KvBackend` in context.
  *
- * @since 0.2.0
+ * @since 0.1.0
  * @category layers
  */
 export const layerFromBackend: Layer.Layer<KvStore, never, KvBackend> = Layer.effect(

@@ -13,10 +13,10 @@ export * as KvMessages from "./KvMessages.js"
 /** The object store behind the service: Riak's semantics over a backend. @since 0.1.0 */
 export * as KvStore from "./KvStore.js"
 
-/** The storage interface under the store. @since 0.2.0 */
+/** The storage interface under the store. @since 0.1.0 */
 export * as KvBackend from "./KvBackend.js"
 
-/** The embedded backend: memory, snapshot, write-ahead log. @since 0.2.0 */
+/** The embedded backend: memory, snapshot, write-ahead log. @since 0.1.0 */
 export * as EmbeddedBackend from "./EmbeddedBackend.js"
 
 /** The Riak KV PB service (codes 9..18) over the store. @since 0.1.0 */

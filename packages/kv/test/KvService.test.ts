@@ -1,5 +1,5 @@
 import { assert, describe, it } from "@effect/vitest"
-import { KvMessages, KvStore } from "@warren/kv"
+import { EmbeddedBackend, KvBackend, KvMessages, KvService, KvStore } from "@warren/kv"
 import type { PbService } from "@warren/pb"
 import { PbServer, Security, ServiceRegistry } from "@warren/pb"
 import { Context, Effect, Either, Layer, Option } from "effect"
@@ -311,6 +311,32 @@ describe("KvService over the PB server", () => {
       assert.match(error, /^Memory limit exceeded/)
       const got = expectTag(yield* call(conn, getReq("b", "small")), "RpbGetResp")
       assert.strictEqual(got.content?.[0]?.value.length, 1000)
+    }))
+
+  it.scopedLive("a storage failure is the request's RpbErrorResp; the connection and the server stay up", () =>
+    Effect.gen(function*() {
+      const dir = yield* Effect.acquireRelease(
+        Effect.sync(() => fs.mkdtempSync(path.join(os.tmpdir(), "warren-kv-svc-"))),
+        (d) => Effect.sync(() => fs.rmSync(d, { recursive: true, force: true }))
+      )
+      // A real embedded backend whose scope is already closed: its log refuses writes.
+      const backend = yield* Effect.scoped(EmbeddedBackend.make({ dataFile: path.join(dir, "kv.snapshot") }))
+      const services = KvService.layer.pipe(
+        Layer.provide(KvStore.layerFromBackend),
+        Layer.provide(Layer.succeed(KvBackend.KvBackend, backend))
+      )
+      const context = yield* Layer.build(
+        PbServer.layer({ port: 0 }).pipe(Layer.merge(services), Layer.provideMerge(ServiceRegistry.layer))
+      )
+      const conn = yield* connect(Context.get(context, PbServer.PbServer).address.port)
+      const failed = yield* call(conn, putReq("b", "k", "v"))
+      assert.strictEqual(failed._tag, "Error")
+      if (failed._tag === "Error") assert.strictEqual(failed.errmsg, "KV storage (embedded) closed: the store is closed")
+      // The refused put changed nothing: the key is not found, and deleting it needs no log record.
+      const got = expectTag(yield* call(conn, getReq("b", "k")), "RpbGetResp")
+      assert.strictEqual(got.content?.length ?? 0, 0)
+      assert.isUndefined(got.vclock)
+      assert.strictEqual((yield* call(conn, delReq("b", "k")))._tag, "RpbDelResp")
     }))
 
   it.scopedLive("objects survive a server restart through the snapshot file", () =>

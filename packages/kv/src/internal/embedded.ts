@@ -172,11 +172,11 @@ const build = (
         return yield* new MemoryLimitExceeded({ limitBytes: maxBytes, usedBytes: 0, requiredBytes: table.bytes })
       }
       const generation = Math.max(replayed.lastGeneration + 1, walSegment, 1)
-      const handle = yield* Effect.tryPromise({
+      const segment = yield* Effect.tryPromise({
         try: () => logWriter.createSegment(dataFile, generation),
         catch: (cause) => new LogError({ reason: "Write", path: wal.segmentPath(dataFile, generation), cause })
       })
-      writer = yield* logWriter.start({ file: dataFile, generation, handle, sync, syncInterval })
+      writer = yield* logWriter.start({ file: dataFile, segment, sync, syncInterval })
     }
     yield* updateGauges
     /** Wakes the snapshot loop early when the log has grown past `logMaxBytes`. */
@@ -208,6 +208,9 @@ const build = (
           ? current === undefined
           : current !== undefined && equalBytes(current.vclock, expected.value)
         if (!matches) return Effect.succeed(false)
+        // A change the log would refuse is not made in memory either.
+        const refusal = writer?.refusal()
+        if (refusal !== undefined) return Effect.fail(refusal)
         if (Option.isNone(next)) {
           table.remove(address)
           return logged({ _tag: "Remove", address })
@@ -225,7 +228,13 @@ const build = (
       })
 
     const del = (address: KvBackend.Address): Effect.Effect<boolean, StorageError> =>
-      Effect.suspend(() => (table.remove(address) ? logged({ _tag: "Remove", address }) : Effect.succeed(false)))
+      Effect.suspend(() => {
+        if (table.get(address) === undefined) return Effect.succeed(false)
+        const refusal = writer?.refusal()
+        if (refusal !== undefined) return Effect.fail(refusal)
+        table.remove(address)
+        return logged({ _tag: "Remove", address })
+      })
 
     const listKeys = (type: Uint8Array, bucket: Uint8Array): Stream.Stream<ReadonlyArray<Uint8Array>, StorageError> =>
       Stream.suspend(() => {
@@ -344,7 +353,12 @@ const replay = (
           else table.remove(op.address)
         })
         records += result.records
-        if (result.problem === undefined) continue
+        if (result.problem === undefined) {
+          // A segment without records (e.g. the one opened after the last stop's snapshot) holds nothing:
+          // removed, so restarts without writes do not pile up allocated segments.
+          if (result.records === 0) await fs.rm(segment.path, { force: true })
+          continue
+        }
         if (i !== segments.length - 1) {
           throw new LogError({ reason: "Corrupt", path: segment.path, cause: new Error(result.problem) })
         }

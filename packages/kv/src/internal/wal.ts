@@ -4,8 +4,9 @@
  *
  *   u32 length | u32 CRC-32 of the payload | payload (a protobuf LogRecord: a put or a remove)
  *
- * (big-endian). Reading stops at the first record that is incomplete or fails its checksum: the torn
- * tail a crash in the middle of an append leaves.
+ * (big-endian). Segments are allocated ahead in zero-filled steps, so zeros up to the end of the file
+ * are the clean end of the log. Reading stops at the first record that is incomplete or fails its
+ * checksum: the torn tail a crash in the middle of an append leaves.
  */
 import * as fs from "node:fs/promises"
 import * as path from "node:path"
@@ -54,16 +55,18 @@ export const listSegments = async (file: string): Promise<Array<Segment>> => {
     .sort((a, b) => a.generation - b.generation)
 }
 
-/** One record's bytes, header included. */
-export const encode = (op: LogOp): Buffer => {
+/** One record: its header and its payload (written back to back). */
+export const encode = (op: LogOp): readonly [Uint8Array, Uint8Array] => {
   const message = op._tag === "Put" ? { put: op.entry } : { remove: op.address }
   const payload = snapshotTypes.logRecord.encode(message).finish()
-  const out = Buffer.allocUnsafe(headerBytes + payload.length)
-  out.writeUInt32BE(payload.length, 0)
-  out.writeUInt32BE(zlib.crc32(payload), 4)
-  out.set(payload, headerBytes)
-  return out
+  const header = Buffer.allocUnsafe(headerBytes)
+  header.writeUInt32BE(payload.length, 0)
+  header.writeUInt32BE(zlib.crc32(payload), 4)
+  return [header, payload]
 }
+
+/** One record as a single buffer. */
+export const encodeRecord = (op: LogOp): Buffer => Buffer.concat(encode(op))
 
 const conversion = { defaults: false, arrays: false } as const
 
@@ -124,9 +127,19 @@ export const read = async (file: string, apply: (op: LogOp) => void): Promise<Re
     buffer = buffer.subarray(headerBytes)
     let validBytes = headerBytes
     let records = 0
+    /** Whether everything from the current record to the end of the file is zero (allocated, never written). */
+    const restIsZero = async (): Promise<boolean> => {
+      for (;;) {
+        for (const byte of buffer) if (byte !== 0) return false
+        buffer = Buffer.alloc(0)
+        if (position >= fileBytes) return true
+        await fill(1)
+      }
+    }
     for (;;) {
       await fill(headerBytes)
       if (buffer.length === 0) return { records, validBytes, fileBytes, problem: undefined }
+      if (buffer[0] === 0 && (await restIsZero())) return { records, validBytes, fileBytes, problem: undefined }
       if (buffer.length < headerBytes) return { records, validBytes, fileBytes, problem: "a record header is incomplete" }
       const length = buffer.readUInt32BE(0)
       const crc = buffer.readUInt32BE(4)
