@@ -4,7 +4,7 @@
  * readable; 1,000 more, SIGKILL, restart: all readable under `always`, all but the last interval's worth under
  * `interval`; a log whose tail was cut (a torn last write) still loads.
  */
-import { mkdtempSync, readdirSync, rmSync, statSync, truncateSync } from "node:fs"
+import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, truncateSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { connect, delay, frame, getBody, getRespValue, type PbProcess, putBody, startPbServer, write } from "./Pb.js"
@@ -122,8 +122,16 @@ const runMode = async (mode: "always" | "interval", scale: KvScale, log: (line: 
       .filter((f) => f.stat.isFile() && f.stat.size > 8)
       .sort((x, y) => y.stat.mtimeMs - x.stat.mtimeMs)[0]
     const problems: Array<string> = []
+    let cut = ""
     if (newest === undefined) problems.push("no data file was written")
-    else truncateSync(newest.path, newest.stat.size - 5)
+    else {
+      // Cut into the last record: a log may be preallocated (zero-filled), so the file's end can be padding.
+      const bytes = readFileSync(newest.path)
+      let end = bytes.length
+      while (end > 0 && bytes[end - 1] === 0) end--
+      truncateSync(newest.path, Math.max(0, end - 5))
+      cut = `${newest.path.split("/").pop()} cut to 5 bytes before the end of its data (${end} of ${bytes.length} bytes)`
+    }
     const restarted = await start().then((s) => s, (error: unknown) => error instanceof Error ? error : new Error(String(error)))
     let readBack = 0
     if (restarted instanceof Error) problems.push(`did not start: ${restarted.message.slice(0, 200)}`)
@@ -136,7 +144,7 @@ const runMode = async (mode: "always" | "interval", scale: KvScale, log: (line: 
     rows.push({
       fault: `kv (${mode}): truncated log tail`,
       seconds: (Date.now() - started) / 1000,
-      detail: `last 5 bytes of ${newest === undefined ? "(none)" : newest.path.split("/").pop()} cut after SIGKILL`,
+      detail: `after SIGKILL, ${cut === "" ? "nothing to cut" : cut}`,
       figures: `${readBack} objects readable after restart`,
       problems
     })
