@@ -52,7 +52,11 @@ export const renderChart = (report) => {
     const x = (r) => left + (Math.min(r, maxRatio) / maxRatio) * plot
     const direction = w.higherIsBetter ? "higher is better" : "lower is better"
     parts.push(`<text x="10" y="${y + 12}" font-weight="bold">${esc(w.title)}</text>`)
-    parts.push(`<text x="${width - 10}" y="${y + 12}" text-anchor="end" fill="#666">${esc(`${METRIC_NAMES[w.primary] ?? w.primary} vs ${baseline?.label ?? "?"}, ${direction}`)}</text>`)
+    parts.push(
+      `<text x="${width - 10}" y="${y + 12}" text-anchor="end" fill="#666">${
+        esc(`${METRIC_NAMES[w.primary] ?? w.primary} vs ${baseline?.label ?? "?"}, ${direction}`)
+      }</text>`
+    )
     y += 20
     const top = y
     for (const { c, ratio, lo, hi } of bars) {
@@ -62,25 +66,45 @@ export const renderChart = (report) => {
         parts.push(`<text x="${left + 4}" y="${y + 12}" fill="#a33" font-style="italic">${why}</text>`)
       } else {
         const fill = COLORS[c.id] ?? "#5a9"
-        parts.push(`<rect x="${left}" y="${y}" width="${(x(ratio) - left).toFixed(1)}" height="${barH}" fill="${fill}"/>`)
-        parts.push(`<line x1="${x(lo).toFixed(1)}" x2="${x(hi).toFixed(1)}" y1="${y + barH / 2}" y2="${y + barH / 2}" stroke="#222" stroke-width="1.5"/>`)
-        parts.push(`<text x="${width - right + 8}" y="${y + 12}">${esc(`${ratio.toFixed(2)}x  ${formatValue(w.primary, c.median[w.primary])}`)}</text>`)
+        parts.push(
+          `<rect x="${left}" y="${y}" width="${(x(ratio) - left).toFixed(1)}" height="${barH}" fill="${fill}"/>`
+        )
+        parts.push(
+          `<line x1="${x(lo).toFixed(1)}" x2="${x(hi).toFixed(1)}" y1="${y + barH / 2}" y2="${
+            y + barH / 2
+          }" stroke="#222" stroke-width="1.5"/>`
+        )
+        parts.push(
+          `<text x="${width - right + 8}" y="${y + 12}">${
+            esc(`${ratio.toFixed(2)}x  ${formatValue(w.primary, c.median[w.primary])}`)
+          }</text>`
+        )
       }
       y += barH + gap
     }
     if (goal) {
       const gx = x(goal.ratio).toFixed(1)
       const verdict = goal.met === null ? "" : goal.met ? " met" : " missed"
-      parts.push(`<line x1="${gx}" x2="${gx}" y1="${top - 4}" y2="${y - gap + 4}" stroke="#c33" stroke-dasharray="4 3"/>`)
-      parts.push(`<text x="${gx}" y="${y + 8}" text-anchor="middle" fill="#c33" font-size="11">${esc(`goal ${goal.op} ${goal.ratio}x${verdict}`)}</text>`)
+      parts.push(
+        `<line x1="${gx}" x2="${gx}" y1="${top - 4}" y2="${y - gap + 4}" stroke="#c33" stroke-dasharray="4 3"/>`
+      )
+      parts.push(
+        `<text x="${gx}" y="${y + 8}" text-anchor="middle" fill="#c33" font-size="11">${
+          esc(`goal ${goal.op} ${goal.ratio}x${verdict}`)
+        }</text>`
+      )
     }
     const one = x(1).toFixed(1)
     parts.push(`<line x1="${one}" x2="${one}" y1="${top - 4}" y2="${y - gap + 4}" stroke="#444" stroke-width="0.8"/>`)
     y += 26
   }
   const height = y + 20
-  const head = `${report.name.toUpperCase()} benchmark: median of ${report.options?.rounds ?? "?"} runs / baseline median (whiskers: min..max)`
-  const foot = `${report.date.slice(0, 10)} · node ${report.machine.node} · ${report.machine.cpus} CPUs${report.machine.cpuModel ? ` (${report.machine.cpuModel})` : ""}`
+  const head = `${report.name.toUpperCase()} benchmark: median of ${
+    report.options?.rounds ?? "?"
+  } runs / baseline median (whiskers: min..max)`
+  const foot = `${report.date.slice(0, 10)} · node ${report.machine.node} · ${report.machine.cpus} CPUs${
+    report.machine.cpuModel ? ` (${report.machine.cpuModel})` : ""
+  }`
   return [
     `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" font-family="sans-serif" font-size="12">`,
     `<rect width="100%" height="100%" fill="#fff"/>`,

@@ -53,7 +53,7 @@ export const summarize = (path, { top = 15, lastMs } = {}) => {
   // the process start-up and warm-up)
   const times = []
   let t = profile.startTime
-  for (const delta of profile.timeDeltas) times.push((t += delta))
+  for (const delta of profile.timeDeltas) times.push(t += delta)
   const from = lastMs === undefined ? -Infinity : profile.endTime - lastMs * 1000
   const hits = new Map()
   let totalSamples = 0
@@ -65,7 +65,8 @@ export const summarize = (path, { top = 15, lastMs } = {}) => {
   const span = profile.endTime - Math.max(profile.startTime, from)
   const msPerSample = span / 1000 / Math.max(1, totalSamples)
   const keyOf = (frame) =>
-    `${frame.functionName || "(anonymous)"} ${shortUrl(frame.url)}${frame.url ? `:${frame.lineNumber + 1}` : ""}`.trim() +
+    `${frame.functionName || "(anonymous)"} ${shortUrl(frame.url)}${frame.url ? `:${frame.lineNumber + 1}` : ""}`
+      .trim() +
     (frame.functionName ? "" : sourceLine(frame.url, frame.lineNumber))
   const self = new Map()
   const inclusive = new Map()
@@ -111,7 +112,10 @@ export const summarize = (path, { top = 15, lastMs } = {}) => {
     window: lastMs === undefined ? "whole process" : `last ${lastMs} ms`,
     busyMs: busy * msPerSample,
     idleMs: idle * msPerSample,
-    areas: [...areas.entries()].filter(([a]) => a !== "idle").sort((a, b) => b[1] - a[1]).map(([name, h]) => ({ area: name, pct: pct(h) })),
+    areas: [...areas.entries()].filter(([a]) => a !== "idle").sort((a, b) => b[1] - a[1]).map(([name, h]) => ({
+      area: name,
+      pct: pct(h)
+    })),
     self: rank(self),
     inclusive: rank(inclusive),
     warren: rank(inclusive, (k) => k.includes("@warren/"))

@@ -14,7 +14,8 @@ import { runPb } from "./pb/bench.mjs"
 import { runProcess } from "./process/bench.mjs"
 import { runRpc } from "./rpc/bench.mjs"
 
-const usage = `usage: node bench/run.mjs [rpc] [pb] [kv] [process] [--duration 5s] [--warmup 3s|1s] [--rounds 5|3] [--only ids]
+const usage =
+  `usage: node bench/run.mjs [rpc] [pb] [kv] [process] [--duration 5s] [--warmup 3s|1s] [--rounds 5|3] [--only ids]
   [--workloads ids] [--concurrency 1,64] [--idle-connections 5000] [--children 10000] [--engine dist-dir]
   [--profile] [--pin | --no-pin]
   [--store embedded|postgres] (kv: postgres compares 1 and 2 PB servers on one PostgreSQL with the embedded store)`
@@ -37,7 +38,14 @@ const defaults = {
   kv: { warmupMs: 1000, rounds: 3 },
   process: { warmupMs: 1000, rounds: 3 }
 }
-const opts = { durationMs: 5000, idleConnections: 5000, children: 10000, payloadSize: 256, concurrencies: [1, 64], profile: false }
+const opts = {
+  durationMs: 5000,
+  idleConnections: 5000,
+  children: 10000,
+  payloadSize: 256,
+  concurrencies: [1, 64],
+  profile: false
+}
 for (let i = 0; i < argv.length; i++) {
   const a = argv[i]
   const value = () => {
@@ -55,7 +63,9 @@ for (let i = 0; i < argv.length; i++) {
   else if (a === "--idle-connections") opts.idleConnections = Number(value())
   else if (a === "--store") {
     opts.store = value()
-    if (opts.store !== "embedded" && opts.store !== "postgres") throw new Error(`--store: embedded or postgres\n${usage}`)
+    if (opts.store !== "embedded" && opts.store !== "postgres") {
+      throw new Error(`--store: embedded or postgres\n${usage}`)
+    }
   } else if (a === "--children") opts.children = Number(value())
   else if (a === "--engine") opts.engine = value()
   else if (a === "--profile") opts.profile = true
@@ -88,5 +98,7 @@ for (const name of names) {
 }
 // the measured window is the last part of each profiled process's life (the drain and exit after it are short)
 if (opts.profile) summarizeProfiles(opts.profileDir, { lastMs: opts.durationMs + 300 })
-else writeCharts(names.filter((n) => n !== "process").map((n) => (n === "kv" && opts.store === "postgres" ? "kv-postgres" : n)))
+else {writeCharts(
+    names.filter((n) => n !== "process").map((n) => (n === "kv" && opts.store === "postgres" ? "kv-postgres" : n))
+  )}
 process.exit(0)

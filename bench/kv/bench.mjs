@@ -36,7 +36,12 @@ const columns = [
 ]
 
 const ratio = (id, versus, min) => ({
-  text: `${id} >= ${min}x in-memory put throughput`, contender: id, versus, field: "throughput", op: ">=", ratio: min
+  text: `${id} >= ${min}x in-memory put throughput`,
+  contender: id,
+  versus,
+  field: "throughput",
+  op: ">=",
+  ratio: min
 })
 
 /**

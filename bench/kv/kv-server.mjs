@@ -31,14 +31,16 @@ try {
     process.send({ type: "ready", port: server.address.port })
     return yield* Effect.forever(Effect.zipRight(readCounters, Effect.sleep("100 millis")))
   }).pipe(
-    Effect.provide(PbServer.layer({ host: "127.0.0.1", port }).pipe(
-      Layer.provide(KvService.layer.pipe(Layer.provide(
-        url === undefined
-          ? KvStore.layer(options)
-          : StoreConfig.layer({ _tag: "Postgres", options: { url, maxConnections } })
-      ))),
-      Layer.provideMerge(ServiceRegistry.layer)
-    ))
+    Effect.provide(
+      PbServer.layer({ host: "127.0.0.1", port }).pipe(
+        Layer.provide(KvService.layer.pipe(Layer.provide(
+          url === undefined
+            ? KvStore.layer(options)
+            : StoreConfig.layer({ _tag: "Postgres", options: { url, maxConnections } })
+        ))),
+        Layer.provideMerge(ServiceRegistry.layer)
+      )
+    )
   )
   // The benchmark's own top-level fiber: this script is its only supervisor (stopped through serveStats).
   const fiber = Effect.runFork(program)

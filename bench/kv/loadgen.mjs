@@ -56,7 +56,10 @@ const load = async ({ port, ports = [port], connections, keys, valueSize, warmup
   const sockets = await Promise.all(Array.from({ length: connections }, (_, c) => connect(ports[c % ports.length])))
   sockets.forEach((socket, c) => {
     const value = Buffer.alloc(valueSize, 0x61 + (c % 26))
-    const frames = Array.from({ length: keys }, (_, k) => putFrame(Buffer.from("bench"), Buffer.from(`c${c}-k${k}`), value))
+    const frames = Array.from(
+      { length: keys },
+      (_, k) => putFrame(Buffer.from("bench"), Buffer.from(`c${c}-k${k}`), value)
+    )
     let next = 0
     let sentAt = 0
     const send = () => {
@@ -66,19 +69,22 @@ const load = async ({ port, ports = [port], connections, keys, valueSize, warmup
       socket.write(frames[next])
       next = (next + 1) % keys
     }
-    socket.on("data", frameReader((code) => {
-      inFlight--
-      if (code !== PUT_RESP) unexpected++
-      if (measuring) {
-        histogram.record((performance.now() - sentAt) * 1e6)
-        completed++
-      }
-      if (stopping) {
-        if (inFlight === 0) drained?.()
-        return
-      }
-      send()
-    }))
+    socket.on(
+      "data",
+      frameReader((code) => {
+        inFlight--
+        if (code !== PUT_RESP) unexpected++
+        if (measuring) {
+          histogram.record((performance.now() - sentAt) * 1e6)
+          completed++
+        }
+        if (stopping) {
+          if (inFlight === 0) drained?.()
+          return
+        }
+        send()
+      })
+    )
     socket.on("error", (error) => failChild(error))
     socket.send = send
   })

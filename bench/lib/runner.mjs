@@ -23,7 +23,13 @@ export const runWorkloads = async ({ name, workloads, rounds, runOne, options })
   }
   for (const workload of workloads) {
     console.log(`\n== ${name}: ${workload.title}`)
-    const entries = workload.contenders.map((c) => ({ id: c.id, label: c.label, available: true, note: undefined, runs: [] }))
+    const entries = workload.contenders.map((c) => ({
+      id: c.id,
+      label: c.label,
+      available: true,
+      note: undefined,
+      runs: []
+    }))
     for (let round = 1; round <= rounds; round++) {
       for (const entry of entries) {
         if (!entry.available) continue
@@ -75,9 +81,12 @@ const checkGoal = (goal, entries) => {
   const a = ours?.runs.length ? ours.median[goal.field] : NaN
   const b = theirs?.runs.length ? theirs.median[goal.field] : NaN
   const actual = a / b
-  const met = !Number.isFinite(actual) ? null
-    : goal.op === ">=" ? actual >= goal.ratio
-    : goal.op === ">" ? actual > goal.ratio
+  const met = !Number.isFinite(actual) ?
+    null
+    : goal.op === ">=" ?
+    actual >= goal.ratio
+    : goal.op === ">" ?
+    actual > goal.ratio
     : actual <= goal.ratio
   return { ...goal, actual: Number.isFinite(actual) ? actual : null, met }
 }
@@ -97,7 +106,9 @@ const printTable = (result, workload) => {
       e.label,
       String(e.runs.length),
       ...columns.map((c) =>
-        e.runs.length === 0 ? "-" : `${fmt(e.median[c.field], c.digits)} (${fmt(e.min[c.field], c.digits)}..${fmt(e.max[c.field], c.digits)})`
+        e.runs.length === 0
+          ? "-"
+          : `${fmt(e.median[c.field], c.digits)} (${fmt(e.min[c.field], c.digits)}..${fmt(e.max[c.field], c.digits)})`
       )
     ]
   })
@@ -116,14 +127,22 @@ const printTable = (result, workload) => {
 /** Writes the report as pretty JSON. */
 export const writeReport = (path, report) => {
   mkdirSync(dirname(path), { recursive: true })
-  writeFileSync(path, JSON.stringify(report, (_k, v) => (typeof v === "number" && !Number.isFinite(v) ? null : v), 2) + "\n")
+  writeFileSync(
+    path,
+    JSON.stringify(report, (_k, v) => (typeof v === "number" && !Number.isFinite(v) ? null : v), 2) + "\n"
+  )
   console.log(`\nwrote ${path}`)
 }
 
 /** The report as Markdown tables (median, with min..max), for docs/benchmarks.md. */
 export const markdownReport = (report, workloads) => {
-  const lines = [`_${report.name} run of ${report.date.slice(0, 16).replace("T", " ")} UTC, node ${report.machine.node}, ` +
-    `${report.machine.cpus} CPUs; ${report.options.rounds} rounds x ${report.options.durationMs / 1000} s after a ${report.options.warmupMs / 1000} s warm-up; median (min..max)._`, ""]
+  const lines = [
+    `_${report.name} run of ${report.date.slice(0, 16).replace("T", " ")} UTC, node ${report.machine.node}, ` +
+    `${report.machine.cpus} CPUs; ${report.options.rounds} rounds x ${report.options.durationMs / 1000} s after a ${
+      report.options.warmupMs / 1000
+    } s warm-up; median (min..max)._`,
+    ""
+  ]
   for (const w of report.workloads) {
     const columns = w.columns ?? workloads?.find((x) => x.id === w.id)?.columns ?? []
     lines.push(`**${w.title}**`, "")
@@ -131,10 +150,20 @@ export const markdownReport = (report, workloads) => {
     lines.push(`|---|${columns.map(() => "---:").join("|")}|`)
     for (const e of w.contenders) {
       if (!e.available || e.runs.length === 0) {
-        lines.push(`| ${e.label} | ${e.available ? "no result" : "not available yet"}${e.note ? `: ${e.note}` : ""} |${columns.slice(1).map(() => " |").join("")}`)
+        lines.push(
+          `| ${e.label} | ${e.available ? "no result" : "not available yet"}${e.note ? `: ${e.note}` : ""} |${
+            columns.slice(1).map(() => " |").join("")
+          }`
+        )
         continue
       }
-      lines.push(`| ${e.label} | ${columns.map((c) => `${fmt(e.median[c.field], c.digits)} (${fmt(e.min[c.field], c.digits)}..${fmt(e.max[c.field], c.digits)})`).join(" | ")} |`)
+      lines.push(
+        `| ${e.label} | ${
+          columns.map((c) =>
+            `${fmt(e.median[c.field], c.digits)} (${fmt(e.min[c.field], c.digits)}..${fmt(e.max[c.field], c.digits)})`
+          ).join(" | ")
+        } |`
+      )
     }
     lines.push("")
     for (const g of w.goals) {

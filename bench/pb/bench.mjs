@@ -32,15 +32,52 @@ const idleColumns = [
 ]
 
 const throughputGoal = (id) => ({
-  text: `warren >= 0.9x raw throughput (${id})`, contender: "warren", versus: "raw", field: "throughput", op: ">=", ratio: 0.9
+  text: `warren >= 0.9x raw throughput (${id})`,
+  contender: "warren",
+  versus: "raw",
+  field: "throughput",
+  op: ">=",
+  ratio: 0.9
 })
 
 /** The workloads, each run against every contender. */
 const loadWorkloads = [
-  { id: "ping-1x1", title: "ping, 1 connection, 1 in flight (sequential)", connections: 1, depth: 1, code: PING_REQ, replyCode: PING_RESP, bodySize: 0 },
-  { id: "ping-64x8", title: "ping, 64 connections x 8 in flight", connections: 64, depth: 8, code: PING_REQ, replyCode: PING_RESP, bodySize: 0 },
-  { id: "ping-pipelined-8x16", title: "ping pipelined, 8 connections x depth 16", connections: 8, depth: 16, code: PING_REQ, replyCode: PING_RESP, bodySize: 0 },
-  { id: "echo-1k-8x8", title: "1 KiB echo (code 200 -> 201), 8 connections x 8 in flight", connections: 8, depth: 8, code: ECHO_REQ, replyCode: ECHO_RESP, bodySize: 1024 }
+  {
+    id: "ping-1x1",
+    title: "ping, 1 connection, 1 in flight (sequential)",
+    connections: 1,
+    depth: 1,
+    code: PING_REQ,
+    replyCode: PING_RESP,
+    bodySize: 0
+  },
+  {
+    id: "ping-64x8",
+    title: "ping, 64 connections x 8 in flight",
+    connections: 64,
+    depth: 8,
+    code: PING_REQ,
+    replyCode: PING_RESP,
+    bodySize: 0
+  },
+  {
+    id: "ping-pipelined-8x16",
+    title: "ping pipelined, 8 connections x depth 16",
+    connections: 8,
+    depth: 16,
+    code: PING_REQ,
+    replyCode: PING_RESP,
+    bodySize: 0
+  },
+  {
+    id: "echo-1k-8x8",
+    title: "1 KiB echo (code 200 -> 201), 8 connections x 8 in flight",
+    connections: 8,
+    depth: 8,
+    code: ECHO_REQ,
+    replyCode: ECHO_RESP,
+    bodySize: 1024
+  }
 ]
 
 /**
@@ -56,7 +93,13 @@ export const runPb = async (options) => {
     .map((w) => ({
       id: w.id,
       title: w.title,
-      params: { connections: w.connections, depth: w.depth, code: w.code, replyCode: w.replyCode, bodySize: w.bodySize },
+      params: {
+        connections: w.connections,
+        depth: w.depth,
+        code: w.code,
+        replyCode: w.replyCode,
+        bodySize: w.bodySize
+      },
       pinned: options.pin === true,
       primary: "throughput",
       contenders: contenders.filter(chosen),
@@ -64,7 +107,9 @@ export const runPb = async (options) => {
       columns: loadColumns,
       describe: (r) =>
         `${Math.round(r.throughput)} req/s  p50 ${r.p50Ms.toFixed(3)} ms  p99 ${r.p99Ms.toFixed(3)} ms  ` +
-        `server cpu ${r.serverCpuUsPerReq.toFixed(2)} µs/req (${r.serverCpuUtil.toFixed(2)})  loadgen cpu ${r.loadgenCpuUtil.toFixed(2)}`,
+        `server cpu ${r.serverCpuUsPerReq.toFixed(2)} µs/req (${r.serverCpuUtil.toFixed(2)})  loadgen cpu ${
+          r.loadgenCpuUtil.toFixed(2)
+        }`,
       goals: [throughputGoal(w.id)],
       run: runLoad
     }))
@@ -80,7 +125,14 @@ export const runPb = async (options) => {
       fields: idleColumns.map((c) => c.field),
       columns: idleColumns,
       describe: (r) => `${r.rssPerConnKB.toFixed(2)} KiB RSS/conn  ${r.heapPerConnKB.toFixed(2)} KiB heap/conn`,
-      goals: [{ text: "warren <= 3x raw RSS per idle connection", contender: "warren", versus: "raw", field: "rssPerConnKB", op: "<=", ratio: 3 }],
+      goals: [{
+        text: "warren <= 3x raw RSS per idle connection",
+        contender: "warren",
+        versus: "raw",
+        field: "rssPerConnKB",
+        op: "<=",
+        ratio: 3
+      }],
       run: runIdle,
       ulimit: fdLimitFor(n)
     })
@@ -97,7 +149,11 @@ export const runPb = async (options) => {
 const startServer = async (contender, options, workload, ulimit) => {
   const execArgv = ["--expose-gc"]
   if (options.profile) {
-    execArgv.push("--cpu-prof", `--cpu-prof-dir=${options.profileDir}`, `--cpu-prof-name=pb-${workload.id}-${contender.id}-${Date.now()}.cpuprofile`)
+    execArgv.push(
+      "--cpu-prof",
+      `--cpu-prof-dir=${options.profileDir}`,
+      `--cpu-prof-name=pb-${workload.id}-${contender.id}-${Date.now()}.cpuprofile`
+    )
   }
   const server = start(contender.script, { port: 0 }, { execArgv, ulimit, cpu: workload.pinned ? 0 : undefined })
   try {
@@ -185,10 +241,14 @@ const fdLimitFor = (n) => {
   if (soft >= need) return undefined
   const hard = readLimit("ulimit -Hn")
   if (hard >= need) {
-    console.log(`note: ulimit -n is ${soft}, too low for ${n} connections; the idle-connection processes run with ulimit -n ${need}`)
+    console.log(
+      `note: ulimit -n is ${soft}, too low for ${n} connections; the idle-connection processes run with ulimit -n ${need}`
+    )
     return need
   }
-  console.log(`WARNING: ulimit -n is ${soft} (hard ${hard}): too low for ${n} idle connections; raise it (ulimit -n ${need}) to run that workload`)
+  console.log(
+    `WARNING: ulimit -n is ${soft} (hard ${hard}): too low for ${n} idle connections; raise it (ulimit -n ${need}) to run that workload`
+  )
   return null
 }
 

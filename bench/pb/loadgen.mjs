@@ -86,7 +86,9 @@ const load = async ({ port, connections, depth, code, replyCode, bodySize, warmu
   stopping = true
   if (inFlightTotal > 0) await Promise.race([new Promise((resolve) => (drained = resolve)), sleep(5000)])
   for (const socket of sockets) socket.destroy()
-  if (unexpected > 0) throw new Error(`${unexpected} replies had an unexpected code or size (want code ${replyCode}, ${bodySize} bytes)`)
+  if (unexpected > 0) {
+    throw new Error(`${unexpected} replies had an unexpected code or size (want code ${replyCode}, ${bodySize} bytes)`)
+  }
   const cpu = cpuMicros(cpu0, cpu1)
   return {
     requests: count,
@@ -105,7 +107,9 @@ const idle = async ({ port, connections, parallel = 200 }) => {
     const socket = await connect(port)
     socket.on("error", () => {})
     await new Promise((resolve, reject) => {
-      const read = frameReader((code) => (code === PING_RESP ? resolve() : reject(new Error(`ping answered with code ${code}`))))
+      const read = frameReader((
+        code
+      ) => (code === PING_RESP ? resolve() : reject(new Error(`ping answered with code ${code}`))))
       socket.on("data", read)
       socket.write(ping)
     })

@@ -11,7 +11,14 @@ export const serveStats = (extra, close) => {
         globalThis.gc()
       }
       const memory = process.memoryUsage()
-      process.send({ type: "stats", cpu: process.cpuUsage(), rss: memory.rss, heapUsed: memory.heapUsed, external: memory.external, ...extra() })
+      process.send({
+        type: "stats",
+        cpu: process.cpuUsage(),
+        rss: memory.rss,
+        heapUsed: memory.heapUsed,
+        external: memory.external,
+        ...extra()
+      })
     } else if (msg.type === "stop") {
       const timer = setTimeout(() => process.exit(0), 3000)
       try {

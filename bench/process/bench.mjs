@@ -14,7 +14,8 @@ const loadColumns = [
   { field: "cpuUtil", title: "CPU util", digits: 2 }
 ]
 
-const loadDescribe = (r) => `${Math.round(r.throughput)} ops/s  cpu ${r.cpuUsPerOp.toFixed(2)} µs/op  util ${r.cpuUtil.toFixed(2)}`
+const loadDescribe = (r) =>
+  `${Math.round(r.throughput)} ops/s  cpu ${r.cpuUsPerOp.toFixed(2)} µs/op  util ${r.cpuUtil.toFixed(2)}`
 
 /** Workloads; `options.engine` (a dist directory) adds "base-*" contenders running another build of the core. */
 const workloadsFor = (options) => {
@@ -37,8 +38,22 @@ const workloadsFor = (options) => {
     columns: loadColumns,
     describe: loadDescribe,
     goals: [
-      { text: "shipped Ref costs <= 1.05x CPU per message of no Ref writes", contender: "ref", versus: "no-ref", field: "cpuUsPerOp", op: "<=", ratio: 1.05 },
-      { text: "why the Ref is written at yields: Ref.set per message costs >= 1.5x CPU per message of no Ref writes", contender: "ref-per-message", versus: "no-ref", field: "cpuUsPerOp", op: ">=", ratio: 1.5 }
+      {
+        text: "shipped Ref costs <= 1.05x CPU per message of no Ref writes",
+        contender: "ref",
+        versus: "no-ref",
+        field: "cpuUsPerOp",
+        op: "<=",
+        ratio: 1.05
+      },
+      {
+        text: "why the Ref is written at yields: Ref.set per message costs >= 1.5x CPU per message of no Ref writes",
+        contender: "ref-per-message",
+        versus: "no-ref",
+        field: "cpuUsPerOp",
+        op: ">=",
+        ratio: 1.5
+      }
     ]
   })
   const callWorkload = (concurrency) => ({
@@ -57,11 +72,39 @@ const workloadsFor = (options) => {
     columns: loadColumns,
     describe: loadDescribe,
     goals: [
-      { text: `call from fiber <= 1.6x CPU per call of a bare handoff, c${concurrency}`, contender: "fiber", versus: "bare-fiber", field: "cpuUsPerOp", op: "<=", ratio: 1.6 },
-      { text: `call via runPromise <= 1.6x CPU per call of a bare handoff via runPromise, c${concurrency}`, contender: "promise", versus: "bare-promise", field: "cpuUsPerOp", op: "<=", ratio: 1.6 },
+      {
+        text: `call from fiber <= 1.6x CPU per call of a bare handoff, c${concurrency}`,
+        contender: "fiber",
+        versus: "bare-fiber",
+        field: "cpuUsPerOp",
+        op: "<=",
+        ratio: 1.6
+      },
+      {
+        text: `call via runPromise <= 1.6x CPU per call of a bare handoff via runPromise, c${concurrency}`,
+        contender: "promise",
+        versus: "bare-promise",
+        field: "cpuUsPerOp",
+        op: "<=",
+        ratio: 1.6
+      },
       ...(base.length === 0 ? [] : [
-        { text: `call from fiber vs base build, CPU per call, c${concurrency}`, contender: "fiber", versus: "base-fiber", field: "cpuUsPerOp", op: "<=", ratio: 1 },
-        { text: `call via runPromise vs base build, CPU per call, c${concurrency}`, contender: "promise", versus: "base-promise", field: "cpuUsPerOp", op: "<=", ratio: 1 }
+        {
+          text: `call from fiber vs base build, CPU per call, c${concurrency}`,
+          contender: "fiber",
+          versus: "base-fiber",
+          field: "cpuUsPerOp",
+          op: "<=",
+          ratio: 1
+        },
+        {
+          text: `call via runPromise vs base build, CPU per call, c${concurrency}`,
+          contender: "promise",
+          versus: "base-promise",
+          field: "cpuUsPerOp",
+          op: "<=",
+          ratio: 1
+        }
       ])
     ]
   })
@@ -93,7 +136,14 @@ const workloadsFor = (options) => {
       columns: cellColumns,
       describe: (r) => `${r.nsPerUpdate.toFixed(1)} ns/update  cpu ${r.cpuNsPerUpdate.toFixed(1)} ns/update`,
       goals: [
-        { text: "why Ref: SynchronizedRef.set costs >= 2x CPU per update of Ref.set", contender: "SynchronizedRef", versus: "Ref", field: "cpuNsPerUpdate", op: ">=", ratio: 2 }
+        {
+          text: "why Ref: SynchronizedRef.set costs >= 2x CPU per update of Ref.set",
+          contender: "SynchronizedRef",
+          versus: "Ref",
+          field: "cpuNsPerUpdate",
+          op: ">=",
+          ratio: 2
+        }
       ]
     },
     {
@@ -110,9 +160,18 @@ const workloadsFor = (options) => {
       fields: childColumns.map((c) => c.field),
       columns: childColumns,
       describe: (r) =>
-        `${Math.round(r.bytesPerChild)} B/child  start ${r.startCpuUsPerChild.toFixed(2)} µs/child  close ${r.closeUsPerChild.toFixed(2)} µs/child`,
+        `${Math.round(r.bytesPerChild)} B/child  start ${r.startCpuUsPerChild.toFixed(2)} µs/child  close ${
+          r.closeUsPerChild.toFixed(2)
+        } µs/child`,
       goals: [
-        { text: "DynamicSupervisor child <= 1.75x the heap of a bare fiber", contender: "dynamic-child", versus: "bare-fiber", field: "bytesPerChild", op: "<=", ratio: 1.75 }
+        {
+          text: "DynamicSupervisor child <= 1.75x the heap of a bare fiber",
+          contender: "dynamic-child",
+          versus: "bare-fiber",
+          field: "bytesPerChild",
+          op: "<=",
+          ratio: 1.75
+        }
       ]
     }
   ].filter((w) => options.workloads === undefined || options.workloads.includes(w.id))

@@ -239,7 +239,9 @@ const idleChildren = async (contender) => {
   const before = heap()
   const t0 = performance.now()
   const cpu0 = process.cpuUsage()
-  Effect.runSync(Effect.forEach(Array.from({ length: n }), () => Effect.map(startOne, (h) => handles.push(h)), { discard: true }))
+  Effect.runSync(
+    Effect.forEach(Array.from({ length: n }), () => Effect.map(startOne, (h) => handles.push(h)), { discard: true })
+  )
   await settle()
   const cpu = cpuMicros(cpu0, process.cpuUsage())
   const elapsedMs = performance.now() - t0

@@ -45,13 +45,43 @@ export const runRpc = async (options) => {
       describe: (r) =>
         `${Math.round(r.throughput)} req/s  p50 ${r.p50Ms.toFixed(3)} ms  p99 ${r.p99Ms.toFixed(3)} ms  ` +
         `cpu ${r.cpuUsPerReq.toFixed(1)} µs/req  rss ${r.rssMB.toFixed(1)} MB` +
-        (r.turnaroundUs == null ? "" : `  turnaround ${r.turnaroundUs.toFixed(1)} µs (outside ${r.outsideUs.toFixed(1)})`) +
+        (r.turnaroundUs == null
+          ? ""
+          : `  turnaround ${r.turnaroundUs.toFixed(1)} µs (outside ${r.outsideUs.toFixed(1)})`) +
         `  1st s ${Math.round(r.firstSecondThroughput)} req/s`,
       goals: [
-        { text: `warren >= 0.9x raw amqplib throughput at concurrency ${concurrency}`, contender: "warren", versus: "amqplib", field: "throughput", op: ">=", ratio: 0.9 },
-        { text: `warren from runPromise callers >= 0.9x raw amqplib throughput at concurrency ${concurrency}`, contender: "warren-promise", versus: "amqplib", field: "throughput", op: ">=", ratio: 0.9 },
-        { text: `warren Promise API >= 0.9x raw amqplib throughput at concurrency ${concurrency}`, contender: "warren-promise-api", versus: "amqplib", field: "throughput", op: ">=", ratio: 0.9 },
-        { text: `warren ahead of rabbitmq-client throughput at concurrency ${concurrency}`, contender: "warren", versus: "rabbitmq-client", field: "throughput", op: ">", ratio: 1 }
+        {
+          text: `warren >= 0.9x raw amqplib throughput at concurrency ${concurrency}`,
+          contender: "warren",
+          versus: "amqplib",
+          field: "throughput",
+          op: ">=",
+          ratio: 0.9
+        },
+        {
+          text: `warren from runPromise callers >= 0.9x raw amqplib throughput at concurrency ${concurrency}`,
+          contender: "warren-promise",
+          versus: "amqplib",
+          field: "throughput",
+          op: ">=",
+          ratio: 0.9
+        },
+        {
+          text: `warren Promise API >= 0.9x raw amqplib throughput at concurrency ${concurrency}`,
+          contender: "warren-promise-api",
+          versus: "amqplib",
+          field: "throughput",
+          op: ">=",
+          ratio: 0.9
+        },
+        {
+          text: `warren ahead of rabbitmq-client throughput at concurrency ${concurrency}`,
+          contender: "warren",
+          versus: "rabbitmq-client",
+          field: "throughput",
+          op: ">",
+          ratio: 1
+        }
       ]
     }))
     return await runWorkloads({
@@ -85,5 +115,9 @@ export const runRpc = async (options) => {
 
 const profileArgs = (options, contender, workload) =>
   options.profile
-    ? ["--cpu-prof", `--cpu-prof-dir=${options.profileDir}`, `--cpu-prof-name=rpc-${workload.id}-${contender.id}-${Date.now()}.cpuprofile`]
+    ? [
+      "--cpu-prof",
+      `--cpu-prof-dir=${options.profileDir}`,
+      `--cpu-prof-name=rpc-${workload.id}-${contender.id}-${Date.now()}.cpuprofile`
+    ]
     : []

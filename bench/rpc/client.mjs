@@ -124,7 +124,9 @@ try {
       cpuUtil: cpu / 1000 / elapsedMs,
       rssMB: rss / 1048576,
       firstSecondThroughput: firstSecond,
-      turnaroundUs: turnaround !== undefined && turnaround.turns > 0 ? turnaround.client * 1000 / turnaround.turns : null,
+      turnaroundUs: turnaround !== undefined && turnaround.turns > 0
+        ? turnaround.client * 1000 / turnaround.turns
+        : null,
       outsideUs: turnaround !== undefined && turnaround.turns > 0 ? turnaround.outside * 1000 / turnaround.turns : null
     }
   })

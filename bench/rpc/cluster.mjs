@@ -78,7 +78,11 @@ try {
   const base = median(results["single-classic"])
   console.log(`\nmedian of ${rounds} rounds, ${durationMs / 1000} s each, concurrency ${concurrency}, 256-byte echo:`)
   for (const [name, values] of Object.entries(results)) {
-    console.log(`${name.padEnd(15)} ${String(Math.round(median(values))).padStart(6)} req/s  ${(median(values) / base).toFixed(2)}x`)
+    console.log(
+      `${name.padEnd(15)} ${String(Math.round(median(values))).padStart(6)} req/s  ${
+        (median(values) / base).toFixed(2)
+      }x`
+    )
   }
 } finally {
   await cluster.stop()

@@ -18,9 +18,17 @@ if (args.child) {
     if (client.runWorkers) {
       let done = 0
       await new Promise((resolve) => {
-        client.runWorkers({ concurrency: args.concurrency, payload, control, onReply: () => {
-          if (++done >= n) { control.stopping = true; resolve() }
-        } }).then(resolve)
+        client.runWorkers({
+          concurrency: args.concurrency,
+          payload,
+          control,
+          onReply: () => {
+            if (++done >= n) {
+              control.stopping = true
+              resolve()
+            }
+          }
+        }).then(resolve)
       })
     } else {
       await Promise.all(Array.from({ length: args.concurrency }, async () => {
@@ -29,9 +37,11 @@ if (args.child) {
     }
   }
   await run(args.warmup)
-  const c0 = process.cpuUsage(); const t0 = performance.now()
+  const c0 = process.cpuUsage()
+  const t0 = performance.now()
   await run(args.requests)
-  const c = process.cpuUsage(c0); const ms = performance.now() - t0
+  const c = process.cpuUsage(c0)
+  const ms = performance.now() - t0
   process.send({ cpuUs: (c.user + c.system) / args.requests, rps: args.requests / (ms / 1000) })
   await client.close()
   process.exit(0)
@@ -44,15 +54,24 @@ if (args.child) {
   const results = {}
   for (let r = 0; r < (args.rounds ?? 3); r++) {
     for (const contender of args.contenders) {
-      const child = fork(here("./probe.mjs"), [JSON.stringify({ ...args, child: true, contender, url: broker.url, queue })])
-      const res = await new Promise((resolve, reject) => { child.on("message", resolve); child.on("exit", (code) => code && reject(new Error(`exit ${code}`))) })
+      const child = fork(here("./probe.mjs"), [
+        JSON.stringify({ ...args, child: true, contender, url: broker.url, queue })
+      ])
+      const res = await new Promise((resolve, reject) => {
+        child.on("message", resolve)
+        child.on("exit", (code) => code && reject(new Error(`exit ${code}`)))
+      })
       ;(results[contender] ??= []).push(res)
       console.log(`round ${r + 1} ${contender}: ${res.cpuUs.toFixed(1)} µs cpu/req, ${Math.round(res.rps)} req/s`)
     }
   }
   const med = (xs) => xs.slice().sort((a, b) => a - b)[Math.floor(xs.length / 2)]
   for (const [c, rs] of Object.entries(results)) {
-    console.log(`${c}: median ${med(rs.map((x) => x.cpuUs)).toFixed(1)} µs cpu/req, ${Math.round(med(rs.map((x) => x.rps)))} req/s`)
+    console.log(
+      `${c}: median ${med(rs.map((x) => x.cpuUs)).toFixed(1)} µs cpu/req, ${
+        Math.round(med(rs.map((x) => x.rps)))
+      } req/s`
+    )
   }
   server.kill()
   await broker.stop()

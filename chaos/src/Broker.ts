@@ -94,8 +94,15 @@ export const startBroker = async (): Promise<ChaosBroker> => {
 
   const ctl = (...args: ReadonlyArray<string>) =>
     new Promise<string>((resolve, reject) => {
-      execFile(CTL, ["-n", nodename, "-q", ...args], { env, timeout: 30_000, encoding: "utf8" }, (error, stdout, stderr) =>
-        error === null ? resolve(stdout) : reject(new Error(`rabbitmqctl ${args.join(" ")}: ${stdout}${stderr}`.trim())))
+      execFile(
+        CTL,
+        ["-n", nodename, "-q", ...args],
+        { env, timeout: 30_000, encoding: "utf8" },
+        (error, stdout, stderr) =>
+          error === null
+            ? resolve(stdout)
+            : reject(new Error(`rabbitmqctl ${args.join(" ")}: ${stdout}${stderr}`.trim()))
+      )
     })
 
   const launch = async () => {
@@ -161,7 +168,9 @@ export const closeConnections = async (broker: ChaosBroker, names: ReadonlyArray
     readonly client_properties: ReadonlyArray<readonly [string, string, unknown]>
   }>
   const peers = new Set(
-    rows.filter((row) => row.client_properties.some(([key, , value]) => key === "connection_name" && names.includes(String(value))))
+    rows.filter((row) =>
+      row.client_properties.some(([key, , value]) => key === "connection_name" && names.includes(String(value)))
+    )
       .map((row) => row.name)
   )
   const plain = await broker.ctl("list_connections", "name", "pid")

@@ -64,7 +64,11 @@ const readable = async (server: PbProcess, keys: ReadonlyArray<string>) => {
 const keysOf = (prefix: string, n: number) => Array.from({ length: n }, (_, i) => `${prefix}-${i}`)
 
 /** One sync mode: the three checks, one row each. */
-const runMode = async (mode: "always" | "interval", scale: KvScale, log: (line: string) => void): Promise<Array<Row>> => {
+const runMode = async (
+  mode: "always" | "interval",
+  scale: KvScale,
+  log: (line: string) => void
+): Promise<Array<Row>> => {
   const dir = mkdtempSync(join(tmpdir(), "warren-chaos-kv-"))
   const dataFile = join(dir, "kv.data")
   const env = { WARREN_KV_SYNC: mode, WARREN_KV_SYNC_INTERVAL: `${SYNC_INTERVAL_MS} millis` }
@@ -100,15 +104,23 @@ const runMode = async (mode: "always" | "interval", scale: KvScale, log: (line: 
     server = await start()
     back = await readable(server, [...ackedA.keys(), ...ackedB.keys()])
     const lost = [...ackedA.keys(), ...ackedB.keys()].filter((key) => !back.has(key))
-    const lostEarly = lost.filter((key) => (ackedA.get(key) ?? ackedB.get(key)!) < killedAt - SYNC_INTERVAL_MS - INTERVAL_SLACK_MS)
+    const lostEarly = lost.filter((key) =>
+      (ackedA.get(key) ?? ackedB.get(key)!) < killedAt - SYNC_INTERVAL_MS - INTERVAL_SLACK_MS
+    )
     rows.push({
       fault: `kv (${mode}): ${scale.writes} more writes, SIGKILL, restart`,
       seconds: (Date.now() - started) / 1000,
-      detail: mode === "always" ? "every acknowledged write must survive" : `sync interval ${SYNC_INTERVAL_MS} ms: all but the last interval's worth must survive`,
-      figures: `${ackedA.size + ackedB.size} acknowledged, ${back.size} readable, ${lost.length} lost (${lostEarly.length} acknowledged more than an interval + ${INTERVAL_SLACK_MS} ms before the kill)`,
+      detail: mode === "always"
+        ? "every acknowledged write must survive"
+        : `sync interval ${SYNC_INTERVAL_MS} ms: all but the last interval's worth must survive`,
+      figures: `${
+        ackedA.size + ackedB.size
+      } acknowledged, ${back.size} readable, ${lost.length} lost (${lostEarly.length} acknowledged more than an interval + ${INTERVAL_SLACK_MS} ms before the kill)`,
       problems: mode === "always"
         ? lost.length > 0 ? [`${lost.length} acknowledged writes lost`] : []
-        : lostEarly.length > 0 ? [`${lostEarly.length} writes older than an interval lost`] : []
+        : lostEarly.length > 0
+        ? [`${lostEarly.length} writes older than an interval lost`]
+        : []
     })
     log(`kv ${mode}: SIGKILL: ${back.size}/${ackedA.size + ackedB.size}`)
 
@@ -130,9 +142,14 @@ const runMode = async (mode: "always" | "interval", scale: KvScale, log: (line: 
       let end = bytes.length
       while (end > 0 && bytes[end - 1] === 0) end--
       truncateSync(newest.path, Math.max(0, end - 5))
-      cut = `${newest.path.split("/").pop()} cut to 5 bytes before the end of its data (${end} of ${bytes.length} bytes)`
+      cut = `${
+        newest.path.split("/").pop()
+      } cut to 5 bytes before the end of its data (${end} of ${bytes.length} bytes)`
     }
-    const restarted = await start().then((s) => s, (error: unknown) => error instanceof Error ? error : new Error(String(error)))
+    const restarted = await start().then(
+      (s) => s,
+      (error: unknown) => error instanceof Error ? error : new Error(String(error))
+    )
     let readBack = 0
     if (restarted instanceof Error) problems.push(`did not start: ${restarted.message.slice(0, 200)}`)
     else {

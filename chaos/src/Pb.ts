@@ -31,7 +31,9 @@ export interface PbProcess {
   /** Everything the process printed. */
   readonly output: () => string
   /** Sends `signal` and resolves once the process has exited. */
-  readonly stop: (signal?: NodeJS.Signals) => Promise<{ readonly code: number | null; readonly signal: NodeJS.Signals | null }>
+  readonly stop: (
+    signal?: NodeJS.Signals
+  ) => Promise<{ readonly code: number | null; readonly signal: NodeJS.Signals | null }>
 }
 
 /** Starts `node packages/cli/dist/main.js pb serve --port 0 [args]` and resolves once it listens. */
@@ -131,7 +133,8 @@ export const putBody = (bucket: string, key: string, value: Uint8Array | string)
   Buffer.concat([bytesField(1, bucket), bytesField(2, key), bytesField(4, bytesField(1, value))])
 
 /** RpbGetReq { bucket, key } (code 9), also RpbDelReq (13). */
-export const getBody = (bucket: string, key: string): Buffer => Buffer.concat([bytesField(1, bucket), bytesField(2, key)])
+export const getBody = (bucket: string, key: string): Buffer =>
+  Buffer.concat([bytesField(1, bucket), bytesField(2, key)])
 
 /** RpbListKeysReq { bucket } (code 17, streamed). */
 export const listKeysBody = (bucket: string): Buffer => bytesField(1, bucket)
@@ -231,18 +234,20 @@ export const connect = (
     )
     socket.on("error", () => {})
     // A client that never reads: no data listener (one would resume the socket), so the kernel buffers fill up.
-    if (options.read !== false) socket.on("data", (chunk: Buffer) => {
-      buffer = buffer.length === 0 ? chunk : Buffer.concat([buffer, chunk])
-      while (buffer.length >= 4 && buffer.length >= 4 + buffer.readUInt32BE(0)) {
-        const length = buffer.readUInt32BE(0)
-        const code = length === 0 ? -1 : buffer[4]!
-        const body = Buffer.from(buffer.subarray(5, 4 + length))
-        if (code === 0) errors.push(errorText(body))
-        frames.push({ code, body })
-        buffer = buffer.subarray(4 + length)
-      }
-      wake()
-    })
+    if (options.read !== false) {
+      socket.on("data", (chunk: Buffer) => {
+        buffer = buffer.length === 0 ? chunk : Buffer.concat([buffer, chunk])
+        while (buffer.length >= 4 && buffer.length >= 4 + buffer.readUInt32BE(0)) {
+          const length = buffer.readUInt32BE(0)
+          const code = length === 0 ? -1 : buffer[4]!
+          const body = Buffer.from(buffer.subarray(5, 4 + length))
+          if (code === 0) errors.push(errorText(body))
+          frames.push({ code, body })
+          buffer = buffer.subarray(4 + length)
+        }
+        wake()
+      })
+    }
     socket.once("connect", () =>
       resolve({
         socket,

@@ -219,7 +219,8 @@ const randomCodes = async (server: PbProcess, scale: PbScale): Promise<FaultOutc
   }
   await Promise.all(all.map(close))
   return {
-    detail: `256 codes with random bodies; ${sent} mutated bodies for the ${registered.length} codes the server knows ` +
+    detail:
+      `256 codes with random bodies; ${sent} mutated bodies for the ${registered.length} codes the server knows ` +
       `(${registered.join(",")}); ${all.length} conns; ${crashTexts} riak crash texts to reply codes sent as requests`,
     defects,
     problems: []
@@ -248,8 +249,16 @@ const lengthEdges = async (server: PbProcess): Promise<FaultOutcome> => {
     ["1 (ping)", frame(1), (c) => c.frames.some((f) => f.code === 2) ? undefined : "no ping reply"],
     ["max-1", Buffer.concat([header(limit - 1), Buffer.from([11]), randomBytes(1024)]), () => undefined],
     ["max", Buffer.concat([header(limit), Buffer.from([11]), randomBytes(1024)]), () => undefined],
-    ["max+1", header(limit + 1), (c) => c.errors.some((e) => e.startsWith("Message too large")) ? undefined : "no error"],
-    ["2^31-1", header(0x7fffffff), (c) => c.errors.some((e) => e.startsWith("Message too large")) ? undefined : "no error"]
+    [
+      "max+1",
+      header(limit + 1),
+      (c) => c.errors.some((e) => e.startsWith("Message too large")) ? undefined : "no error"
+    ],
+    [
+      "2^31-1",
+      header(0x7fffffff),
+      (c) => c.errors.some((e) => e.startsWith("Message too large")) ? undefined : "no error"
+    ]
   ]
   for (const [name, bytes, check] of cases) {
     const c = await connect(server.port)
@@ -272,7 +281,11 @@ const lengthEdges = async (server: PbProcess): Promise<FaultOutcome> => {
   if (first?.code !== 12 || second?.code !== 2) problems.push(`1-byte writes: replies ${first?.code}, ${second?.code}`)
   const defects = defectsOf(all)
   await Promise.all(all.map(close))
-  return { detail: `limit ${limit}; 0, 1, max-1, max, max+1, 2^31-1, 2^32-1, a put in 1-byte writes`, defects, problems }
+  return {
+    detail: `limit ${limit}; 0, 1, max-1, max, max+1, 2^31-1, 2^32-1, a put in 1-byte writes`,
+    defects,
+    problems
+  }
 }
 
 const slowloris = async (server: PbProcess, scale: PbScale): Promise<FaultOutcome> => {
@@ -296,7 +309,9 @@ const idle = async (server: PbProcess, scale: PbScale): Promise<FaultOutcome> =>
   const before = server.fds()
   const all: Array<RawConnection> = []
   for (let i = 0; i < scale.idleConnections; i += 100) {
-    all.push(...await Promise.all(Array.from({ length: Math.min(100, scale.idleConnections - i) }, () => connect(server.port))))
+    all.push(
+      ...await Promise.all(Array.from({ length: Math.min(100, scale.idleConnections - i) }, () => connect(server.port)))
+    )
   }
   // The first connection is served (a connection limit, if any, refuses the last ones, not the first).
   const pong = await request(all[0]!, 1, undefined, 10_000)
@@ -361,7 +376,10 @@ const pipelineNoRead = async (server: PbProcess, scale: PbScale, baselineRss: nu
 const streamDisconnects = async (server: PbProcess, scale: PbScale): Promise<FaultOutcome> => {
   const setup = await connect(server.port)
   for (let i = 0; i < 200; i += 50) {
-    await write(setup, Buffer.concat(Array.from({ length: 50 }, (_, j) => frame(11, putBody("chaos-stream", `key-${i + j}`, "v")))))
+    await write(
+      setup,
+      Buffer.concat(Array.from({ length: 50 }, (_, j) => frame(11, putBody("chaos-stream", `key-${i + j}`, "v"))))
+    )
   }
   while (setup.frames.length < 200 && !setup.isClosed()) await setup.next(5_000)
   await close(setup)
@@ -378,7 +396,11 @@ const streamDisconnects = async (server: PbProcess, scale: PbScale): Promise<Fau
     defects += defectsOf([c])
     await close(c)
   })
-  return { detail: `${scale.streamDisconnects} list-keys streams (200 keys) cut, ${midStream} after the first chunk`, defects, problems: [] }
+  return {
+    detail: `${scale.streamDisconnects} list-keys streams (200 keys) cut, ${midStream} after the first chunk`,
+    defects,
+    problems: []
+  }
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -423,17 +445,26 @@ export const runPbFaults = async (scale: PbScale, log: (line: string) => void = 
       }
       const problems = [...outcome.problems]
       const logged = server.output().split("\n").filter((line) => /\bERROR\b/.test(line))
-      if (logged.length > loggedBefore) problems.push(`the server logged ${logged.length - loggedBefore} errors: ${logged[loggedBefore]?.slice(0, 200)}`)
+      if (logged.length > loggedBefore) {
+        problems.push(
+          `the server logged ${logged.length - loggedBefore} errors: ${logged[loggedBefore]?.slice(0, 200)}`
+        )
+      }
       loggedBefore = logged.length
       if (server.exit() !== undefined) problems.push(`the server exited: ${JSON.stringify(server.exit())}`)
       if (outcome.defects > 0) problems.push(`${outcome.defects} defect replies`)
-      if (rss - baselineRss > RSS_BOUND) problems.push(`rss ${MiB(rss)} stays above baseline ${MiB(baselineRss)} + ${MiB(RSS_BOUND)}`)
+      if (rss - baselineRss > RSS_BOUND) {
+        problems.push(`rss ${MiB(rss)} stays above baseline ${MiB(baselineRss)} + ${MiB(RSS_BOUND)}`)
+      }
       if (fds - baselineFds > FD_BOUND) problems.push(`${fds} fds stay above baseline ${baselineFds} + ${FD_BOUND}`)
       rows.push({
         fault: name,
         seconds: (Date.now() - started) / 1000,
         detail: outcome.detail,
-        figures: `rss ${MiB(baselineRss)} -> ${MiB(rss)}${outcome.peakRss === undefined ? "" : ` (peak ${MiB(outcome.peakRss)})`}, ` +
+        figures:
+          `rss ${MiB(baselineRss)} -> ${MiB(rss)}${
+            outcome.peakRss === undefined ? "" : ` (peak ${MiB(outcome.peakRss)})`
+          }, ` +
           `fds ${baselineFds} -> ${fds}, defects ${outcome.defects}`,
         problems
       })

@@ -37,8 +37,24 @@ export interface RpcScale {
   readonly targetedCloses: boolean
 }
 
-export const fullRpcScale: RpcScale = { closes: 5, outageSeconds: 5, steadySeconds: 3, callers: 16, gapMs: 2, timeoutMs: 3_000, targetedCloses: true }
-export const boundedRpcScale: RpcScale = { closes: 2, outageSeconds: 1, steadySeconds: 0.5, callers: 4, gapMs: 10, timeoutMs: 3_000, targetedCloses: false }
+export const fullRpcScale: RpcScale = {
+  closes: 5,
+  outageSeconds: 5,
+  steadySeconds: 3,
+  callers: 16,
+  gapMs: 2,
+  timeoutMs: 3_000,
+  targetedCloses: true
+}
+export const boundedRpcScale: RpcScale = {
+  closes: 2,
+  outageSeconds: 1,
+  steadySeconds: 0.5,
+  callers: 4,
+  gapMs: 10,
+  timeoutMs: 3_000,
+  targetedCloses: false
+}
 
 /** A request settles at most this long after its timeout (a busy 2-core machine included). */
 export const SETTLE_MARGIN_MS = 2_000
@@ -135,11 +151,19 @@ export const runRpcFaults = (
 ): Effect.Effect<Array<Row>> =>
   Effect.gen(function*() {
     // The server side: its own connection, an echo server for the client load and an at-least-once server.
-    const serverConnection = yield* AmqpConnection.make({ urls: broker.url, connectionName: "chaos-server", reconnect: policy() })
+    const serverConnection = yield* AmqpConnection.make({
+      urls: broker.url,
+      connectionName: "chaos-server",
+      reconnect: policy()
+    })
     const handled = new Map<number, number>()
-    const echo = yield* RpcServer.serve({ queue: { name: ECHO_QUEUE, options: { durable: true } }, concurrency: 4 }, RpcServer.echo, {
-      reopen: policy()
-    }).pipe(Effect.provideService(AmqpConnection.AmqpConnection, serverConnection))
+    const echo = yield* RpcServer.serve(
+      { queue: { name: ECHO_QUEUE, options: { durable: true } }, concurrency: 4 },
+      RpcServer.echo,
+      {
+        reopen: policy()
+      }
+    ).pipe(Effect.provideService(AmqpConnection.AmqpConnection, serverConnection))
     const alo = yield* RpcServer.serve(
       { queue: { name: ALO_QUEUE, options: { durable: true } }, concurrency: 4 },
       (payload) =>
@@ -154,8 +178,16 @@ export const runRpcFaults = (
     yield* RpcServer.awaitReady(alo).pipe(Effect.orDie)
 
     // The client side.
-    const clientConnection = yield* AmqpConnection.make({ urls: broker.url, connectionName: "chaos-client", reconnect: policy() })
-    const client = yield* RpcClient.make({ name: "chaos-client", timeout: `${scale.timeoutMs} millis`, reconnect: policy() }).pipe(
+    const clientConnection = yield* AmqpConnection.make({
+      urls: broker.url,
+      connectionName: "chaos-client",
+      reconnect: policy()
+    })
+    const client = yield* RpcClient.make({
+      name: "chaos-client",
+      timeout: `${scale.timeoutMs} millis`,
+      reconnect: policy()
+    }).pipe(
       Effect.provideService(AmqpConnection.AmqpConnection, clientConnection),
       Effect.orDie
     )
@@ -181,9 +213,12 @@ export const runRpcFaults = (
           yield* delay(scale.gapMs)
         }
       })
-    const callers = yield* Effect.forEach(Array.from({ length: scale.callers }, (_, f) => f), (f) => Effect.fork(caller(f)))
+    const callers = yield* Effect.forEach(Array.from({ length: scale.callers }, (_, f) => f), (f) =>
+      Effect.fork(caller(f)))
     const publisher = startPublisher(broker.url, scale.gapMs * 5)
-    yield* Effect.addFinalizer(() => Effect.promise(publisher.stop))
+    yield* Effect.addFinalizer(() =>
+      Effect.promise(publisher.stop)
+    )
 
     const phases: Array<Phase> = []
     const phase = (name: string) => {
@@ -243,7 +278,10 @@ export const runRpcFaults = (
 
     // Stop the load; every caller must finish within a request's timeout plus the margin.
     running = false
-    const joined = yield* Fiber.joinAll(callers).pipe(Effect.timeout(`${scale.timeoutMs + SETTLE_MARGIN_MS + 1_000} millis`), Effect.option)
+    const joined = yield* Fiber.joinAll(callers).pipe(
+      Effect.timeout(`${scale.timeoutMs + SETTLE_MARGIN_MS + 1_000} millis`),
+      Effect.option
+    )
     const hung = pending.size
     const stats = yield* client.stats
     yield* Effect.promise(publisher.stop)
@@ -268,14 +306,19 @@ export const runRpcFaults = (
       if ((byResult.get("ok") ?? 0) === 0) problems.push("no request succeeded")
       let recovery = ""
       if (p.back !== undefined) {
-        const first = outcomes.filter((o) => o.result === "ok" && o.t1 > p.back!).reduce((min, o) => Math.min(min, o.t1), Number.POSITIVE_INFINITY)
+        const first = outcomes.filter((o) => o.result === "ok" && o.t1 > p.back!).reduce(
+          (min, o) => Math.min(min, o.t1),
+          Number.POSITIVE_INFINITY
+        )
         const clientMs = first - p.back
         recovery = `; client serves ${Number.isFinite(clientMs) ? `${clientMs} ms` : "never"} after the broker's return`
         if (!(clientMs <= RECOVERY_BOUND_MS)) problems.push(`client served again only after ${clientMs} ms`)
       }
       if (p.name === "end" || phases[phases.length - 2] === p) {
         if (hung > 0 || Option.isNone(joined)) problems.push(`${hung} requests never settled`)
-        if (stats.inFlight + stats.waiting > 0) problems.push(`pending table not empty: ${stats.inFlight} in flight, ${stats.waiting} waiting`)
+        if (stats.inFlight + stats.waiting > 0) {
+          problems.push(`pending table not empty: ${stats.inFlight} in flight, ${stats.waiting} waiting`)
+        }
       }
       rows.push({
         fault: `rpc client: ${p.name}`,
@@ -291,7 +334,9 @@ export const runRpcFaults = (
       const twice = confirmedHere.filter((id) => (publisher.replies.get(`alo-${id}`) ?? 0) > 1).length
       // At-least-once: a redelivered request is answered again (warren's RpcClient drops the second reply as late);
       // more replies than deliveries would be a server bug.
-      const overAnswered = confirmedHere.filter((id) => (publisher.replies.get(`alo-${id}`) ?? 0) > (handled.get(id) ?? 0)).length
+      const overAnswered = confirmedHere.filter((id) =>
+        (publisher.replies.get(`alo-${id}`) ?? 0) > (handled.get(id) ?? 0)
+      ).length
       const serverProblems: Array<string> = []
       if (lostHere.length > 0) serverProblems.push(`${lostHere.length} confirmed requests never handled`)
       if (overAnswered > 0) serverProblems.push(`${overAnswered} requests got more replies than deliveries`)
@@ -305,11 +350,18 @@ export const runRpcFaults = (
         fault: `rpc server: ${p.name}`,
         seconds: ((Number.isFinite(p.end) ? p.end : Date.now()) - p.start) / 1000,
         detail: `persistent requests to a durable queue, at-least-once acks`,
-        figures: `${confirmedHere.length} confirmed, ${confirmedHere.length - lostHere.length} handled, ${redelivered} handled twice (redelivered), ` +
+        figures:
+          `${confirmedHere.length} confirmed, ${
+            confirmedHere.length - lostHere.length
+          } handled, ${redelivered} handled twice (redelivered), ` +
           `${twice} answered twice on the wire${serverRecovery}`,
         problems: serverProblems
       })
     }
-    log(`rpc: client stats ${JSON.stringify(stats)}; publisher published ${publisher.published()}, confirmed ${publisher.confirmed.size}`)
+    log(
+      `rpc: client stats ${
+        JSON.stringify(stats)
+      }; publisher published ${publisher.published()}, confirmed ${publisher.confirmed.size}`
+    )
     return rows
   }).pipe(Effect.scoped, Effect.orDie)

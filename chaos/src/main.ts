@@ -25,9 +25,13 @@ const main = async () => {
     log(`rabbitmq node up at ${broker.url}`)
     try {
       // The library's logs (connection lost, reconnected) go to stderr with the progress lines; stdout has the table.
-      rows.push(...await Effect.runPromise(runRpcFaults(broker, bounded ? boundedRpcScale : fullRpcScale, log).pipe(
-        Effect.provide(Logger.replace(Logger.defaultLogger, Logger.withConsoleError(Logger.logfmtLogger)))
-      )))
+      rows.push(
+        ...await Effect.runPromise(
+          runRpcFaults(broker, bounded ? boundedRpcScale : fullRpcScale, log).pipe(
+            Effect.provide(Logger.replace(Logger.defaultLogger, Logger.withConsoleError(Logger.logfmtLogger)))
+          )
+        )
+      )
     } finally {
       await broker.stop()
     }

@@ -76,7 +76,9 @@ const main = async () => {
         Effect.tap(RpcServer.awaitReady),
         Effect.provideService(AmqpConnection.AmqpConnection, connection)
       )
-      const client = yield* RpcClient.make({ name: "soak" }).pipe(Effect.provideService(AmqpConnection.AmqpConnection, connection))
+      const client = yield* RpcClient.make({ name: "soak" }).pipe(
+        Effect.provideService(AmqpConnection.AmqpConnection, connection)
+      )
       const payload = randomBytes(256)
       const callers = yield* Effect.forEach(Array.from({ length: 8 }), () =>
         Effect.fork(Effect.gen(function*() {
@@ -101,11 +103,18 @@ const main = async () => {
           pb: pbDone
         }
         samples.push(sample)
-        log(`${(sample.t / 1000).toFixed(0)} s: heap ${MiB(sample.heap)}, rss ${MiB(sample.rss)}, pb serve rss ${MiB(sample.serverRss)}, ${rpcDone} rpc, ${pbDone} pb, ${errors} errors`)
+        log(
+          `${(sample.t / 1000).toFixed(0)} s: heap ${MiB(sample.heap)}, rss ${MiB(sample.rss)}, pb serve rss ${
+            MiB(sample.serverRss)
+          }, ${rpcDone} rpc, ${pbDone} pb, ${errors} errors`
+        )
       }
       running = false
       yield* Fiber.joinAll(callers)
-    }).pipe(Effect.scoped, Effect.provide(Logger.replace(Logger.defaultLogger, Logger.withConsoleError(Logger.logfmtLogger))))
+    }).pipe(
+      Effect.scoped,
+      Effect.provide(Logger.replace(Logger.defaultLogger, Logger.withConsoleError(Logger.logfmtLogger)))
+    )
     await Effect.runPromise(program)
     await pbLoad
 
@@ -116,11 +125,13 @@ const main = async () => {
     const lines: Array<string> = []
     let failed = false
     const floor = (xs: ReadonlyArray<number>) => Math.min(...xs)
-    for (const [name, pick, judgeBy] of [
-      ["soak process heap (after GC)", (s: Sample) => s.heap, "median"],
-      ["soak process RSS", (s: Sample) => s.rss, "floor"],
-      ["warren pb serve RSS", (s: Sample) => s.serverRss, "floor"]
-    ] as const) {
+    for (
+      const [name, pick, judgeBy] of [
+        ["soak process heap (after GC)", (s: Sample) => s.heap, "median"],
+        ["soak process RSS", (s: Sample) => s.rss, "floor"],
+        ["warren pb serve RSS", (s: Sample) => s.serverRss, "floor"]
+      ] as const
+    ) {
       const stat = judgeBy === "median" ? median : floor
       const a = stat(early.map(pick))
       const b = stat(late.map(pick))
@@ -129,7 +140,9 @@ const main = async () => {
       failed ||= !ok
       lines.push(
         `| ${name} | ${judgeBy} | ${MiB(a)} (median ${MiB(median(early.map(pick)))}) | ` +
-          `${MiB(b)} (median ${MiB(median(late.map(pick)))}) | ${(growth * 100).toFixed(1)} % | ${ok ? "ok" : "**FAIL**"} |`
+          `${MiB(b)} (median ${MiB(median(late.map(pick)))}) | ${(growth * 100).toFixed(1)} % | ${
+            ok ? "ok" : "**FAIL**"
+          } |`
       )
     }
     const last = samples[samples.length - 1]

@@ -8,11 +8,15 @@ import { boundedKvScale, runKvFaults } from "../src/KvFaults.js"
 import { table } from "../src/Report.js"
 
 describe("KV writes across process deaths", () => {
-  it.live("acknowledged writes survive SIGTERM; SIGKILL loses none under always, at most the last interval under interval; a torn tail loads", () =>
-    Effect.gen(function*() {
-      const rows = yield* Effect.promise(() => runKvFaults(boundedKvScale))
-      const failed = rows.filter((row) => row.problems.length > 0)
-      assert.strictEqual(failed.length, 0, table(rows))
-      assert.strictEqual(rows.length, 6)
-    }), 240_000)
+  it.live(
+    "acknowledged writes survive SIGTERM; SIGKILL loses none under always, at most the last interval under interval; a torn tail loads",
+    () =>
+      Effect.gen(function*() {
+        const rows = yield* Effect.promise(() => runKvFaults(boundedKvScale))
+        const failed = rows.filter((row) => row.problems.length > 0)
+        assert.strictEqual(failed.length, 0, table(rows))
+        assert.strictEqual(rows.length, 6)
+      }),
+    240_000
+  )
 })

@@ -34,14 +34,7 @@ import * as Layer from "effect/Layer"
 import type * as Scope from "effect/Scope"
 import type { AmqpConnection, AmqpError } from "./AmqpConnection.js"
 import * as internal from "./internal/rpcClient.js"
-import type {
-  Callbacks,
-  Client,
-  Options,
-  Payload,
-  PublishOptions,
-  RequestError
-} from "./internal/rpcClientModel.js"
+import type { Callbacks, Client, Options, Payload, PublishOptions, RequestError } from "./internal/rpcClientModel.js"
 
 export {
   /** `handleRequest` result: publish the request unchanged (Hare's `{:ok, state}`). */

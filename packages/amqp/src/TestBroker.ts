@@ -54,8 +54,12 @@ const freePort = (): Promise<number> =>
 const run = (argv: ReadonlyArray<string>, env: NodeJS.ProcessEnv, timeoutMs: number) =>
   new Promise<{ ok: boolean; out: string }>((resolve) => {
     const [cmd, ...args] = argv
-    execFile(cmd!, args, { env, timeout: timeoutMs, encoding: "utf8" }, (error, stdout, stderr) =>
-      resolve({ ok: error === null, out: `${stdout}${stderr}` }))
+    execFile(
+      cmd!,
+      args,
+      { env, timeout: timeoutMs, encoding: "utf8" },
+      (error, stdout, stderr) => resolve({ ok: error === null, out: `${stdout}${stderr}` })
+    )
   })
 
 const canConnect = (port: number) =>
@@ -108,16 +112,43 @@ const openssl = (dir: string, args: ReadonlyArray<string>) =>
 const makeCertificates = async (dir: string) => {
   const file = (name: string) => join(dir, name)
   const ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
-  await openssl(dir, ["req", "-x509", ...ec, "-keyout", file("ca.key"), "-out", file("ca.pem"), "-days", "1", "-subj", "/CN=warren test CA"])
-  for (const [name, subject, ext] of [
-    ["server", "/CN=localhost", "subjectAltName=DNS:localhost"],
-    ["client", "/CN=guest", "extendedKeyUsage=clientAuth"]
-  ] as const) {
+  await openssl(dir, [
+    "req",
+    "-x509",
+    ...ec,
+    "-keyout",
+    file("ca.key"),
+    "-out",
+    file("ca.pem"),
+    "-days",
+    "1",
+    "-subj",
+    "/CN=warren test CA"
+  ])
+  for (
+    const [name, subject, ext] of [
+      ["server", "/CN=localhost", "subjectAltName=DNS:localhost"],
+      ["client", "/CN=guest", "extendedKeyUsage=clientAuth"]
+    ] as const
+  ) {
     await openssl(dir, ["req", ...ec, "-keyout", file(`${name}.key`), "-out", file(`${name}.csr`), "-subj", subject])
     writeFileSync(file(`${name}.ext`), `${ext}\n`)
     await openssl(dir, [
-      "x509", "-req", "-in", file(`${name}.csr`), "-CA", file("ca.pem"), "-CAkey", file("ca.key"), "-CAcreateserial",
-      "-days", "1", "-out", file(`${name}.pem`), "-extfile", file(`${name}.ext`)
+      "x509",
+      "-req",
+      "-in",
+      file(`${name}.csr`),
+      "-CA",
+      file("ca.pem"),
+      "-CAkey",
+      file("ca.key"),
+      "-CAcreateserial",
+      "-days",
+      "1",
+      "-out",
+      file(`${name}.pem`),
+      "-extfile",
+      file(`${name}.ext`)
     ])
   }
   return {
@@ -131,7 +162,9 @@ const makeCertificates = async (dir: string) => {
 }
 
 /** Starts one private node; `cookie` (shared by a cluster's nodes) goes to the node's HOME. */
-const startNode = async (options: StartOptions & { readonly cookie?: string; readonly label?: string }): Promise<Node> => {
+const startNode = async (
+  options: StartOptions & { readonly cookie?: string; readonly label?: string }
+): Promise<Node> => {
   const server = serverBinaries.find((path) => existsSync(path))
   const ctl = ctlBinaries.find((path) => existsSync(path))
   if (server === undefined || ctl === undefined) throw new Error(HOW_TO_GET_ONE)

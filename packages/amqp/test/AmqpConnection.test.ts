@@ -180,13 +180,22 @@ describe("AmqpConnection (real broker)", () => {
       })
       yield* connection.awaitConnected
       if (broker().kind !== "local") return
-      const out = yield* rabbitmqctl("list_connections", "timeout", "frame_max", "client_properties", "--formatter", "json")
+      const out = yield* rabbitmqctl(
+        "list_connections",
+        "timeout",
+        "frame_max",
+        "client_properties",
+        "--formatter",
+        "json"
+      )
       const rows = JSON.parse(out) as ReadonlyArray<{
         readonly timeout: number
         readonly frame_max: number
         readonly client_properties: ReadonlyArray<readonly [string, string, unknown]>
       }>
-      const row = rows.find((r) => r.client_properties.some(([key, , value]) => key === "connection_name" && value === name))
+      const row = rows.find((r) =>
+        r.client_properties.some(([key, , value]) => key === "connection_name" && value === name)
+      )
       assert.isDefined(row)
       assert.strictEqual(row?.timeout, 3)
       assert.strictEqual(row?.frame_max, 65536)

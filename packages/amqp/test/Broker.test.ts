@@ -2,7 +2,15 @@ import { assert, it } from "@effect/vitest"
 import amqp from "amqplib"
 import { TestBroker } from "@warren/amqp/testing"
 import { Effect, Exit } from "effect"
-import { amqpUrl, broker, closeConnection, listConnections, startApp, stopApp, withAdminChannel } from "./support/faults.js"
+import {
+  amqpUrl,
+  broker,
+  closeConnection,
+  listConnections,
+  startApp,
+  stopApp,
+  withAdminChannel
+} from "./support/faults.js"
 
 const connect = (name: string) =>
   Effect.acquireRelease(

@@ -19,11 +19,20 @@ import { execFile } from "node:child_process"
 const ctl = (node: TestBroker.BrokerInfo, ...args: ReadonlyArray<string>) =>
   Effect.async<string, Error>((resume) => {
     const [cmd, ...prefix] = node.ctl!
-    const child = execFile(cmd!, [...prefix, ...args], { env: { ...process.env, ...node.ctlEnv }, encoding: "utf8", timeout: 60_000 }, (
+    const child = execFile(cmd!, [...prefix, ...args], {
+      env: { ...process.env, ...node.ctlEnv },
+      encoding: "utf8",
+      timeout: 60_000
+    }, (
       error,
       stdout,
       stderr
-    ) => resume(error === null ? Effect.succeed(stdout) : Effect.fail(new Error(`rabbitmqctl ${args.join(" ")}: ${stdout}${stderr}`))))
+    ) =>
+      resume(
+        error === null
+          ? Effect.succeed(stdout)
+          : Effect.fail(new Error(`rabbitmqctl ${args.join(" ")}: ${stdout}${stderr}`))
+      ))
     return Effect.sync(() => child.kill())
   })
 
@@ -44,7 +53,11 @@ describe("RPC across a RabbitMQ cluster (3 private nodes)", () => {
     () =>
       Effect.gen(function*() {
         const cluster = yield* TestBroker.makeCluster({ size: 3 })
-        const [n0, n1, n2] = cluster.nodes as readonly [TestBroker.BrokerInfo, TestBroker.BrokerInfo, TestBroker.BrokerInfo]
+        const [n0, n1, n2] = cluster.nodes as readonly [
+          TestBroker.BrokerInfo,
+          TestBroker.BrokerInfo,
+          TestBroker.BrokerInfo
+        ]
         const queue = `warren.cluster.${process.pid}`
         const reconnect = Reconnect.exponential({ base: "50 millis", max: "500 millis" })
         // Each party lists every node, starting with its own.
@@ -75,7 +88,8 @@ describe("RPC across a RabbitMQ cluster (3 private nodes)", () => {
         const client = yield* RpcClient.make({ timeout: "3 seconds", reconnect }).pipe(
           Effect.provideService(AmqpConnection.AmqpConnection, clientConnection)
         )
-        const urlOf = Effect.map(clientConnection.state.get, (state) => state._tag === "Connected" ? state.url : undefined)
+        const urlOf = Effect.map(clientConnection.state.get, (state) =>
+          state._tag === "Connected" ? state.url : undefined)
         assert.strictEqual(yield* urlOf, AmqpConnection.redact(n0.url))
 
         // A caller that retries a request whose channel died or that timed out (at-least-once), and records how
@@ -86,12 +100,19 @@ describe("RPC across a RabbitMQ cluster (3 private nodes)", () => {
             for (let attempt = 1; attempt <= 20; attempt++) {
               const result = yield* Effect.either(client.request(id, queue))
               yield* Ref.update(settled, (all) => [...all, result._tag === "Right" ? "reply" : result.left._tag])
-              if (result._tag === "Right") return result.right.toString()
+              if (result._tag === "Right") {
+                return result.right.toString()
+              }
             }
             return yield* Effect.dieMessage(`request ${id} never got an answer`)
           })
         const batch = (prefix: string, count: number) =>
-          Effect.forEach(Array.from({ length: count }, (_, i) => `${prefix}-${i}`), call, { concurrency: 8 })
+          Effect.forEach(
+            Array.from({ length: count }, (_, i) =>
+              `${prefix}-${i}`),
+            call,
+            { concurrency: 8 }
+          )
 
         const before = yield* batch("before", 40)
         assert.isTrue(before.every((reply, i) => reply.endsWith(`:before-${i}`)))
@@ -127,7 +148,10 @@ describe("RPC across a RabbitMQ cluster (3 private nodes)", () => {
         const after = yield* batch("after", 40).pipe(Effect.timeout("30 seconds"))
 
         const url = yield* urlOf
-        assert.isTrue(url === AmqpConnection.redact(n1.url) || url === AmqpConnection.redact(n2.url), `client on ${url}`)
+        assert.isTrue(
+          url === AmqpConnection.redact(n1.url) || url === AmqpConnection.redact(n2.url),
+          `client on ${url}`
+        )
         // The queue's leader moved off node 0.
         const leader = yield* leaderOf(n1, queue)
         assert.isTrue(leader === nodeName(n1) || leader === nodeName(n2), `leader ${leader}`)
@@ -141,7 +165,10 @@ describe("RPC across a RabbitMQ cluster (3 private nodes)", () => {
         for (const outcome of outcomes) {
           assert.include(["reply", "RpcChannelLost", "RpcTimeout"], outcome, "typed outcomes only")
         }
-        assert.isTrue(outcomes.some((outcome) => outcome !== "reply"), "some requests were in flight when node 0 stopped")
+        assert.isTrue(
+          outcomes.some((outcome) => outcome !== "reply"),
+          "some requests were in flight when node 0 stopped"
+        )
 
         // Both servers kept consuming after the failover (server A from another node).
         const handledAfter = (yield* Ref.get(handled)).filter((entry) => entry.id.startsWith("after-"))

@@ -13,7 +13,10 @@ import { amqpUrl } from "./support/faults.js"
 /** The connect error of a connection that tries once (all its URLs) and gives up. */
 const firstFailure = (options: AmqpConnection.ConnectionOptions) =>
   Effect.gen(function*() {
-    const connection = yield* AmqpConnection.make({ reconnect: Reconnect.limit(Reconnect.defaultPolicy, 0), ...options })
+    const connection = yield* AmqpConnection.make({
+      reconnect: Reconnect.limit(Reconnect.defaultPolicy, 0),
+      ...options
+    })
     const exit = yield* Effect.exit(connection.awaitConnected)
     assert.isTrue(Exit.isFailure(exit), "the connect must fail")
     const closed = Exit.isFailure(exit) && exit.cause._tag === "Fail" ? exit.cause.error : undefined
@@ -37,7 +40,9 @@ const tcpServer = (onSocket: (socket: net.Socket) => void) =>
       })
       server.listen(0, "127.0.0.1", () => {
         const address = server.address()
-        resume(Effect.succeed({ server, sockets, port: typeof address === "object" && address !== null ? address.port : 0 }))
+        resume(
+          Effect.succeed({ server, sockets, port: typeof address === "object" && address !== null ? address.port : 0 })
+        )
       })
     }),
     ({ server, sockets }) =>
@@ -75,14 +80,21 @@ describe("AmqpConnection connect errors (real sockets, real broker)", () => {
       assert.include(failure.message, "connection refused")
       const warnings = logs.filter((log) => log.level === LogLevel.Warning).map((log) => log.text)
       assert.strictEqual(warnings.length, 2, warnings.join("\n"))
-      assert.match(warnings[0]!, /attempt 1 failed: AMQP connect to amqp:\/\/guest:\*\*\*@127\.0\.0\.1:\d+ failed \(Refused\).*next attempt in 20ms/)
+      assert.match(
+        warnings[0]!,
+        /attempt 1 failed: AMQP connect to amqp:\/\/guest:\*\*\*@127\.0\.0\.1:\d+ failed \(Refused\).*next attempt in 20ms/
+      )
       assert.match(warnings[1]!, /attempt 2 failed: .*\(Refused\).*giving up/)
       for (const log of logs) assert.notInclude(log.text, "s3cret")
     }))
 
   it.scopedLive("a wrong password: reason AccessRefused", () =>
     Effect.gen(function*() {
-      const failure = yield* firstFailure({ urls: brokerWith((url) => { url.password = "wrong-s3cret" }) })
+      const failure = yield* firstFailure({
+        urls: brokerWith((url) => {
+          url.password = "wrong-s3cret"
+        })
+      })
       assert.strictEqual(failure.reason, "AccessRefused")
       assert.include(failure.message, "check the user name and password")
       assert.notInclude(failure.message, "wrong-s3cret")
@@ -91,7 +103,11 @@ describe("AmqpConnection connect errors (real sockets, real broker)", () => {
 
   it.scopedLive("a missing virtual host: reason VhostNotFound, naming the vhost", () =>
     Effect.gen(function*() {
-      const failure = yield* firstFailure({ urls: brokerWith((url) => { url.pathname = "/no-such-vhost" }) })
+      const failure = yield* firstFailure({
+        urls: brokerWith((url) => {
+          url.pathname = "/no-such-vhost"
+        })
+      })
       assert.strictEqual(failure.reason, "VhostNotFound")
       assert.include(failure.message, "virtual host \"no-such-vhost\"")
     }))
@@ -99,7 +115,10 @@ describe("AmqpConnection connect errors (real sockets, real broker)", () => {
   it.scopedLive("a port that accepts TCP but never answers: reason HandshakeTimeout", () =>
     Effect.gen(function*() {
       const port = yield* tcpServer(() => undefined)
-      const failure = yield* firstFailure({ urls: `amqp://guest:s3cret@127.0.0.1:${port}`, connectTimeout: "300 millis" })
+      const failure = yield* firstFailure({
+        urls: `amqp://guest:s3cret@127.0.0.1:${port}`,
+        connectTimeout: "300 millis"
+      })
       assert.strictEqual(failure.reason, "HandshakeTimeout")
       assert.include(failure.message, "accepted a TCP connection but the handshake did not complete")
       assert.include(failure.message, "guest:***@")
@@ -118,7 +137,9 @@ describe("AmqpConnection connect errors (real sockets, real broker)", () => {
   it.scopedLive("each URL of an attempt is named in the attempt's error; the cause is the last one's", () =>
     Effect.gen(function*() {
       const silent = yield* tcpServer(() => undefined)
-      const wrong = brokerWith((url) => { url.password = "nope" })
+      const wrong = brokerWith((url) => {
+        url.password = "nope"
+      })
       const connection = yield* AmqpConnection.make({
         urls: [`amqp://u:p@127.0.0.1:${silent}`, wrong],
         connectTimeout: "300 millis",
@@ -136,7 +157,9 @@ describe("AmqpConnection connect errors (real sockets, real broker)", () => {
 describe("AmqpConnection config errors never show a secret", () => {
   it.effect("an invalid URL with a password: the error shows it redacted", () =>
     Effect.gen(function*() {
-      for (const urls of ["amqp://guest:s3cret@127.0.0.1:notaport", ["amqp://guest:s3cret@127.0.0.1:notaport"] as const]) {
+      for (
+        const urls of ["amqp://guest:s3cret@127.0.0.1:notaport", ["amqp://guest:s3cret@127.0.0.1:notaport"] as const]
+      ) {
         const exit = yield* Effect.exit(Layer.build(AmqpConnection.layer({ urls })).pipe(Effect.scoped))
         assert.isTrue(Exit.isFailure(exit))
         const error = Exit.isFailure(exit) && exit.cause._tag === "Fail" ? exit.cause.error : undefined
@@ -178,27 +201,35 @@ describe("AmqpConnection over TLS (private broker with throwaway certificates)",
     })
   )
 
-  it.scopedLive("amqps:// with CA, client certificate and key, and server name: connects and opens a channel", () =>
-    Effect.gen(function*() {
-      const tls = yield* tlsBroker
-      const connection = yield* AmqpConnection.make({
-        urls: tls.url,
-        tls: { ca: tls.ca, cert: tls.clientCert, key: Buffer.from(tls.clientKey), servername: tls.servername }
-      })
-      yield* connection.awaitConnected
-      const channel = yield* connection.openChannel()
-      yield* Effect.promise(() => channel.checkExchange("amq.direct"))
+  it.scopedLive(
+    "amqps:// with CA, client certificate and key, and server name: connects and opens a channel",
+    () =>
+      Effect.gen(function*() {
+        const tls = yield* tlsBroker
+        const connection = yield* AmqpConnection.make({
+          urls: tls.url,
+          tls: { ca: tls.ca, cert: tls.clientCert, key: Buffer.from(tls.clientKey), servername: tls.servername }
+        })
+        yield* connection.awaitConnected
+        const channel = yield* connection.openChannel()
+        yield* Effect.promise(() => channel.checkExchange("amq.direct"))
 
-      // Each TLS setting matters: without it the same broker refuses, with reason Tls.
-      const without = (label: string, tlsOptions: AmqpConnection.TlsOptions, pattern: RegExp) =>
-        firstFailure({ urls: tls.url, tls: tlsOptions }).pipe(
-          Effect.tap((failure) => {
-            assert.strictEqual(failure.reason, "Tls", label)
-            assert.match(failure.message, pattern, label)
-          })
+        // Each TLS setting matters: without it the same broker refuses, with reason Tls.
+        const without = (label: string, tlsOptions: AmqpConnection.TlsOptions, pattern: RegExp) =>
+          firstFailure({ urls: tls.url, tls: tlsOptions }).pipe(
+            Effect.tap((failure) => {
+              assert.strictEqual(failure.reason, "Tls", label)
+              assert.match(failure.message, pattern, label)
+            })
+          )
+        yield* without(
+          "no CA",
+          { cert: tls.clientCert, key: tls.clientKey, servername: tls.servername },
+          /self-signed/i
         )
-      yield* without("no CA", { cert: tls.clientCert, key: tls.clientKey, servername: tls.servername }, /self-signed/i)
-      yield* without("no server name", { ca: tls.ca, cert: tls.clientCert, key: tls.clientKey }, /altnames/)
-      yield* without("no client certificate", { ca: tls.ca, servername: tls.servername }, /certificate required/)
-    }), { timeout: 120_000 })
+        yield* without("no server name", { ca: tls.ca, cert: tls.clientCert, key: tls.clientKey }, /altnames/)
+        yield* without("no client certificate", { ca: tls.ca, servername: tls.servername }, /certificate required/)
+      }),
+    { timeout: 120_000 }
+  )
 })

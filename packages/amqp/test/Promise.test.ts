@@ -3,14 +3,7 @@
  * amqplib program would (instanceof + `_tag`), close, the server form, a failing first connect.
  */
 import { assert, describe, it } from "@effect/vitest"
-import {
-  AmqpConnectError,
-  AmqpError,
-  connect,
-  RpcClientStopped,
-  RpcTimeout,
-  serve
-} from "@warren/amqp/promise"
+import { AmqpConnectError, AmqpError, connect, RpcClientStopped, RpcTimeout, serve } from "@warren/amqp/promise"
 import * as net from "node:net"
 import { amqpUrl } from "./support/faults.js"
 
@@ -40,7 +33,10 @@ describe("@warren/amqp/promise (real broker)", () => {
     try {
       assert.strictEqual((await rpc.request("ping", queue)).toString(), `${queue}:PING`)
       const replies = await Promise.all(Array.from({ length: 20 }, (_, i) => rpc.request(`r${i}`, queue)))
-      assert.deepStrictEqual(replies.map((reply) => reply.toString()), Array.from({ length: 20 }, (_, i) => `${queue}:R${i}`))
+      assert.deepStrictEqual(
+        replies.map((reply) => reply.toString()),
+        Array.from({ length: 20 }, (_, i) => `${queue}:R${i}`)
+      )
       // the failing request gets no reply (it is rejected without requeue): the caller's timeout says so
       const failed = await rpc.request("boom", queue, { timeout: 300 }).then(() => undefined, (error: unknown) => error)
       assert.instanceOf(failed, RpcTimeout)
@@ -94,8 +90,10 @@ describe("@warren/amqp/promise (real broker)", () => {
       // warm the worker pool, then leave 8 requests in flight (4 answered, 4 to nobody with a short timeout)
       await Promise.all(Array.from({ length: 8 }, (_, i) => rpc.request(`warm${i}`, queue)))
       const answered = Array.from({ length: 4 }, (_, i) => rpc.request(`a${i}`, queue))
-      const unanswered = Array.from({ length: 4 }, (_, i) =>
-        rpc.request(`u${i}`, uniqueQueue("nobody"), { timeout: 200 }).then(() => "reply", (e: unknown) => e))
+      const unanswered = Array.from(
+        { length: 4 },
+        (_, i) => rpc.request(`u${i}`, uniqueQueue("nobody"), { timeout: 200 }).then(() => "reply", (e: unknown) => e)
+      )
       await rpc.close()
       assert.deepStrictEqual((await Promise.all(answered)).map(String), ["a0", "a1", "a2", "a3"])
       for (const outcome of await Promise.all(unanswered)) assert.instanceOf(outcome, RpcTimeout)

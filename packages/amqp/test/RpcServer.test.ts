@@ -26,7 +26,9 @@ const serverConnection = (name: string) =>
 const makeClient = (label: string) =>
   Effect.gen(function*() {
     const connection = yield* Effect.acquireRelease(
-      Effect.promise(() => amqp.connect(amqpUrl(), { clientProperties: { connection_name: unique(`client-${label}`) } })),
+      Effect.promise(() =>
+        amqp.connect(amqpUrl(), { clientProperties: { connection_name: unique(`client-${label}`) } })
+      ),
       (c) => Effect.promise(() => c.close().catch(() => undefined))
     )
     const channel = yield* Effect.promise(() => connection.createChannel())
@@ -43,9 +45,14 @@ const makeClient = (label: string) =>
     /** Publishes a request (reply_to = the reply queue, a fresh correlation id) and returns its correlation id. */
     const request = (exchange: string, routingKey: string, payload: string, properties: Amqp.Options.Publish = {}) => {
       const correlationId = `${label}-${++nextId}`
-      return Effect.as(publish(exchange, routingKey, payload, { replyTo: replyQueue, correlationId, ...properties }), correlationId)
+      return Effect.as(
+        publish(exchange, routingKey, payload, { replyTo: replyQueue, correlationId, ...properties }),
+        correlationId
+      )
     }
-    const nextReply = Queue.take(replies).pipe(Effect.timeoutFail({ duration: "10 seconds", onTimeout: () => new Error("no reply") }))
+    const nextReply = Queue.take(replies).pipe(
+      Effect.timeoutFail({ duration: "10 seconds", onTimeout: () => new Error("no reply") })
+    )
     /** Sends a request and waits for a reply to it. */
     const call = (exchange: string, routingKey: string, payload: string) =>
       Effect.gen(function*() {
@@ -184,14 +191,16 @@ describe("RpcServer (real broker)", () => {
         handleRequest: (payload, meta, pending) =>
           Effect.as(Queue.offer(received, payload.toString()), RpcServer.noreply([...pending, meta])),
         handleInfo: (_flush, pending) =>
-          Effect.forEach(pending, (meta) => RpcServer.replyTo(meta, `late:${meta.correlationId}`), { discard: true }).pipe(
-            Effect.as(RpcServer.noreply([]))
-          ),
+          Effect.forEach(pending, (meta) => RpcServer.replyTo(meta, `late:${meta.correlationId}`), { discard: true })
+            .pipe(
+              Effect.as(RpcServer.noreply([]))
+            ),
         terminate: (reason) => Deferred.succeed(terminated, reason)
       }
-      const server = yield* RpcServer.start(deferring, { queue: { name, options: { autoDelete: true } } }, undefined).pipe(
-        Effect.provideService(AmqpConnection.AmqpConnection, connection)
-      )
+      const server = yield* RpcServer.start(deferring, { queue: { name, options: { autoDelete: true } } }, undefined)
+        .pipe(
+          Effect.provideService(AmqpConnection.AmqpConnection, connection)
+        )
       const readyMeta = yield* Deferred.await(ready)
       assert.strictEqual(readyMeta.queue, name)
       assert.strictEqual(readyMeta.generation, 1)
@@ -306,7 +315,9 @@ describe("RpcServer (real broker)", () => {
     Effect.gen(function*() {
       const name = unique("cancelled")
       const connection = yield* serverConnection(name)
-      const server = yield* RpcServer.serve({ queue: name }, RpcServer.echo, { reopen: Reconnect.fromDelays(["50 millis"]) }).pipe(
+      const server = yield* RpcServer.serve({ queue: name }, RpcServer.echo, {
+        reopen: Reconnect.fromDelays(["50 millis"])
+      }).pipe(
         Effect.provideService(AmqpConnection.AmqpConnection, connection)
       )
       yield* RpcServer.awaitReady(server)
@@ -437,7 +448,11 @@ describe("RpcServer (real broker)", () => {
             return RpcServer.reply(next.join(","), next)
           })
       }
-      const server = yield* RpcServer.start(order, { queue: { name, options: { autoDelete: true } }, prefetch: 10 }, undefined)
+      const server = yield* RpcServer.start(
+        order,
+        { queue: { name, options: { autoDelete: true } }, prefetch: 10 },
+        undefined
+      )
         .pipe(Effect.provideService(AmqpConnection.AmqpConnection, connection))
       yield* RpcServer.awaitReady(server)
       const client = yield* makeClient("sequential")
@@ -451,7 +466,10 @@ describe("RpcServer (real broker)", () => {
     Effect.gen(function*() {
       const name = unique("noack")
       const connection = yield* serverConnection(name)
-      const server = yield* RpcServer.serve({ queue: { name, options: { autoDelete: true } }, noAck: true }, RpcServer.echo)
+      const server = yield* RpcServer.serve(
+        { queue: { name, options: { autoDelete: true } }, noAck: true },
+        RpcServer.echo
+      )
         .pipe(Effect.provideService(AmqpConnection.AmqpConnection, connection))
       yield* RpcServer.awaitReady(server)
       const client = yield* makeClient("noack")

@@ -67,7 +67,6 @@ export class SnapshotError extends Data.TaggedError("SnapshotError")<{
   }
 }
 
-
 /**
  * The storage behind the store failed while serving a request (a failed log write or fsync, a lost
  * database connection, a store already closed). The request was not applied, or (for a write whose log

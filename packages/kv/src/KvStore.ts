@@ -303,7 +303,9 @@ export const layer = (options?: Options): Layer.Layer<KvStore, StartError> => La
 export const config: Config.Config<Options> = Config.all({
   dataFile: Config.option(Config.nonEmptyString("WARREN_DATA_FILE")),
   maxBytes: Config.option(
-    Config.integer("WARREN_KV_MAX_BYTES").pipe(Config.validate({ message: "must be positive", validation: (n) => n > 0 }))
+    Config.integer("WARREN_KV_MAX_BYTES").pipe(
+      Config.validate({ message: "must be positive", validation: (n) => n > 0 })
+    )
   ),
   snapshotInterval: Config.duration("WARREN_KV_SNAPSHOT_INTERVAL").pipe(Config.withDefault("5 minutes")),
   sync: Config.option(Config.literal("always", "interval", "none")("WARREN_KV_SYNC")),
@@ -324,5 +326,4 @@ export const config: Config.Config<Options> = Config.all({
  */
 export const layerConfig = (
   options: Config.Config<Options> = config
-): Layer.Layer<KvStore, StartError | ConfigError.ConfigError> =>
-  Layer.scoped(KvStore, Effect.flatMap(options, make))
+): Layer.Layer<KvStore, StartError | ConfigError.ConfigError> => Layer.scoped(KvStore, Effect.flatMap(options, make))

@@ -45,7 +45,10 @@ const choose = (
   if (value === "" || value === "embedded") return Either.right({ _tag: "Embedded", options: embedded })
   if (PgBackend.isUrl(value)) return Either.right({ _tag: "Postgres", options: { ...pool, url: Redacted.make(value) } })
   return Either.left(
-    ConfigError.InvalidData([], `${source} must be "embedded" or a postgres:// URL, not ${JSON.stringify(redact(value))}`)
+    ConfigError.InvalidData(
+      [],
+      `${source} must be "embedded" or a postgres:// URL, not ${JSON.stringify(redact(value))}`
+    )
   )
 }
 
@@ -99,5 +102,4 @@ export const layer = (choice: Choice): Layer.Layer<KvStore.KvStore, StartError> 
  */
 export const layerConfig = (
   choice: Config.Config<Choice> = config
-): Layer.Layer<KvStore.KvStore, StartError | ConfigError.ConfigError> =>
-  Layer.unwrapEffect(Effect.map(choice, layer))
+): Layer.Layer<KvStore.KvStore, StartError | ConfigError.ConfigError> => Layer.unwrapEffect(Effect.map(choice, layer))

@@ -141,8 +141,18 @@ export const start = async (options: StartOptions = {}): Promise<RunningPostgres
   const port = await freePort()
   const url = `postgres://postgres@127.0.0.1:${port}/postgres`
   const serverArgs = [
-    "-D", data, "-p", String(port), "-k", dir, "-c", "listen_addresses=127.0.0.1",
-    "-c", "max_connections=200", "-c", "log_min_messages=warning",
+    "-D",
+    data,
+    "-p",
+    String(port),
+    "-k",
+    dir,
+    "-c",
+    "listen_addresses=127.0.0.1",
+    "-c",
+    "max_connections=200",
+    "-c",
+    "log_min_messages=warning",
     ...(options.durable === true
       ? ["-c", "shared_buffers=128MB"]
       : ["-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off", "-c", "shared_buffers=32MB"])

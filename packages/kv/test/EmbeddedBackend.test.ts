@@ -1,5 +1,5 @@
 import { assert, describe, it } from "@effect/vitest"
-import { EmbeddedBackend, KvMessages, KvStore } from "@warren/kv"
+import { EmbeddedBackend, type KvMessages, KvStore } from "@warren/kv"
 import { Effect, Exit, Layer, Logger, Metric, Option, Scope, TestClock } from "effect"
 import * as fs from "node:fs"
 import * as os from "node:os"
@@ -10,7 +10,9 @@ import { conformance } from "./support/conformance.js"
 import { call, connect } from "./support/pbClient.js"
 
 const enc = (s: string): Uint8Array => new TextEncoder().encode(s)
-const dec = (b: Uint8Array | undefined): string | undefined => (b === undefined ? undefined : new TextDecoder().decode(b))
+const dec = (
+  b: Uint8Array | undefined
+): string | undefined => (b === undefined ? undefined : new TextDecoder().decode(b))
 
 const tempDir = Effect.acquireRelease(
   Effect.sync(() => fs.mkdtempSync(path.join(os.tmpdir(), "warren-kv-wal-"))),
@@ -19,7 +21,9 @@ const tempDir = Effect.acquireRelease(
 
 /** A backend on a fresh data file in a fresh directory, for the conformance suite. */
 const onDisk = (sync: "always" | "none") => (options: { listBatchSize: number; listBatchBytes: number }) =>
-  Layer.unwrapScoped(Effect.map(tempDir, (dir) => EmbeddedBackend.layer({ ...options, dataFile: path.join(dir, "kv"), sync })))
+  Layer.unwrapScoped(
+    Effect.map(tempDir, (dir) => EmbeddedBackend.layer({ ...options, dataFile: path.join(dir, "kv"), sync }))
+  )
 
 conformance("EmbeddedBackend (memory only)", (options) => EmbeddedBackend.layer(options))
 conformance("EmbeddedBackend (data file, sync always)", onDisk("always"))
@@ -72,7 +76,11 @@ describe("EmbeddedBackend write-ahead log", () => {
         assert.isUndefined(result.problem)
       }
       assert.deepStrictEqual(
-        ops.map((op) => op._tag === "Put" ? `put ${dec(op.entry.key)}=${dec(op.entry.content.value)}` : `remove ${dec(op.address.key)}`),
+        ops.map((op) =>
+          op._tag === "Put"
+            ? `put ${dec(op.entry.key)}=${dec(op.entry.content.value)}`
+            : `remove ${dec(op.address.key)}`
+        ),
         ["put k=v1", "put k=v2", "put gone=x", "remove gone"]
       )
     }))
@@ -163,7 +171,9 @@ describe("EmbeddedBackend write-ahead log", () => {
       const dir = yield* tempDir
       const dataFile = path.join(dir, "kv")
       const first = yield* open({ dataFile, logMaxBytes: 16 * 1024 })
-      for (let i = 0; i < 200; i++) yield* first.store.put(bucket, enc(`k${i % 20}`), { value: new Uint8Array(500).fill(i) })
+      for (let i = 0; i < 200; i++) {
+        yield* first.store.put(bucket, enc(`k${i % 20}`), { value: new Uint8Array(500).fill(i) })
+      }
       yield* eventually(Effect.sync(() => fs.existsSync(dataFile)), "a snapshot")
       // Every segment the snapshot holds is removed: what is left starts after the first segment.
       yield* eventually(Effect.map(segments(dataFile), (s) => s[0]!.generation > 1), "old segments removed")
@@ -176,8 +186,12 @@ describe("EmbeddedBackend write-ahead log", () => {
 })
 
 /** Writes a segment file by hand: the magic, then `records`, then `tail` (bytes of a torn write). */
-const writeSegment = (dataFile: string, generation: number, records: ReadonlyArray<Uint8Array>, tail: Uint8Array = new Uint8Array(0)) =>
-  fs.writeFileSync(wal.segmentPath(dataFile, generation), Buffer.concat([wal.magic, ...records, tail]))
+const writeSegment = (
+  dataFile: string,
+  generation: number,
+  records: ReadonlyArray<Uint8Array>,
+  tail: Uint8Array = new Uint8Array(0)
+) => fs.writeFileSync(wal.segmentPath(dataFile, generation), Buffer.concat([wal.magic, ...records, tail]))
 
 const putRecord = (key: string, value: string, vclock = key + value) =>
   wal.encodeRecord({
@@ -210,7 +224,10 @@ describe("EmbeddedBackend recovery", () => {
         writeSegment(dataFile, 1, whole, torn.subarray(0, cut))
         const logs: Array<string> = []
         const { close, store } = yield* open({ dataFile }).pipe(Effect.provide(capture(logs)))
-        assert.isTrue(logs.some((l) => /dropped the torn end of the write-ahead log .* after 3 whole records/.test(l)), logs.join("\n"))
+        assert.isTrue(
+          logs.some((l) => /dropped the torn end of the write-ahead log .* after 3 whole records/.test(l)),
+          logs.join("\n")
+        )
         assert.deepStrictEqual(yield* valueOf(store, "a"), Option.some("3"))
         assert.deepStrictEqual(yield* valueOf(store, "b"), Option.some("2"))
         assert.isTrue(Option.isNone(yield* store.get(at("c"))))
@@ -241,7 +258,10 @@ describe("EmbeddedBackend recovery", () => {
       assert.isFalse(logs.some((l) => l.includes("torn")), logs.join("\n"))
       // A record header followed by zeros is a torn write, not a clean end.
       const record = putRecord("d", "4")
-      fs.writeFileSync(wal.segmentPath(dataFile, 9), Buffer.concat([wal.magic, record.subarray(0, 8), new Uint8Array(100)]))
+      fs.writeFileSync(
+        wal.segmentPath(dataFile, 9),
+        Buffer.concat([wal.magic, record.subarray(0, 8), new Uint8Array(100)])
+      )
       const read = yield* Effect.promise(() => wal.read(wal.segmentPath(dataFile, 9), () => undefined))
       assert.strictEqual(read.problem, "a record fails its checksum")
     }))
@@ -287,7 +307,10 @@ describe("EmbeddedBackend recovery", () => {
       const { store } = yield* open({ dataFile })
       assert.deepStrictEqual(yield* valueOf(store, "k"), Option.some("newest"))
       assert.isTrue(Option.isNone(yield* store.get(at("x"))))
-      assert.deepStrictEqual((yield* segments(dataFile)).map((s) => s.generation).includes(current!.generation - 1), false)
+      assert.deepStrictEqual(
+        (yield* segments(dataFile)).map((s) => s.generation).includes(current!.generation - 1),
+        false
+      )
     }))
 
   it.scopedLive("a segment whose header is torn (crash while creating it) is removed", () =>
@@ -365,63 +388,78 @@ describe("EmbeddedBackend crash (SIGKILL of a real server)", () => {
 
   // `always`: on disk when acknowledged. `interval` and `none`: in the OS when acknowledged, which a killed
   // process cannot lose (only a machine crash can).
-  it.scopedLive.each(["always", "interval", "none"])("sync %s: every acknowledged write survives kill -9 (1,000 of 1,000)", (sync) =>
-    Effect.gen(function*() {
-      const dir = yield* tempDir
-      const dataFile = path.join(dir, "kv")
-      const { child, port } = yield* startChild(dataFile, sync)
-      const acknowledged = new Map<string, string>()
-      const clients = 8
-      const perClient = 250
-      // 2,000 puts in flight from 8 connections; the server is killed as soon as 1,000 are acknowledged.
-      const killed = yield* Effect.makeLatch(false)
-      yield* Effect.forEach(Array.from({ length: clients }, (_, c) => c), (c) =>
-        Effect.gen(function*() {
-          const conn = yield* connect(port)
-          for (let i = 0; i < perClient; i++) {
-            const key = `c${c}-${i}`
-            const value = `value of ${key}`
-            const reply = yield* Effect.raceFirst(call(conn, put(key, value)), killed.await.pipe(Effect.as(undefined)))
-            if (reply === undefined || reply._tag !== "RpbPutResp") return
-            acknowledged.set(key, value)
-            if (acknowledged.size === 1000) {
-              child.kill("SIGKILL")
-              yield* killed.open
+  it.scopedLive.each(["always", "interval", "none"])(
+    "sync %s: every acknowledged write survives kill -9 (1,000 of 1,000)",
+    (sync) =>
+      Effect.gen(function*() {
+        const dir = yield* tempDir
+        const dataFile = path.join(dir, "kv")
+        const { child, port } = yield* startChild(dataFile, sync)
+        const acknowledged = new Map<string, string>()
+        const clients = 8
+        const perClient = 250
+        // 2,000 puts in flight from 8 connections; the server is killed as soon as 1,000 are acknowledged.
+        const killed = yield* Effect.makeLatch(false)
+        yield* Effect.forEach(Array.from({ length: clients }, (_, c) => c), (c) =>
+          Effect.gen(function*() {
+            const conn = yield* connect(port)
+            for (let i = 0; i < perClient; i++) {
+              const key = `c${c}-${i}`
+              const value = `value of ${key}`
+              const reply = yield* Effect.raceFirst(
+                call(conn, put(key, value)),
+                killed.await.pipe(Effect.as(undefined))
+              )
+              if (reply === undefined || reply._tag !== "RpbPutResp") return
+              acknowledged.set(key, value)
+              if (acknowledged.size === 1000) {
+                child.kill("SIGKILL")
+                yield* killed.open
+              }
             }
-          }
-        }), { concurrency: "unbounded", discard: true })
-      const exit = yield* exited(child)
-      assert.strictEqual(exit.signal, "SIGKILL")
-      assert.isAtLeast(acknowledged.size, 1000)
-      assert.isFalse(fs.existsSync(dataFile), "no snapshot was written: everything comes from the log")
+          }), { concurrency: "unbounded", discard: true })
+        const exit = yield* exited(child)
+        assert.strictEqual(exit.signal, "SIGKILL")
+        assert.isAtLeast(acknowledged.size, 1000)
+        assert.isFalse(fs.existsSync(dataFile), "no snapshot was written: everything comes from the log")
 
-      const { store } = yield* open({ dataFile })
-      let readable = 0
-      for (const [key, value] of acknowledged) {
-        if (Option.getOrUndefined(yield* valueOf(store, key)) === value) readable++
-      }
-      assert.strictEqual(readable, acknowledged.size, `${readable} of ${acknowledged.size} acknowledged writes readable`)
-    }), 60_000)
+        const { store } = yield* open({ dataFile })
+        let readable = 0
+        for (const [key, value] of acknowledged) {
+          if (Option.getOrUndefined(yield* valueOf(store, key)) === value) readable++
+        }
+        assert.strictEqual(
+          readable,
+          acknowledged.size,
+          `${readable} of ${acknowledged.size} acknowledged writes readable`
+        )
+      }),
+    60_000
+  )
 
-  it.scopedLive("a second server on the same data file exits at once naming the lock; the first keeps serving", () =>
-    Effect.gen(function*() {
-      const dir = yield* tempDir
-      const dataFile = path.join(dir, "kv")
-      const first = yield* startChild(dataFile, "always")
-      const second = yield* spawnFixture("kvServer.ts", [dataFile, "always"])
-      const [output, exit] = yield* Effect.all([outputOf(second), exited(second)], { concurrency: 2 })
-      assert.notStrictEqual(exit.code, 0)
-      assert.match(output, new RegExp(`in use by process ${first.child.pid}`))
-      const conn = yield* connect(first.port)
-      const reply = yield* call(conn, put("fromA", "a"))
-      assert.strictEqual(reply._tag, "RpbPutResp")
-      // A stale lock after kill -9 does not block a restart.
-      first.child.kill("SIGKILL")
-      yield* exited(first.child)
-      const restarted = yield* startChild(dataFile, "always")
-      const again = yield* connect(restarted.port)
-      const got = yield* call(again, { _tag: "RpbGetReq", bucket: enc("b"), key: enc("fromA") })
-      assert.strictEqual(got._tag, "RpbGetResp")
-      if (got._tag === "RpbGetResp") assert.strictEqual(dec(got.content?.[0]?.value), "a")
-    }), 60_000)
+  it.scopedLive(
+    "a second server on the same data file exits at once naming the lock; the first keeps serving",
+    () =>
+      Effect.gen(function*() {
+        const dir = yield* tempDir
+        const dataFile = path.join(dir, "kv")
+        const first = yield* startChild(dataFile, "always")
+        const second = yield* spawnFixture("kvServer.ts", [dataFile, "always"])
+        const [output, exit] = yield* Effect.all([outputOf(second), exited(second)], { concurrency: 2 })
+        assert.notStrictEqual(exit.code, 0)
+        assert.match(output, new RegExp(`in use by process ${first.child.pid}`))
+        const conn = yield* connect(first.port)
+        const reply = yield* call(conn, put("fromA", "a"))
+        assert.strictEqual(reply._tag, "RpbPutResp")
+        // A stale lock after kill -9 does not block a restart.
+        first.child.kill("SIGKILL")
+        yield* exited(first.child)
+        const restarted = yield* startChild(dataFile, "always")
+        const again = yield* connect(restarted.port)
+        const got = yield* call(again, { _tag: "RpbGetReq", bucket: enc("b"), key: enc("fromA") })
+        assert.strictEqual(got._tag, "RpbGetResp")
+        if (got._tag === "RpbGetResp") assert.strictEqual(dec(got.content?.[0]?.value), "a")
+      }),
+    60_000
+  )
 })

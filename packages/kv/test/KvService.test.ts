@@ -12,9 +12,15 @@ import { call, callStream, connect, connectSecure, decodeReply } from "./support
 import { servicesLayer, startServer } from "./support/server.js"
 
 const enc = (s: string): Uint8Array => new TextEncoder().encode(s)
-const dec = (b: Uint8Array | undefined): string | undefined => (b === undefined ? undefined : new TextDecoder().decode(b))
+const dec = (
+  b: Uint8Array | undefined
+): string | undefined => (b === undefined ? undefined : new TextDecoder().decode(b))
 
-const getReq = (bucket: string, key: string, extra: Partial<KvMessages.Message<"RpbGetReq">> = {}): KvMessages.KvRequest => ({
+const getReq = (
+  bucket: string,
+  key: string,
+  extra: Partial<KvMessages.Message<"RpbGetReq">> = {}
+): KvMessages.KvRequest => ({
   _tag: "RpbGetReq",
   bucket: enc(bucket),
   key: enc(key),
@@ -34,7 +40,11 @@ const putReq = (
   ...extra
 })
 
-const delReq = (bucket: string, key: string, extra: Partial<KvMessages.Message<"RpbDelReq">> = {}): KvMessages.KvRequest => ({
+const delReq = (
+  bucket: string,
+  key: string,
+  extra: Partial<KvMessages.Message<"RpbDelReq">> = {}
+): KvMessages.KvRequest => ({
   _tag: "RpbDelReq",
   bucket: enc(bucket),
   key: enc(key),
@@ -131,7 +141,13 @@ describe("KvService over the PB server", () => {
     Effect.gen(function*() {
       const { conn } = yield* setup
       const body = expectTag(
-        yield* call(conn, putReq("b", "k", "value", { return_body: true, content: { value: enc("value"), content_type: enc("text/plain") } })),
+        yield* call(
+          conn,
+          putReq("b", "k", "value", {
+            return_body: true,
+            content: { value: enc("value"), content_type: enc("text/plain") }
+          })
+        ),
         "RpbPutResp"
       )
       assert.strictEqual(dec(body.content?.[0]?.value), "value")
@@ -175,7 +191,10 @@ describe("KvService over the PB server", () => {
         "modified"
       )
       assert.strictEqual(errorText(yield* call(conn, putReq("b", "k", "3", { if_not_modified: true }))), "modified")
-      expectTag(yield* call(conn, putReq("b", "k", "3", { if_not_modified: true, vclock: second.vclock! })), "RpbPutResp")
+      expectTag(
+        yield* call(conn, putReq("b", "k", "3", { if_not_modified: true, vclock: second.vclock! })),
+        "RpbPutResp"
+      )
       const got = expectTag(yield* call(conn, getReq("b", "k")), "RpbGetResp")
       assert.strictEqual(dec(got.content?.[0]?.value), "3")
     }))
@@ -209,7 +228,10 @@ describe("KvService over the PB server", () => {
       const { conn } = yield* setup
       assert.strictEqual(errorText(yield* call(conn, getReq("", "k"))), "Bucket cannot be zero-length")
       assert.strictEqual(errorText(yield* call(conn, getReq("b", ""))), "Key cannot be zero-length")
-      assert.strictEqual(errorText(yield* call(conn, getReq("b", "k", { type: enc("") }))), "Type cannot be zero-length")
+      assert.strictEqual(
+        errorText(yield* call(conn, getReq("b", "k", { type: enc("") }))),
+        "Type cannot be zero-length"
+      )
       assert.strictEqual(errorText(yield* call(conn, putReq("", "k", "v"))), "Bucket cannot be zero-length")
       assert.strictEqual(errorText(yield* call(conn, putReq("b", "", "v"))), "Key cannot be zero-length")
       assert.strictEqual(
@@ -235,9 +257,13 @@ describe("KvService over the PB server", () => {
   it.scopedLive("list keys streams bounded batches; the last one carries done", () =>
     Effect.gen(function*() {
       const { conn, server } = yield* setup
-      for (let i = 0; i < 2500; i++) yield* server.store.put({ bucket: enc("big") }, enc(`key-${i}`), { value: enc("") })
+      for (let i = 0; i < 2500; i++) {
+        yield* server.store.put({ bucket: enc("big") }, enc(`key-${i}`), { value: enc("") })
+      }
       const frames: Array<{ code: number; bodyLength: number; reply: Reply }> = []
-      yield* conn.send(Either.getOrThrow(KvMessages.codec.encode({ _tag: "RpbListKeysReq", bucket: enc("big"), timeout: 60_000 })))
+      yield* conn.send(
+        Either.getOrThrow(KvMessages.codec.encode({ _tag: "RpbListKeysReq", bucket: enc("big"), timeout: 60_000 }))
+      )
       for (;;) {
         const frame = yield* conn.next
         const reply = decodeReply(frame)
@@ -336,7 +362,9 @@ describe("KvService over the PB server", () => {
       const conn = yield* connect(Context.get(context, PbServer.PbServer).address.port)
       const failed = yield* call(conn, putReq("b", "k", "v"))
       assert.strictEqual(failed._tag, "Error")
-      if (failed._tag === "Error") assert.strictEqual(failed.errmsg, "KV storage (embedded) closed: the store is closed")
+      if (failed._tag === "Error") {
+        assert.strictEqual(failed.errmsg, "KV storage (embedded) closed: the store is closed")
+      }
       // The refused put changed nothing: the key is not found, and deleting it needs no log record.
       const got = expectTag(yield* call(conn, getReq("b", "k")), "RpbGetResp")
       assert.strictEqual(got.content?.length ?? 0, 0)
@@ -400,7 +428,12 @@ describe("KvService under concurrency", () => {
             for (let i = 0; i < rounds; i++) {
               const own = makeValue(c, i)
               expectTag(
-                yield* call(conn, { _tag: "RpbPutReq", bucket: enc("own"), key: enc(`k${c}`), content: { value: own } }),
+                yield* call(conn, {
+                  _tag: "RpbPutReq",
+                  bucket: enc("own"),
+                  key: enc(`k${c}`),
+                  content: { value: own }
+                }),
                 "RpbPutResp"
               )
               const mine = expectTag(yield* call(conn, getReq("own", `k${c}`)), "RpbGetResp")
@@ -445,8 +478,21 @@ const selfSigned = Effect.acquireRelease(
     const key = path.join(dir, "key.pem")
     const cert = path.join(dir, "cert.pem")
     execFileSync("openssl", [
-      "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-      "-keyout", key, "-out", cert, "-days", "1", "-subj", "/CN=localhost"
+      "req",
+      "-x509",
+      "-newkey",
+      "ec",
+      "-pkeyopt",
+      "ec_paramgen_curve:prime256v1",
+      "-nodes",
+      "-keyout",
+      key,
+      "-out",
+      cert,
+      "-days",
+      "1",
+      "-subj",
+      "/CN=localhost"
     ], { stdio: "ignore" })
     return { dir, key: fs.readFileSync(key, "utf8"), cert: fs.readFileSync(cert, "utf8") }
   }),
@@ -500,7 +546,10 @@ describe("KvService with security on", () => {
       const keys = yield* callStream(conn, { _tag: "RpbListKeysReq", bucket: enc("b") })
       assert.deepStrictEqual(keys.flatMap((r) => expectTag(r, "RpbListKeysResp").keys ?? []).map(dec), ["k"])
       // The denied writes changed nothing.
-      assert.strictEqual(dec(Option.getOrThrow(yield* store.get({ bucket: enc("b"), key: enc("k") })).content.value), "v")
+      assert.strictEqual(
+        dec(Option.getOrThrow(yield* store.get({ bucket: enc("b"), key: enc("k") })).content.value),
+        "v"
+      )
 
       const rendered = checks.map(({ check, user }) => {
         const target = check.target

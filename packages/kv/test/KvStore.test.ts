@@ -1,5 +1,5 @@
 import { assert, describe, it } from "@effect/vitest"
-import { KvError, KvStore } from "@warren/kv"
+import { type KvError, KvStore } from "@warren/kv"
 import { ConfigProvider, Duration, Effect, Either, Exit, Option, Stream, TestClock } from "effect"
 import { spawn } from "node:child_process"
 import * as fs from "node:fs"
@@ -10,7 +10,9 @@ import * as snapshotFile from "../src/internal/snapshot.js"
 import { viteNode } from "./support/child.js"
 
 const enc = (s: string): Uint8Array => new TextEncoder().encode(s)
-const dec = (b: Uint8Array | undefined): string | undefined => (b === undefined ? undefined : new TextDecoder().decode(b))
+const dec = (
+  b: Uint8Array | undefined
+): string | undefined => (b === undefined ? undefined : new TextDecoder().decode(b))
 
 const bucket = { bucket: enc("b") }
 const at = (key: string, type?: string) =>
@@ -184,7 +186,9 @@ describe("KvStore snapshot", () => {
     Effect.gen(function*() {
       const dir = yield* tempDir
       const dataFile = path.join(dir, "kv.snapshot")
-      yield* Effect.scoped(Effect.flatMap(KvStore.make({ dataFile }), (s) => s.put(bucket, enc("k"), { value: enc("v") })))
+      yield* Effect.scoped(
+        Effect.flatMap(KvStore.make({ dataFile }), (s) => s.put(bucket, enc("k"), { value: enc("v") }))
+      )
       const before = fs.statSync(dataFile).ino
       yield* Effect.scoped(Effect.flatMap(KvStore.make({ dataFile }), (s) => s.get(at("k"))))
       assert.strictEqual(fs.statSync(dataFile).ino, before)
@@ -196,7 +200,9 @@ describe("KvStore snapshot", () => {
     Effect.gen(function*() {
       const dir = yield* tempDir
       const dataFile = path.join(dir, "kv.snapshot")
-      yield* Effect.scoped(Effect.flatMap(KvStore.make({ dataFile }), (s) => s.put(bucket, enc("k"), { value: enc("v") })))
+      yield* Effect.scoped(
+        Effect.flatMap(KvStore.make({ dataFile }), (s) => s.put(bucket, enc("k"), { value: enc("v") }))
+      )
       const good = fs.readFileSync(dataFile)
       // What a writer killed mid-write leaves: a partial copy under a temp name.
       // (pid 2147483646 cannot be a running process)
@@ -215,7 +221,9 @@ describe("KvStore snapshot", () => {
     Effect.gen(function*() {
       const dir = yield* tempDir
       const dataFile = path.join(dir, "kv.snapshot")
-      yield* Effect.scoped(Effect.flatMap(KvStore.make({ dataFile }), (s) => s.put(bucket, enc("k"), { value: enc("v") })))
+      yield* Effect.scoped(
+        Effect.flatMap(KvStore.make({ dataFile }), (s) => s.put(bucket, enc("k"), { value: enc("v") }))
+      )
       const good = fs.readFileSync(dataFile)
 
       fs.writeFileSync(dataFile, good.subarray(0, good.length - 1))
@@ -239,7 +247,9 @@ describe("KvStore snapshot", () => {
     Effect.gen(function*() {
       const dir = yield* tempDir
       const dataFile = path.join(dir, "kv.snapshot")
-      yield* Effect.scoped(Effect.flatMap(KvStore.make({ dataFile }), (s) => s.put(bucket, enc("k"), { value: enc("v") })))
+      yield* Effect.scoped(
+        Effect.flatMap(KvStore.make({ dataFile }), (s) => s.put(bucket, enc("k"), { value: enc("v") }))
+      )
       const good = fs.readFileSync(dataFile)
       const entry: snapshotFile.SnapshotEntry = {
         type: enc("default"),
@@ -249,7 +259,10 @@ describe("KvStore snapshot", () => {
         content: { value: new Uint8Array(64 * 1024) }
       }
       // Many good entries (so bytes reach the temp file), then one the encoder rejects.
-      const entries = [...Array.from({ length: 40 }, () => entry), { ...entry, content: {} } as snapshotFile.SnapshotEntry]
+      const entries = [
+        ...Array.from({ length: 40 }, () => entry),
+        { ...entry, content: {} } as snapshotFile.SnapshotEntry
+      ]
       const failed = yield* Effect.exit(
         Effect.tryPromise(() => snapshotFile.write(dataFile, { serverId: new Uint8Array(8), sequence: 1 }, entries))
       )
@@ -288,55 +301,59 @@ describe("KvStore snapshot", () => {
 })
 
 describe("KvStore snapshot crash", () => {
-  it.scopedLive("a writer killed with SIGKILL mid-write leaves the previous snapshot loadable", () =>
-    Effect.gen(function*() {
-      const dir = yield* tempDir
-      const dataFile = path.join(dir, "kv.snapshot")
-      const objects = 1000
-      const fixture = fileURLToPath(new URL("./fixtures/snapshotWriter.ts", import.meta.url))
-      const child = yield* Effect.acquireRelease(
-        Effect.sync(() =>
-          spawn(process.execPath, [viteNode(), fixture, dataFile, String(objects)], {
-            cwd: fileURLToPath(new URL("..", import.meta.url)),
-            stdio: ["ignore", "pipe", "inherit"]
-          })
-        ),
-        (c) => Effect.sync(() => c.kill("SIGKILL"))
-      )
-      // After the first complete snapshot, kill the writer as soon as the next temp file has bytes in it.
-      yield* Effect.async<void>((resume) => {
-        child.stdout!.once("data", () => {
-          const prefix = snapshotFile.tempPrefix(dataFile)
-          const watcher = fs.watch(dir, (_event, name) => {
-            if (name === null || !name.startsWith(prefix)) return
-            const size = fs.statSync(path.join(dir, name), { throwIfNoEntry: false })?.size ?? 0
-            if (size > 0) {
-              watcher.close()
-              child.kill("SIGKILL")
-              resume(Effect.void)
-            }
+  it.scopedLive(
+    "a writer killed with SIGKILL mid-write leaves the previous snapshot loadable",
+    () =>
+      Effect.gen(function*() {
+        const dir = yield* tempDir
+        const dataFile = path.join(dir, "kv.snapshot")
+        const objects = 1000
+        const fixture = fileURLToPath(new URL("./fixtures/snapshotWriter.ts", import.meta.url))
+        const child = yield* Effect.acquireRelease(
+          Effect.sync(() =>
+            spawn(process.execPath, [viteNode(), fixture, dataFile, String(objects)], {
+              cwd: fileURLToPath(new URL("..", import.meta.url)),
+              stdio: ["ignore", "pipe", "inherit"]
+            })
+          ),
+          (c) => Effect.sync(() => c.kill("SIGKILL"))
+        )
+        // After the first complete snapshot, kill the writer as soon as the next temp file has bytes in it.
+        yield* Effect.async<void>((resume) => {
+          child.stdout!.once("data", () => {
+            const prefix = snapshotFile.tempPrefix(dataFile)
+            const watcher = fs.watch(dir, (_event, name) => {
+              if (name === null || !name.startsWith(prefix)) return
+              const size = fs.statSync(path.join(dir, name), { throwIfNoEntry: false })?.size ?? 0
+              if (size > 0) {
+                watcher.close()
+                child.kill("SIGKILL")
+                resume(Effect.void)
+              }
+            })
           })
         })
-      })
-      yield* Effect.async<void>((resume) => {
-        if (child.exitCode !== null || child.signalCode !== null) resume(Effect.void)
-        else child.once("exit", () => resume(Effect.void))
-      })
-      assert.strictEqual(child.signalCode, "SIGKILL")
-      const leftovers = fs.readdirSync(dir).filter((n) => n.startsWith(snapshotFile.tempPrefix(dataFile)))
-      // Almost always the killed writer's partial temp file (it is only missing if the kill landed in the
-      // microseconds between the size check and the rename).
-      assert.isAtMost(leftovers.length, 1)
+        yield* Effect.async<void>((resume) => {
+          if (child.exitCode !== null || child.signalCode !== null) resume(Effect.void)
+          else child.once("exit", () => resume(Effect.void))
+        })
+        assert.strictEqual(child.signalCode, "SIGKILL")
+        const leftovers = fs.readdirSync(dir).filter((n) => n.startsWith(snapshotFile.tempPrefix(dataFile)))
+        // Almost always the killed writer's partial temp file (it is only missing if the kill landed in the
+        // microseconds between the size check and the rename).
+        assert.isAtMost(leftovers.length, 1)
 
-      const snapshot = yield* Effect.promise(() => snapshotFile.read(dataFile))
-      assert.strictEqual(snapshot?.entries.length, objects)
-      const rounds = new Set(snapshot?.entries.map((e) => dec(e.vclock)))
-      assert.strictEqual(rounds.size, 1, "every object comes from one complete round")
+        const snapshot = yield* Effect.promise(() => snapshotFile.read(dataFile))
+        assert.strictEqual(snapshot?.entries.length, objects)
+        const rounds = new Set(snapshot?.entries.map((e) => dec(e.vclock)))
+        assert.strictEqual(rounds.size, 1, "every object comes from one complete round")
 
-      const store = yield* KvStore.make({ dataFile, maxBytes: 1024 * 1024 * 1024 })
-      assert.strictEqual((yield* store.usage).objects, objects)
-      assert.deepStrictEqual(fs.readdirSync(dir).filter((n) => n.includes(".tmp-")), [])
-    }), 60_000)
+        const store = yield* KvStore.make({ dataFile, maxBytes: 1024 * 1024 * 1024 })
+        assert.strictEqual((yield* store.usage).objects, objects)
+        assert.deepStrictEqual(fs.readdirSync(dir).filter((n) => n.includes(".tmp-")), [])
+      }),
+    60_000
+  )
 })
 
 /** Waits (on a file-system event, not a timer) until `name` exists in `dir`. */

@@ -11,7 +11,11 @@ import { makeProxy } from "./support/tcpProxy.js"
 
 const enc = (s: string) => new TextEncoder().encode(s)
 const dec = (b: Uint8Array) => new TextDecoder().decode(b)
-const address = (key: string, bucket = "b", type = "default") => ({ type: enc(type), bucket: enc(bucket), key: enc(key) })
+const address = (key: string, bucket = "b", type = "default") => ({
+  type: enc(type),
+  bucket: enc(bucket),
+  key: enc(key)
+})
 const record = (vclock: string, value: string) => ({
   vclock: enc(vclock),
   content: { value: enc(value), vtag: enc(`t-${vclock}`), lastMod: 1_700_000_000, lastModUsecs: 5 }
@@ -102,8 +106,10 @@ describe("PgBackend", () => {
       const k = address("race")
       for (let round = 0; round < 20; round++) {
         const expected = round === 0 ? Option.none() : Option.some(enc(`r${round - 1}`))
-        const attempts = Array.from({ length: 8 }, (_, i) =>
-          (i % 2 === 0 ? a : b).compareAndSet(k, expected, Option.some(record(`r${round}`, `w${i}`))))
+        const attempts = Array.from(
+          { length: 8 },
+          (_, i) => (i % 2 === 0 ? a : b).compareAndSet(k, expected, Option.some(record(`r${round}`, `w${i}`)))
+        )
         const won = yield* Effect.all(attempts, { concurrency: "unbounded" })
         assert.strictEqual(won.filter((w) => w).length, 1, `round ${round}`)
       }
@@ -134,52 +140,64 @@ describe("PgBackend", () => {
       assert.deepStrictEqual(yield* names(backend.listBuckets(enc("nothing"))), [])
     }))
 
-  it.scopedLive("an outage fails requests with StorageError, and requests succeed again when it ends", () =>
-    Effect.gen(function*() {
-      const proxy = yield* makeProxy(yield* freshDatabase)
-      yield* proxy.start
-      const backend: KvBackend["Type"] = yield* PgBackend.make({
-        url: proxy.url,
-        connectTimeout: "1 second",
-        requestTimeout: "2 seconds"
-      })
-      const k = address("k")
-      assert.isTrue(yield* backend.compareAndSet(k, Option.none(), Option.some(record("v1", "before"))))
-      yield* proxy.stop
-      const attempts = [
-        Effect.flip(backend.get(k)),
-        Effect.flip(backend.compareAndSet(k, Option.some(enc("v1")), Option.none())),
-        Effect.flip(names(backend.listKeys(enc("default"), enc("b"))))
-      ]
-      for (const failed of yield* Effect.all(attempts)) {
-        assert.strictEqual(failed._tag, "StorageError")
-        if (failed._tag === "StorageError") assert.strictEqual(failed.reason, "Unavailable")
-      }
-      yield* proxy.start
-      assert.strictEqual(dec(Option.getOrThrow(yield* backend.get(k)).content.value), "before")
-    }), 60_000)
+  it.scopedLive(
+    "an outage fails requests with StorageError, and requests succeed again when it ends",
+    () =>
+      Effect.gen(function*() {
+        const proxy = yield* makeProxy(yield* freshDatabase)
+        yield* proxy.start
+        const backend: KvBackend["Type"] = yield* PgBackend.make({
+          url: proxy.url,
+          connectTimeout: "1 second",
+          requestTimeout: "2 seconds"
+        })
+        const k = address("k")
+        assert.isTrue(yield* backend.compareAndSet(k, Option.none(), Option.some(record("v1", "before"))))
+        yield* proxy.stop
+        const attempts = [
+          Effect.flip(backend.get(k)),
+          Effect.flip(backend.compareAndSet(k, Option.some(enc("v1")), Option.none())),
+          Effect.flip(names(backend.listKeys(enc("default"), enc("b"))))
+        ]
+        for (const failed of yield* Effect.all(attempts)) {
+          assert.strictEqual(failed._tag, "StorageError")
+          if (failed._tag === "StorageError") assert.strictEqual(failed.reason, "Unavailable")
+        }
+        yield* proxy.start
+        assert.strictEqual(dec(Option.getOrThrow(yield* backend.get(k)).content.value), "before")
+      }),
+    60_000
+  )
 
-  it.scopedLive("a database that stops answering fails requests after requestTimeout; they succeed once it answers", () =>
-    Effect.gen(function*() {
-      const proxy = yield* makeProxy(yield* freshDatabase)
-      yield* proxy.start
-      const backend = yield* PgBackend.make({ url: proxy.url, connectTimeout: "1 second", requestTimeout: "1 second" })
-      const k = address("k")
-      assert.isTrue(yield* backend.compareAndSet(k, Option.none(), Option.some(record("v1", "before"))))
-      yield* proxy.stall
-      const started = Date.now()
-      const failed = yield* Effect.flip(backend.get(k))
-      const waited = Date.now() - started
-      assert.strictEqual(failed._tag, "StorageError")
-      assert.include(failed.message, "no answer within 1s")
-      // It answers at the timeout, not after the driver's (5 s) query cancellation.
-      assert.isBelow(waited, 4000)
-      yield* proxy.unstall
-      const after = yield* backend.get(k).pipe(
-        Effect.retry({ times: 20, schedule: Schedule.spaced("100 millis") })
-      )
-      assert.strictEqual(dec(Option.getOrThrow(after).content.value), "before")
-    }), 60_000)
+  it.scopedLive(
+    "a database that stops answering fails requests after requestTimeout; they succeed once it answers",
+    () =>
+      Effect.gen(function*() {
+        const proxy = yield* makeProxy(yield* freshDatabase)
+        yield* proxy.start
+        const backend = yield* PgBackend.make({
+          url: proxy.url,
+          connectTimeout: "1 second",
+          requestTimeout: "1 second"
+        })
+        const k = address("k")
+        assert.isTrue(yield* backend.compareAndSet(k, Option.none(), Option.some(record("v1", "before"))))
+        yield* proxy.stall
+        const started = Date.now()
+        const failed = yield* Effect.flip(backend.get(k))
+        const waited = Date.now() - started
+        assert.strictEqual(failed._tag, "StorageError")
+        assert.include(failed.message, "no answer within 1s")
+        // It answers at the timeout, not after the driver's (5 s) query cancellation.
+        assert.isBelow(waited, 4000)
+        yield* proxy.unstall
+        const after = yield* backend.get(k).pipe(
+          Effect.retry({ times: 20, schedule: Schedule.spaced("100 millis") })
+        )
+        assert.strictEqual(dec(Option.getOrThrow(after).content.value), "before")
+      }),
+    60_000
+  )
 
   it.scopedLive("start-up waits for a database that is not up yet", () =>
     Effect.gen(function*() {
@@ -190,13 +208,17 @@ describe("PgBackend", () => {
       assert.isTrue(yield* backend.compareAndSet(address("k"), Option.none(), Option.some(record("v", "x"))))
     }), 60_000)
 
-  it.scopedLive("a database that stays away fails start-up with StorageError after startTimeout", () =>
-    Effect.gen(function*() {
-      const proxy = yield* makeProxy(yield* freshDatabase)
-      const failed = yield* Effect.flip(PgBackend.make({ url: proxy.url, startTimeout: "1 second" }))
-      assert.strictEqual(failed._tag, "StorageError")
-      assert.include(failed.message, "postgres")
-    }), 60_000)
+  it.scopedLive(
+    "a database that stays away fails start-up with StorageError after startTimeout",
+    () =>
+      Effect.gen(function*() {
+        const proxy = yield* makeProxy(yield* freshDatabase)
+        const failed = yield* Effect.flip(PgBackend.make({ url: proxy.url, startTimeout: "1 second" }))
+        assert.strictEqual(failed._tag, "StorageError")
+        assert.include(failed.message, "postgres")
+      }),
+    60_000
+  )
 
   it.effect("refuses bad options with a typed error", () =>
     Effect.gen(function*() {

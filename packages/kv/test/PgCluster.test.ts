@@ -29,7 +29,13 @@ const put = (
   key: string,
   value: string,
   extra: Partial<KvMessages.Message<"RpbPutReq">> = {}
-): KvMessages.KvRequest => ({ _tag: "RpbPutReq", bucket: enc(bucket), key: enc(key), content: { value: enc(value) }, ...extra })
+): KvMessages.KvRequest => ({
+  _tag: "RpbPutReq",
+  bucket: enc(bucket),
+  key: enc(key),
+  content: { value: enc(value) },
+  ...extra
+})
 
 /** Two servers on one fresh database. */
 const twoServers = Effect.gen(function*() {
@@ -97,7 +103,10 @@ describe("two PB servers sharing PostgreSQL", () => {
             const current = expectTag(yield* call(conn, get("c", "counter")), "RpbGetResp")
             const next = String(Number(dec(current.content?.[0]?.value)) + 1)
             assert.isDefined(current.vclock)
-            const reply = yield* call(conn, put("c", "counter", next, { vclock: current.vclock!, if_not_modified: true }))
+            const reply = yield* call(
+              conn,
+              put("c", "counter", next, { vclock: current.vclock!, if_not_modified: true })
+            )
             if (reply._tag === "RpbPutResp") done++
             else {
               assert.strictEqual(expectTag(reply, "Error").errmsg, "modified")
@@ -126,7 +135,9 @@ describe("two PB servers sharing PostgreSQL", () => {
           )))
         const replies = yield* Effect.all(attempts, { concurrency: "unbounded" })
         assert.strictEqual(replies.filter((r) => r._tag === "RpbPutResp").length, 1)
-        for (const r of replies) if (r._tag !== "RpbPutResp") assert.strictEqual(expectTag(r, "Error").errmsg, "match_found")
+        for (const r of replies) {
+          if (r._tag !== "RpbPutResp") assert.strictEqual(expectTag(r, "Error").errmsg, "match_found")
+        }
       }
     }))
 
@@ -146,40 +157,48 @@ describe("two PB servers sharing PostgreSQL", () => {
       assert.strictEqual(dec(final.content?.[0]?.value), dec(winner!.content?.[0]?.value))
     }))
 
-  it.scopedLive("a database outage gives clients Riak-style errors; the server serves again when it ends", () =>
-    Effect.gen(function*() {
-      const proxy = yield* makeProxy(yield* freshDatabase)
-      yield* proxy.start
-      const server = yield* startPgServer(proxy.url, { connectTimeout: "1 second", requestTimeout: "2 seconds" })
-      const conn = yield* connect(server.port)
-      expectTag(yield* call(conn, put("b", "k", "before")), "RpbPutResp")
+  it.scopedLive(
+    "a database outage gives clients Riak-style errors; the server serves again when it ends",
+    () =>
+      Effect.gen(function*() {
+        const proxy = yield* makeProxy(yield* freshDatabase)
+        yield* proxy.start
+        const server = yield* startPgServer(proxy.url, { connectTimeout: "1 second", requestTimeout: "2 seconds" })
+        const conn = yield* connect(server.port)
+        expectTag(yield* call(conn, put("b", "k", "before")), "RpbPutResp")
 
-      yield* proxy.stop
-      for (const request of [get("b", "k"), put("b", "k", "during")]) {
-        const failed = expectTag(yield* call(conn, request), "Error")
-        assert.match(failed.errmsg, /^KV storage \(postgres\) unavailable/)
-      }
-      const listing = yield* call(conn, { _tag: "RpbListKeysReq", bucket: enc("b") })
-      expectTag(listing, "Error")
+        yield* proxy.stop
+        for (const request of [get("b", "k"), put("b", "k", "during")]) {
+          const failed = expectTag(yield* call(conn, request), "Error")
+          assert.match(failed.errmsg, /^KV storage \(postgres\) unavailable/)
+        }
+        const listing = yield* call(conn, { _tag: "RpbListKeysReq", bucket: enc("b") })
+        expectTag(listing, "Error")
 
-      yield* proxy.start
-      const after = expectTag(yield* call(conn, get("b", "k")), "RpbGetResp")
-      assert.strictEqual(dec(after.content?.[0]?.value), "before")
-      expectTag(yield* call(conn, put("b", "k", "after")), "RpbPutResp")
-    }), 60_000)
+        yield* proxy.start
+        const after = expectTag(yield* call(conn, get("b", "k")), "RpbGetResp")
+        assert.strictEqual(dec(after.content?.[0]?.value), "before")
+        expectTag(yield* call(conn, put("b", "k", "after")), "RpbPutResp")
+      }),
+    60_000
+  )
 
-  it.scopedLive("basho-riak-client during an outage: an error for the request, the value again after it", () =>
-    Effect.gen(function*() {
-      const proxy = yield* makeProxy(yield* freshDatabase)
-      yield* proxy.start
-      const server = yield* startPgServer(proxy.url, { connectTimeout: "1 second", requestTimeout: "2 seconds" })
-      const client = yield* riakClient(server.port)
-      yield* promised((cb) => client.storeValue({ bucket: "b", key: "k", value: "before" }, cb))
-      yield* proxy.stop
-      const failed = yield* Effect.flip(promised((cb) => client.fetchValue({ bucket: "b", key: "k" }, cb)))
-      assert.match(failed.message, /KV storage \(postgres\) unavailable/)
-      yield* proxy.start
-      const fetched = yield* promised<FetchResult>((cb) => client.fetchValue({ bucket: "b", key: "k" }, cb))
-      assert.strictEqual(fetched.values[0]!.value.toString("utf8"), "before")
-    }), 60_000)
+  it.scopedLive(
+    "basho-riak-client during an outage: an error for the request, the value again after it",
+    () =>
+      Effect.gen(function*() {
+        const proxy = yield* makeProxy(yield* freshDatabase)
+        yield* proxy.start
+        const server = yield* startPgServer(proxy.url, { connectTimeout: "1 second", requestTimeout: "2 seconds" })
+        const client = yield* riakClient(server.port)
+        yield* promised((cb) => client.storeValue({ bucket: "b", key: "k", value: "before" }, cb))
+        yield* proxy.stop
+        const failed = yield* Effect.flip(promised((cb) => client.fetchValue({ bucket: "b", key: "k" }, cb)))
+        assert.match(failed.message, /KV storage \(postgres\) unavailable/)
+        yield* proxy.start
+        const fetched = yield* promised<FetchResult>((cb) => client.fetchValue({ bucket: "b", key: "k" }, cb))
+        assert.strictEqual(fetched.values[0]!.value.toString("utf8"), "before")
+      }),
+    60_000
+  )
 })

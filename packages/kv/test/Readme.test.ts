@@ -22,15 +22,17 @@ it.scopedLive("the README example: basic + KV services, a stock Riak client, a s
     ).pipe(Layer.provideMerge(ServiceRegistry.layer))
     const Server = PbServer.layer({ host: "127.0.0.1", port: 0 }).pipe(Layer.provide(Services))
 
-    yield* Effect.scoped(Effect.gen(function*() {
-      const { address } = yield* PbServer.PbServer
-      const client = yield* riakClient(address.port)
-      yield* promised((cb) => client.storeValue({ bucket: "b", key: "k", value: "hello" }, cb))
-      const fetched = yield* promised<FetchResult>((cb) =>
-        client.fetchValue({ bucket: "b", key: "k", convertToJs: false }, cb)
-      )
-      assert.strictEqual(fetched.values[0]!.value.toString(), "hello")
-    }).pipe(Effect.provide(Server)))
+    yield* Effect.scoped(
+      Effect.gen(function*() {
+        const { address } = yield* PbServer.PbServer
+        const client = yield* riakClient(address.port)
+        yield* promised((cb) => client.storeValue({ bucket: "b", key: "k", value: "hello" }, cb))
+        const fetched = yield* promised<FetchResult>((cb) =>
+          client.fetchValue({ bucket: "b", key: "k", convertToJs: false }, cb)
+        )
+        assert.strictEqual(fetched.values[0]!.value.toString(), "hello")
+      }).pipe(Effect.provide(Server))
+    )
 
     assert.isTrue(NodeFs.existsSync(dataFile), "the snapshot is written when the server's scope closes")
   }))

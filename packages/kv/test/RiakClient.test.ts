@@ -13,9 +13,7 @@ describe("basho-riak-client 2.4.0", () => {
       const client = yield* riakClient(server.port)
       assert.isTrue(yield* promised<boolean>((cb) => client.ping(cb)))
 
-      yield* promised((cb) =>
-        client.storeValue({ bucket: "users", key: "alice", value: { name: "Alice" } }, cb)
-      )
+      yield* promised((cb) => client.storeValue({ bucket: "users", key: "alice", value: { name: "Alice" } }, cb))
       yield* promised((cb) => client.storeValue({ bucket: "users", key: "bob", value: "plain text" }, cb))
       yield* promised((cb) =>
         client.storeValue({ bucketType: "other", bucket: "things", key: "t1", value: "typed" }, cb)

@@ -45,9 +45,11 @@ describe("StoreConfig", () => {
   it.scopedLive("layerConfig builds a working store on the PostgreSQL the URL names", () =>
     Effect.gen(function*() {
       const url = yield* freshDatabase
-      const context = yield* Layer.build(StoreConfig.layerConfig().pipe(
-        Layer.provide(Layer.setConfigProvider(ConfigProvider.fromMap(new Map([["WARREN_KV_URL", url]]))))
-      ))
+      const context = yield* Layer.build(
+        StoreConfig.layerConfig().pipe(
+          Layer.provide(Layer.setConfigProvider(ConfigProvider.fromMap(new Map([["WARREN_KV_URL", url]]))))
+        )
+      )
       const store = Context.get(context, KvStore.KvStore)
       const enc = (s: string) => new TextEncoder().encode(s)
       yield* store.put({ bucket: enc("b") }, enc("k"), { value: enc("v") })

@@ -273,7 +273,9 @@ const start = (
             cert: toPem(tls.cert),
             minVersion: tls.minVersion,
             ...(tls.passphrase === undefined ? {} : { passphrase: tls.passphrase }),
-            ...(tls.ca === undefined ? {} : { ca: typeof tls.ca === "string" || tls.ca instanceof Uint8Array ? toPem(tls.ca) : tls.ca.map(toPem) }),
+            ...(tls.ca === undefined
+              ? {}
+              : { ca: typeof tls.ca === "string" || tls.ca instanceof Uint8Array ? toPem(tls.ca) : tls.ca.map(toPem) }),
             ...(tls.ciphers === undefined ? {} : { ciphers: tls.ciphers })
           }),
         catch: (cause) => new PbServerError({ reason: "Tls", cause })
@@ -327,7 +329,11 @@ const start = (
     ).pipe(Effect.withScheduler(server.scheduler))
     // Runs before the supervisor stops: sockets accepted from then on are destroyed, not started.
     let stopping = false
-    yield* Effect.addFinalizer(() => Effect.sync(() => { stopping = true }))
+    yield* Effect.addFinalizer(() =>
+      Effect.sync(() => {
+        stopping = true
+      })
+    )
     // The platform's handler starts the connection's process and returns: the handler's fiber and the platform's
     // `Socket` wrapper do not stay for the connection's life (they were most of an idle connection's memory).
     const handle = (_: Socket.Socket) =>

@@ -12,11 +12,14 @@ const bashoClient = (port: number) =>
       const client: RiakClient = new Riak.Client([`127.0.0.1:${port}`], (error) =>
         resume(error ? Effect.fail(error) : Effect.succeed(client)))
     }),
-    (client) => Effect.async<void>((resume) => client.stop(() => resume(Effect.void)))
+    (client) =>
+      Effect.async<void>((resume) => client.stop(() => resume(Effect.void)))
   )
 
 const call = <A>(f: (callback: (error: unknown, result: A) => void) => void) =>
-  Effect.async<A, unknown>((resume) => f((error, result) => resume(error ? Effect.fail(error) : Effect.succeed(result))))
+  Effect.async<A, unknown>((resume) =>
+    f((error, result) => resume(error ? Effect.fail(error) : Effect.succeed(result)))
+  )
 
 describe("BasicService", () => {
   const service = BasicService.make({ node: "warren@test", serverVersion: "9.9.9" })
@@ -32,7 +35,12 @@ describe("BasicService", () => {
       // node = "warren@test" (field 1), server_version = "9.9.9" (field 2)
       assert.deepStrictEqual(
         info.body,
-        Buffer.concat([Buffer.from([0x0a, 11]), Buffer.from("warren@test"), Buffer.from([0x12, 5]), Buffer.from("9.9.9")])
+        Buffer.concat([
+          Buffer.from([0x0a, 11]),
+          Buffer.from("warren@test"),
+          Buffer.from([0x12, 5]),
+          Buffer.from("9.9.9")
+        ])
       )
     }))
 

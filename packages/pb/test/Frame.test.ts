@@ -10,7 +10,12 @@ const decodeAll = (decoder: FrameDecoder, chunks: ReadonlyArray<Uint8Array>) => 
 }
 
 describe("framing", () => {
-  const stream = Buffer.concat([encodeFrame(1), encodeFrame(101, "hello"), encodeFrame(7), encodeFrame(9, "x".repeat(300))])
+  const stream = Buffer.concat([
+    encodeFrame(1),
+    encodeFrame(101, "hello"),
+    encodeFrame(7),
+    encodeFrame(9, "x".repeat(300))
+  ])
   const expected = [[1, ""], [101, "hello"], [7, ""], [9, "x".repeat(300)]]
 
   it("every split point of a byte stream gives the same frames", () => {

@@ -54,7 +54,11 @@ describe("PbCodec", () => {
     const put = codec.message("RpbPutReq", {
       bucket: bytes("b"),
       key: bytes("k"),
-      content: { value: bytes("v"), content_type: bytes("text/plain"), usermeta: [{ key: bytes("m"), value: bytes("1") }] },
+      content: {
+        value: bytes("v"),
+        content_type: bytes("text/plain"),
+        usermeta: [{ key: bytes("m"), value: bytes("1") }]
+      },
       return_body: true
     })
     const encoded = Either.getOrThrow(codec.encode(put))
@@ -94,12 +98,16 @@ describe("PbCodec", () => {
 
   it("a bad table is a programming error found when the codec is built", () => {
     assert.throws(() => PbCodec.make<{ Nope: {} }>(RiakPb.schema(), { Nope: 3 }))
-    assert.throws(() => PbCodec.make<{ A: {}; B: {} }>(RiakPb.schema(), { A: PbCodec.codeOnly(3), B: PbCodec.codeOnly(3) }))
+    assert.throws(() =>
+      PbCodec.make<{ A: {}; B: {} }>(RiakPb.schema(), { A: PbCodec.codeOnly(3), B: PbCodec.codeOnly(3) })
+    )
     assert.throws(() => PbCodec.make<{ A: {} }>(RiakPb.schema(), { A: PbCodec.codeOnly(256) }))
   })
 
   it("parseProto: schemas from source text", () => {
-    const root = PbCodec.parseProto(["syntax = \"proto2\"; message Echo { required bytes text = 1; optional uint32 n_val = 2; }"])
+    const root = PbCodec.parseProto([
+      "syntax = \"proto2\"; message Echo { required bytes text = 1; optional uint32 n_val = 2; }"
+    ])
     const echo = PbCodec.make<{ Echo: { text: Uint8Array; n_val?: number } }>(root, { Echo: 200 })
     const encoded = Either.getOrThrow(echo.encode(echo.message("Echo", { text: bytes("hi"), n_val: 3 })))
     const decoded = echo.decode(200, encoded.subarray(1))

@@ -6,7 +6,6 @@ import { ClientClosed, connect, encodeFrame, errorText } from "./utils/pbClient.
 import { eventually, startServer } from "./utils/server.js"
 import { effectStreamService, encodeText, streamService, syncRegistration, syncService } from "./utils/services.js"
 
-
 describe("PbServer", () => {
   describe("requests (riak's pb_service_test)", () => {
     it.scopedLive("sync request 101 -> 102 ok", () =>
@@ -64,7 +63,9 @@ describe("PbServer", () => {
           init: () => undefined,
           decode: (_code, body) => PbService.decoded(Buffer.from(body).toString()),
           encode: (reply: string) =>
-            reply === "none" ? Either.right([]) : Either.right([Uint8Array.of(126), Buffer.from(reply), Buffer.from("!")]),
+            reply === "none"
+              ? Either.right([])
+              : Either.right([Uint8Array.of(126), Buffer.from(reply), Buffer.from("!")]),
           process: (message, state) => PbService.replies([message, message], state)
         })
         const { port } = yield* startServer([ServiceRegistry.registration(pieces, 125, 126)])
@@ -72,7 +73,10 @@ describe("PbServer", () => {
         yield* client.send(125, "hi")
         const frames = [yield* client.next, yield* client.next]
         assert.deepStrictEqual(frames.map((f) => [f.code, f.body.toString()]), [[126, "hi!"], [126, "hi!"]])
-        assert.strictEqual(errorText(yield* client.request(125, "none")), "Internal service error: no encoding for response message")
+        assert.strictEqual(
+          errorText(yield* client.request(125, "none")),
+          "Internal service error: no encoding for response message"
+        )
       }))
 
     it.scopedLive("state is per connection", () =>
@@ -190,7 +194,10 @@ describe("PbServer", () => {
         const client = yield* connect(port)
         yield* client.send(107)
         const frames = [yield* client.next, yield* client.next, yield* client.next]
-        assert.deepStrictEqual(frames.map((f) => [f.code, f.body.toString()]), [[108, "foo"], [108, "foo"], [109, "bar"]])
+        assert.deepStrictEqual(frames.map((f) => [f.code, f.body.toString()]), [[108, "foo"], [108, "foo"], [
+          109,
+          "bar"
+        ]])
         // the stream is over: a new request works
         yield* client.send(107)
         assert.strictEqual((yield* client.next).code, 108)
@@ -202,7 +209,10 @@ describe("PbServer", () => {
         const client = yield* connect(port)
         yield* client.send(107, "multi")
         const frames = [yield* client.next, yield* client.next, yield* client.next]
-        assert.deepStrictEqual(frames.map((f) => [f.code, f.body.toString()]), [[108, "foo"], [108, "foo"], [109, "bar"]])
+        assert.deepStrictEqual(frames.map((f) => [f.code, f.body.toString()]), [[108, "foo"], [108, "foo"], [
+          109,
+          "bar"
+        ]])
       }))
 
     it.scopedLive("an error ends the stream, the connection stays", () =>
@@ -238,7 +248,9 @@ describe("PbServer", () => {
     it.scopedLive("a client that disconnects mid-stream cancels the stream's work", () =>
       Effect.gen(function*() {
         const interrupted = yield* Deferred.make<void>()
-        const { port, server } = yield* startServer([ServiceRegistry.registration(streamService(interrupted), 107, 109)])
+        const { port, server } = yield* startServer([
+          ServiceRegistry.registration(streamService(interrupted), 107, 109)
+        ])
         const client = yield* connect(port)
         yield* client.send(107, "hang")
         yield* eventually(Effect.map(server.connections, (all) => all.some((c) => c.streaming)))
@@ -400,44 +412,52 @@ describe("PbServer", () => {
         assert.strictEqual((yield* d.request(101, "x")).code, 102)
       }))
 
-    it.scopedLive("a client that never reads its replies cannot make the server buffer without bound", () =>
-      Effect.gen(function*() {
-        const replySize = 64 * 1024
-        let processed = 0
-        const big = PbService.make({
-          name: "big",
-          init: () => undefined,
-          decode: (_code, _body) => PbService.decoded(undefined),
-          encode: (reply: Uint8Array) => Either.right(reply),
-          process: (_message, state) => {
-            processed++
-            const reply = new Uint8Array(replySize)
-            reply[0] = 151
-            return PbService.reply(reply, state)
+    it.scopedLive(
+      "a client that never reads its replies cannot make the server buffer without bound",
+      () =>
+        Effect.gen(function*() {
+          const replySize = 64 * 1024
+          let processed = 0
+          const big = PbService.make({
+            name: "big",
+            init: () => undefined,
+            decode: (_code, _body) => PbService.decoded(undefined),
+            encode: (reply: Uint8Array) => Either.right(reply),
+            process: (_message, state) => {
+              processed++
+              const reply = new Uint8Array(replySize)
+              reply[0] = 151
+              return PbService.reply(reply, state)
+            }
+          })
+          const { port, server } = yield* startServer([ServiceRegistry.registration(big, 150, 151)], {
+            readBufferBytes: 4096
+          })
+          const client = yield* connect(port)
+          client.socket.pause()
+          const requests = 4000 // 4000 x 64 KiB = 250 MiB of replies if nothing held the server back
+          yield* Effect.sync(() =>
+            client.socket.write(Buffer.concat(Array.from({ length: requests }, () => encodeFrame(150))))
+          )
+          // the server stops: its writes are not drained, its reads are paused
+          yield* eventually(
+            Effect.map(server.connections, (all) => all.length === 1 && all[0]!.writeBlocked && all[0]!.readPaused)
+          )
+          const blockedAt = processed
+          assert.isBelow(blockedAt, requests / 4)
+          const [info] = yield* server.connections
+          assert.isBelow(info!.bufferedBytes, 4 * 1024 * 1024)
+          // the client reads: everything arrives, in order
+          client.socket.resume()
+          for (let i = 0; i < requests; i++) {
+            const frame = yield* client.next
+            assert.strictEqual(frame.code, 151)
+            assert.strictEqual(frame.body.length, replySize - 1)
           }
-        })
-        const { port, server } = yield* startServer([ServiceRegistry.registration(big, 150, 151)], {
-          readBufferBytes: 4096
-        })
-        const client = yield* connect(port)
-        client.socket.pause()
-        const requests = 4000 // 4000 x 64 KiB = 250 MiB of replies if nothing held the server back
-        yield* Effect.sync(() => client.socket.write(Buffer.concat(Array.from({ length: requests }, () => encodeFrame(150)))))
-        // the server stops: its writes are not drained, its reads are paused
-        yield* eventually(Effect.map(server.connections, (all) => all.length === 1 && all[0]!.writeBlocked && all[0]!.readPaused))
-        const blockedAt = processed
-        assert.isBelow(blockedAt, requests / 4)
-        const [info] = yield* server.connections
-        assert.isBelow(info!.bufferedBytes, 4 * 1024 * 1024)
-        // the client reads: everything arrives, in order
-        client.socket.resume()
-        for (let i = 0; i < requests; i++) {
-          const frame = yield* client.next
-          assert.strictEqual(frame.code, 151)
-          assert.strictEqual(frame.body.length, replySize - 1)
-        }
-        assert.strictEqual(processed, requests)
-      }), 60_000)
+          assert.strictEqual(processed, requests)
+        }),
+      60_000
+    )
 
     it.scopedLive("requests block (not drop) a producer when the mailbox is full", () =>
       Effect.gen(function*() {

@@ -1,5 +1,5 @@
 import { assert, describe, it } from "@effect/vitest"
-import { Chunk, Clock, Duration, Effect, Either, Layer, Option, TestClock } from "effect"
+import { Chunk, Clock, type Duration, Effect, Either, Layer, Option, TestClock } from "effect"
 import * as ChildProcess from "node:child_process"
 import * as NodeFs from "node:fs"
 import * as NodeOs from "node:os"
@@ -15,9 +15,23 @@ const makeCertificate = Effect.acquireRelease(
   Effect.sync(() => {
     const dir = NodeFs.mkdtempSync(NodePath.join(NodeOs.tmpdir(), "warren-pb-tls-"))
     ChildProcess.execFileSync("openssl", [
-      "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-      "-keyout", NodePath.join(dir, "key.pem"), "-out", NodePath.join(dir, "cert.pem"),
-      "-days", "1", "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost"
+      "req",
+      "-x509",
+      "-newkey",
+      "ec",
+      "-pkeyopt",
+      "ec_paramgen_curve:prime256v1",
+      "-nodes",
+      "-keyout",
+      NodePath.join(dir, "key.pem"),
+      "-out",
+      NodePath.join(dir, "cert.pem"),
+      "-days",
+      "1",
+      "-subj",
+      "/CN=localhost",
+      "-addext",
+      "subjectAltName=DNS:localhost"
     ], { stdio: "ignore" })
     return {
       dir,
@@ -48,32 +62,33 @@ const guarded = PbService.make({
   process: (bucket, state) => PbService.reply(`ok ${bucket}`, state)
 })
 
-const startSecureServerWith = (authFailureDelay: Duration.DurationInput) => Effect.gen(function*() {
-  const certificate = yield* makeCertificate
-  const usersPath = NodePath.join(certificate.dir, "users.json")
-  const users: Security.UsersFile = {
-    users: {
-      alice: {
-        password: yield* Security.hashPassword("s3cret"),
-        grants: [{ permission: "riak_kv.get", type: "default", bucket: "users" }]
+const startSecureServerWith = (authFailureDelay: Duration.DurationInput) =>
+  Effect.gen(function*() {
+    const certificate = yield* makeCertificate
+    const usersPath = NodePath.join(certificate.dir, "users.json")
+    const users: Security.UsersFile = {
+      users: {
+        alice: {
+          password: yield* Security.hashPassword("s3cret"),
+          grants: [{ permission: "riak_kv.get", type: "default", bucket: "users" }]
+        }
       }
     }
-  }
-  NodeFs.writeFileSync(usersPath, JSON.stringify(users))
-  const registry = yield* ServiceRegistry.make
-  yield* registry.registerAll([syncRegistration(), ServiceRegistry.registration(guarded, 160, 161)])
-  const server = yield* PbServer.makeSecure({
-    port: 0,
-    security: {
-      tls: { key: certificate.key, cert: certificate.cert },
-      authFailureDelay
-    }
-  }).pipe(
-    Effect.provideService(ServiceRegistry.ServiceRegistry, registry),
-    Effect.provide(Security.layerUsersFile(usersPath))
-  )
-  return { port: server.address.port, certificate, server }
-})
+    NodeFs.writeFileSync(usersPath, JSON.stringify(users))
+    const registry = yield* ServiceRegistry.make
+    yield* registry.registerAll([syncRegistration(), ServiceRegistry.registration(guarded, 160, 161)])
+    const server = yield* PbServer.makeSecure({
+      port: 0,
+      security: {
+        tls: { key: certificate.key, cert: certificate.cert },
+        authFailureDelay
+      }
+    }).pipe(
+      Effect.provideService(ServiceRegistry.ServiceRegistry, registry),
+      Effect.provide(Security.layerUsersFile(usersPath))
+    )
+    return { port: server.address.port, certificate, server }
+  })
 
 const startSecureServer = startSecureServerWith("20 millis")
 
@@ -90,7 +105,8 @@ const startTls = (client: PbTestClient, ca: string) =>
     const secure = yield* Effect.async<NodeTls.TLSSocket, Error>((resume) => {
       const socket = NodeTls.connect({ socket: client.socket, ca, servername: "localhost" }, () =>
         resume(Effect.succeed(socket)))
-      socket.once("error", (error) => resume(Effect.fail(error)))
+      socket.once("error", (error) =>
+        resume(Effect.fail(error)))
     })
     assert.isTrue(secure.authorized)
     client.useSocket(secure)
@@ -102,7 +118,10 @@ describe("Security", () => {
       const { certificate, port, server } = yield* startSecureServer
       const client = yield* connect(port)
       assert.strictEqual(errorText(yield* client.request(101, "x")), "Security is enabled, please STARTTLS first")
-      assert.strictEqual(errorText(yield* client.request(253, authReq("alice", "s3cret"))), "Security is enabled, please STARTTLS first")
+      assert.strictEqual(
+        errorText(yield* client.request(253, authReq("alice", "s3cret"))),
+        "Security is enabled, please STARTTLS first"
+      )
       yield* startTls(client, certificate.cert)
       assert.strictEqual(errorText(yield* client.request(101, "x")), "Security is enabled, please authenticate first")
       assert.strictEqual(errorText(yield* client.request(253, authReq("alice", "wrong"))), "Authentication failed")
@@ -160,10 +179,16 @@ describe("Security", () => {
       yield* client.send(253, authReq("alice", "nope"))
       // until the failure delay is sleeping
       while (!Chunk.some(yield* TestClock.sleeps(), (deadline) => deadline === now + 3000)) yield* tick
-      const early = yield* Effect.raceFirst(Effect.map(client.next, Option.some), Effect.as(Effect.repeatN(tick, 20), Option.none()))
+      const early = yield* Effect.raceFirst(
+        Effect.map(client.next, Option.some),
+        Effect.as(Effect.repeatN(tick, 20), Option.none())
+      )
       assert.isTrue(Option.isNone(early))
       yield* TestClock.adjust("2 seconds")
-      const later = yield* Effect.raceFirst(Effect.map(client.next, Option.some), Effect.as(Effect.repeatN(tick, 20), Option.none()))
+      const later = yield* Effect.raceFirst(
+        Effect.map(client.next, Option.some),
+        Effect.as(Effect.repeatN(tick, 20), Option.none())
+      )
       assert.isTrue(Option.isNone(later))
       yield* TestClock.adjust("1 second")
       assert.strictEqual(errorText(yield* client.next), "Authentication failed")
@@ -195,7 +220,11 @@ describe("Security", () => {
     Effect.gen(function*() {
       const registry = yield* ServiceRegistry.make
       const error = yield* Effect.flip(
-        PbServer.make({ port: 0, security: { tls: { key: "k", cert: "c" } } } as unknown as PbServer.Options & { security?: undefined }).pipe(
+        PbServer.make(
+          { port: 0, security: { tls: { key: "k", cert: "c" } } } as unknown as PbServer.Options & {
+            security?: undefined
+          }
+        ).pipe(
           Effect.provideService(ServiceRegistry.ServiceRegistry, registry)
         )
       )

@@ -155,7 +155,12 @@ describe("ServiceRegistry", () => {
   it.effect("services() lists each service once, sorted by name", () =>
     withRegistry((registry) =>
       Effect.gen(function*() {
-        yield* registry.registerAll([registration(foo, 1, 2), registration(baz, 7), registration(bar, 3), registration(foo, 9)])
+        yield* registry.registerAll([
+          registration(foo, 1, 2),
+          registration(baz, 7),
+          registration(bar, 3),
+          registration(foo, 9)
+        ])
         assert.deepStrictEqual((yield* registry.services).map((s) => s.name), ["bar", "baz", "foo"])
       })
     ))
@@ -169,13 +174,15 @@ describe("ServiceRegistry", () => {
       Effect.gen(function*() {
         yield* registry.register(foo, 1, 255)
         let stop = false
-        const swapper = yield* Effect.fork(Effect.gen(function*() {
-          for (let i = 0; i < 10; i++) {
-            yield* registry.swap(i % 2 === 0 ? bar : foo, 1, 255)
-            yield* Effect.yieldNow()
-          }
-          stop = true
-        }).pipe(Effect.withMaxOpsBeforeYield(10)))
+        const swapper = yield* Effect.fork(
+          Effect.gen(function*() {
+            for (let i = 0; i < 10; i++) {
+              yield* registry.swap(i % 2 === 0 ? bar : foo, 1, 255)
+              yield* Effect.yieldNow()
+            }
+            stop = true
+          }).pipe(Effect.withMaxOpsBeforeYield(10))
+        )
         let reads = 0
         const seen = new Set<string>()
         while (!stop) {

@@ -120,6 +120,6 @@ describe("timeouts (TestClock)", () => {
       while (!(yield* server.connections).some((c) => c.writeBlocked)) yield* tick
       client.socket.destroy()
       while ((yield* server.connections).length > 0) yield* tick
-      assert.strictEqual((yield* server.bufferedBytes), 0)
+      assert.strictEqual(yield* server.bufferedBytes, 0)
     }))
 })

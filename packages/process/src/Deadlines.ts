@@ -77,8 +77,11 @@ export const unsafeArm = (deadlines: Deadlines, timeout: Duration.DurationInput,
 }
 
 /** `unsafeArm` as an Effect. */
-export const arm = (deadlines: Deadlines, timeout: Duration.DurationInput, onExpire: () => void): Effect.Effect<Timer> =>
-  Effect.sync(() => unsafeArm(deadlines, timeout, onExpire))
+export const arm = (
+  deadlines: Deadlines,
+  timeout: Duration.DurationInput,
+  onExpire: () => void
+): Effect.Effect<Timer> => Effect.sync(() => unsafeArm(deadlines, timeout, onExpire))
 
 /** Disarm a timer; true if it was still armed (it will not fire), false if it fired or was cancelled. */
 export const unsafeCancel = (timer: Timer): boolean => {

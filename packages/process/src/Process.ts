@@ -165,8 +165,9 @@ export const exit: {
  * Stop a process as its Scope would: reason `Shutdown` right after the message in hand, queued messages
  * dropped (their callers fail with `ProcessExited`), `terminate` runs. Waits for the exit.
  */
-export const stopNow = <Reason>(ref: ProcessRef<never, unknown, never, never, Reason>): Effect.Effect<ExitReason<Reason>> =>
-  typedReason<Reason>(internal.shutdownAndAwait(impl(ref)))
+export const stopNow = <Reason>(
+  ref: ProcessRef<never, unknown, never, never, Reason>
+): Effect.Effect<ExitReason<Reason>> => typedReason<Reason>(internal.shutdownAndAwait(impl(ref)))
 
 /** Wait for the process to exit and return why (a monitor's `'DOWN'` reason). */
 const await_ = <Reason>(ref: ProcessRef<never, unknown, never, never, Reason>): Effect.Effect<ExitReason<Reason>> =>
@@ -178,8 +179,9 @@ export {
 }
 
 /** The exit reason if the process has exited (after `terminate`), else none. */
-export const exitReason = <Reason>(ref: ProcessRef<never, unknown, never, never, Reason>): Option.Option<ExitReason<Reason>> =>
-  internal.exitReason(impl(ref)) as Option.Option<ExitReason<Reason>>
+export const exitReason = <Reason>(
+  ref: ProcessRef<never, unknown, never, never, Reason>
+): Option.Option<ExitReason<Reason>> => internal.exitReason(impl(ref)) as Option.Option<ExitReason<Reason>>
 
 /** True until the process has exited (it is still alive while `terminate` runs). */
 export const isAlive = (ref: AnyProcessRef): boolean => impl(ref).exitReason === undefined
@@ -195,7 +197,10 @@ export const isAlive = (ref: AnyProcessRef): boolean => impl(ref).exitReason ===
  * Typed `unknown`: a handle does not carry its behaviour's state type (a pid does not either).
  * Fails like `call` (default timeout 5 seconds).
  */
-export const getState = (ref: AnyProcessRef, options?: CallOptions): Effect.Effect<unknown, CallTimeout | ProcessExited<unknown>> =>
+export const getState = (
+  ref: AnyProcessRef,
+  options?: CallOptions
+): Effect.Effect<unknown, CallTimeout | ProcessExited<unknown>> =>
   internal.notFromItself(impl(ref), "getState", () => sys.getState(impl(ref), options))
 
 /**
@@ -213,11 +218,17 @@ export const replaceState = (
  * Suspend the process (`sys:suspend`) once the messages sent before have been handled: from then on it handles
  * only system messages; calls, casts and infos queue up (calls still time out) until `resume`.
  */
-export const suspend = (ref: AnyProcessRef, options?: CallOptions): Effect.Effect<void, CallTimeout | ProcessExited<unknown>> =>
+export const suspend = (
+  ref: AnyProcessRef,
+  options?: CallOptions
+): Effect.Effect<void, CallTimeout | ProcessExited<unknown>> =>
   internal.notFromItself(impl(ref), "suspend", () => sys.suspend(impl(ref), options))
 
 /** Resume a suspended process (`sys:resume`): the messages that queued up meanwhile are handled in order. */
-export const resume = (ref: AnyProcessRef, options?: CallOptions): Effect.Effect<void, CallTimeout | ProcessExited<unknown>> =>
+export const resume = (
+  ref: AnyProcessRef,
+  options?: CallOptions
+): Effect.Effect<void, CallTimeout | ProcessExited<unknown>> =>
   internal.notFromItself(impl(ref), "resume", () => sys.resume(impl(ref), options))
 
 /** A snapshot of the process now (no message): status, messages waiting, messages handled so far. */

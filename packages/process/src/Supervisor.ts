@@ -151,8 +151,7 @@ export const supervisor = <R, R2 = never>(
   name: string,
   options: internal.SupervisorOptions<R>,
   childOptions?: ChildOptions<R2>
-): internal.Child<internal.Supervisor, R | R2> =>
-  child({ name, start: start(options), await: await_, ...childOptions })
+): internal.Child<internal.Supervisor, R | R2> => child({ name, start: start(options), await: await_, ...childOptions })
 
 /**
  * Start a supervisor in the current Scope. Children start in order, each one's first start

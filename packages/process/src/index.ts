@@ -2,5 +2,5 @@
 export * as Deadlines from "./Deadlines.js"
 export * as DynamicSupervisor from "./DynamicSupervisor.js"
 export * as Process from "./Process.js"
-export * as Supervisor from "./Supervisor.js"
 export * as Reconnect from "./Reconnect.js"
+export * as Supervisor from "./Supervisor.js"

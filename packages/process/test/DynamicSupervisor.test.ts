@@ -49,7 +49,13 @@ describe("DynamicSupervisor", () => {
       yield* DynamicSupervisor.startChild(sup, { name: "bad", command: "fail" })
       const held = yield* DynamicSupervisor.startChild(sup, hold("held"))
       yield* settle
-      assert.sameMembers([...events], ["ok start", "bad start", "held start", "ok closed Success", "bad closed Failure"])
+      assert.sameMembers([...events], [
+        "ok start",
+        "bad start",
+        "held start",
+        "ok closed Success",
+        "bad closed Failure"
+      ])
       assert.deepStrictEqual((yield* DynamicSupervisor.which(sup)).map((c) => c.id), [held.id])
       assert.deepStrictEqual(yield* DynamicSupervisor.count(sup), { active: 1, specs: 1, workers: 1 })
     }))

@@ -109,7 +109,7 @@ const recorder = (
   terminate: (reason, state) =>
     Effect.sync(() => {
       probe.terminated.push(reason)
-      if (options.replyInTerminate) for (const from of state.waiting) Process.unsafeReplyTo(from, "from terminate")
+      if (options.replyInTerminate) { for (const from of state.waiting) Process.unsafeReplyTo(from, "from terminate") }
       if (options.terminateDies) throw new Error("terminate died")
     })
 })
@@ -323,10 +323,15 @@ describe("Process", () => {
         yield* settle
         yield* TestClock.adjust("1 second")
         const exit = yield* Fiber.await(raced)
-        assert.isTrue(Exit.isFailure(exit) && Cause.failureOption(exit.cause).pipe(Option.exists((e) => e._tag === "TimeoutException")))
+        assert.isTrue(
+          Exit.isFailure(exit) &&
+            Cause.failureOption(exit.cause).pipe(Option.exists((e) => e._tag === "TimeoutException"))
+        )
         // a caller that timed out can go on calling
         const again = yield* Effect.fork(Effect.gen(function*() {
-          yield* Effect.exit(Process.call(ref, { _tag: "Echo", text: "first" } satisfies Echo).pipe(Effect.timeout("1 second")))
+          yield* Effect.exit(
+            Process.call(ref, { _tag: "Echo", text: "first" } satisfies Echo).pipe(Effect.timeout("1 second"))
+          )
           return yield* Process.call(ref, { _tag: "Echo", text: "second" } satisfies Echo)
         }))
         yield* settle
@@ -493,7 +498,8 @@ describe("Process", () => {
     it.effect("a process that exits by itself leaves nothing in its owner's Scope", () =>
       Effect.gen(function*() {
         const scope = yield* Scope.make()
-        const finalizers = () => (scope as unknown as { state: { finalizers: Map<unknown, unknown> } }).state.finalizers.size
+        const finalizers = () =>
+          (scope as unknown as { state: { finalizers: Map<unknown, unknown> } }).state.finalizers.size
         const before = finalizers()
         for (let i = 0; i < 10; i++) {
           const ref = yield* Process.start(recorder(makeProbe()), []).pipe(Scope.extend(scope))
@@ -520,8 +526,11 @@ describe("Process", () => {
         const ref = yield* Process.start(
           {
             init: () => Process.ok(0),
-            handleCast: (_: "exit self", n: number, self: Process.ProcessRef<never, never, "exit self", never, string>) =>
-              Effect.as(Process.exit(self, "self"), Process.noreply(n))
+            handleCast: (
+              _: "exit self",
+              n: number,
+              self: Process.ProcessRef<never, never, "exit self", never, string>
+            ) => Effect.as(Process.exit(self, "self"), Process.noreply(n))
           },
           undefined
         )
@@ -539,7 +548,9 @@ describe("Process", () => {
         for (let i = 0; i < 20; i++) {
           yield* TestClock.adjust("1 second")
           assert.isTrue(Exit.isFailure(yield* Fiber.await(callers[i]!)))
-          if (i + 1 < 20) assert.isTrue(Option.isNone(yield* Fiber.poll(callers[i + 1]!)))
+          if (i + 1 < 20) {
+            assert.isTrue(Option.isNone(yield* Fiber.poll(callers[i + 1]!)))
+          }
         }
         // timers still work afterwards
         const again = yield* Effect.fork(Process.call(ref, { _tag: "Later" } satisfies Later, { timeout: "3 seconds" }))
@@ -555,7 +566,9 @@ describe("Process", () => {
           const ref = yield* Process.start(recorder(makeProbe()), [])
           // The call is answered long before its timeout: the timer fiber sleeps towards a deadline nobody needs.
           yield* Process.call(ref, get, { timeout: "30 seconds" })
-          const pending = yield* Effect.fork(Process.call(ref, { _tag: "Later" } satisfies Later, { timeout: "45 seconds" }))
+          const pending = yield* Effect.fork(
+            Process.call(ref, { _tag: "Later" } satisfies Later, { timeout: "45 seconds" })
+          )
           yield* settle
           yield* Fiber.interrupt(pending)
         }))
@@ -769,11 +782,15 @@ describe("Process", () => {
         const probe = makeProbe()
         const ref = yield* Process.start(recorder(probe), [])
         yield* Process.suspend(ref)
-        const caller = yield* Effect.fork(Process.call(ref, { _tag: "Echo", text: "late" } satisfies Echo, { timeout: "1 second" }))
+        const caller = yield* Effect.fork(
+          Process.call(ref, { _tag: "Echo", text: "late" } satisfies Echo, { timeout: "1 second" })
+        )
         yield* settle
         yield* TestClock.adjust("1 second")
         const exit = yield* Fiber.await(caller)
-        assert.isTrue(Exit.isFailure(exit) && Cause.failureOption(exit.cause).pipe(Option.exists((e) => e._tag === "CallTimeout")))
+        assert.isTrue(
+          Exit.isFailure(exit) && Cause.failureOption(exit.cause).pipe(Option.exists((e) => e._tag === "CallTimeout"))
+        )
         yield* Process.resume(ref)
         assert.deepStrictEqual(yield* Process.call(ref, get), [])
         assert.deepStrictEqual(probe.handled, ["Get"])

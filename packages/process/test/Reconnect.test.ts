@@ -3,8 +3,10 @@ import { Reconnect } from "@warren/process"
 import { Duration, Effect, Option } from "effect"
 
 const delays = (backoff: Reconnect.Backoff<string>, n: number) =>
-  Effect.forEach(Array.from({ length: n }, (_, i) => i), () =>
-    Effect.map(backoff.next("failed"), Option.map(Duration.toMillis)))
+  Effect.forEach(
+    Array.from({ length: n }, (_, i) => i),
+    () => Effect.map(backoff.next("failed"), Option.map(Duration.toMillis))
+  )
 
 describe("Reconnect", () => {
   it.effect("the default grows from ~100 ms, is jittered, and never waits more than 2 s, however long the outage", () =>

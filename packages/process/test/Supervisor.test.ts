@@ -39,8 +39,10 @@ const worker = (name: string, events: Array<string>): Process.Behaviour<
 })
 
 const currentRef = <A>(sup: Supervisor.Supervisor, child: Supervisor.Child<A, never>) =>
-  Effect.flatMap(Supervisor.current(sup, child), (option) =>
-    Option.isSome(option) ? Effect.succeed(option.value) : Effect.dieMessage(`${child.name} is not running`))
+  Effect.flatMap(
+    Supervisor.current(sup, child),
+    (option) => Option.isSome(option) ? Effect.succeed(option.value) : Effect.dieMessage(`${child.name} is not running`)
+  )
 
 describe("Supervisor", () => {
   it.scoped("restarts a crashed child after the schedule's delay and counts restarts", () =>
@@ -410,7 +412,11 @@ describe("Supervisor", () => {
       Effect.gen(function*() {
         const events: Array<string> = []
         const [a, b] = three(events)
-        const sup = yield* Supervisor.start({ children: [a, b], strategy: "one_for_all", schedule: Schedule.spaced("1 second") })
+        const sup = yield* Supervisor.start({
+          children: [a, b],
+          strategy: "one_for_all",
+          schedule: Schedule.spaced("1 second")
+        })
         yield* Process.cast(yield* currentRef(sup, a), "crash")
         yield* settle
         yield* TestClock.adjust("999 millis")
@@ -418,7 +424,14 @@ describe("Supervisor", () => {
         assert.deepStrictEqual(events, ["a init", "b init", "a terminate Crashed"])
         yield* TestClock.adjust("1 millis")
         yield* settle
-        assert.deepStrictEqual(events, ["a init", "b init", "a terminate Crashed", "b terminate Shutdown", "a init", "b init"])
+        assert.deepStrictEqual(events, [
+          "a init",
+          "b init",
+          "a terminate Crashed",
+          "b terminate Shutdown",
+          "a init",
+          "b init"
+        ])
       }))
 
     it.scoped("group strategies: start fails with SupervisorGaveUp when a child cannot even start once", () =>
@@ -450,7 +463,9 @@ describe("Supervisor", () => {
           const events: Array<string> = []
           const scope = yield* Scope.make()
           const [a, b] = three(events)
-          const sup = yield* Effect.uninterruptible(Scope.extend(Supervisor.start({ children: [a, b], strategy }), scope))
+          const sup = yield* Effect.uninterruptible(
+            Scope.extend(Supervisor.start({ children: [a, b], strategy }), scope)
+          )
           yield* Process.cast(yield* currentRef(sup, b), "crash")
           yield* settle
           assert.strictEqual(yield* Supervisor.restarts(sup, b), 1)

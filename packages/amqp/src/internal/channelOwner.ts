@@ -114,7 +114,8 @@ const session = <Meta, Ready extends object>(
   readied: { value: boolean }
 ): Effect.Effect<AmqpError, AmqpError | SetupFailure, Scope.Scope> =>
   Effect.gen(function*() {
-    const channel: Amqp.Channel = yield* (spec.confirm ? connection.openChannel({ confirm: true }) : connection.openChannel())
+    const channel: Amqp.Channel =
+      yield* (spec.confirm ? connection.openChannel({ confirm: true }) : connection.openChannel())
     const meta = yield* spec.declare(channel)
     spec.events.connected(channel, meta)
     const cancelled = yield* Deferred.make<AmqpError>()
@@ -145,7 +146,11 @@ export const run = <Meta, Ready extends object>(
       const outcome = yield* Effect.either(Effect.scoped(session(connection, spec, readied)))
       const failure = outcome._tag === "Left" ? outcome.left : undefined
       const setup = failure instanceof SetupFailure ? failure : undefined
-      const error = outcome._tag === "Right" ? outcome.right : failure instanceof SetupFailure ? failure.error : failure!
+      const error = outcome._tag === "Right"
+        ? outcome.right
+        : failure instanceof SetupFailure
+        ? failure.error
+        : failure!
       if (readied.value) {
         attempt = 1
         yield* backoff.reset

@@ -76,7 +76,9 @@ export const classify = (cause: unknown): ConnectFailure => {
   const text = describe(cause)
   if (code === "ECONNREFUSED") return "Refused"
   if (code === "ENOTFOUND" || code === "EAI_AGAIN" || code === "EAI_NONAME") return "HostNotFound"
-  if (code === "EHOSTUNREACH" || code === "ENETUNREACH" || code === "EHOSTDOWN" || code === "ENETDOWN") return "Unreachable"
+  if (code === "EHOSTUNREACH" || code === "ENETUNREACH" || code === "EHOSTDOWN" || code === "ENETDOWN") {
+    return "Unreachable"
+  }
   if (code !== undefined && TLS_CODE.test(code)) return "Tls"
   if (/ETIMEDOUT/.test(text) || code === "ETIMEDOUT") return "Timeout"
   if (/ACCESS.REFUSED/.test(text) || /\b403\b/.test(text)) return "AccessRefused"

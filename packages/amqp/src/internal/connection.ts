@@ -49,7 +49,9 @@ export class AmqpConnection extends Context.Tag("@warren/amqp/AmqpConnection")<A
 export interface OpenChannel {
   (options: { readonly confirm: true }): Effect.Effect<Amqp.ConfirmChannel, AmqpError, Scope.Scope>
   (options?: { readonly confirm?: false | undefined }): Effect.Effect<Amqp.Channel, AmqpError, Scope.Scope>
-  (options?: { readonly confirm?: boolean | undefined }): Effect.Effect<Amqp.Channel | Amqp.ConfirmChannel, AmqpError, Scope.Scope>
+  (
+    options?: { readonly confirm?: boolean | undefined }
+  ): Effect.Effect<Amqp.Channel | Amqp.ConfirmChannel, AmqpError, Scope.Scope>
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -100,7 +102,9 @@ const queuedFrames = (muxer: object): number => {
     const streams: unknown = Reflect.get(muxer, field)
     if (!Array.isArray(streams)) return 2
     for (const queue of streams as ReadonlyArray<unknown>) {
-      const length: unknown = typeof queue === "object" && queue !== null ? Reflect.get(queue, "readableLength") : undefined
+      const length: unknown = typeof queue === "object" && queue !== null
+        ? Reflect.get(queue, "readableLength")
+        : undefined
       if (typeof length !== "number") return 2
       frames += length
       if (frames > 1) return frames
@@ -193,8 +197,7 @@ export const channelLost = (channel: Amqp.Channel): Effect.Effect<never, AmqpErr
 // ---------------------------------------------------------------------------------------------------------------
 // The service
 
-const stateCode = (state: ConnectionState): number =>
-  state._tag === "Connected" ? 1 : 0
+const stateCode = (state: ConnectionState): number => state._tag === "Connected" ? 1 : 0
 
 /** Builds a reconnecting connection whose life is the current scope. */
 export const make = (options: ConnectionOptions): Effect.Effect<AmqpConnectionShape, AmqpError, Scope.Scope> =>
@@ -326,7 +329,10 @@ export const make = (options: ConnectionOptions): Effect.Effect<AmqpConnectionSh
           Effect.catchIf(
             (error) => error.reason === "Timeout",
             (error) =>
-              Effect.flatMap(timedOut(target.connectUrl, target.display, config.connectTimeout, error.cause), Effect.fail)
+              Effect.flatMap(
+                timedOut(target.connectUrl, target.display, config.connectTimeout, error.cause),
+                Effect.fail
+              )
           )
         )
 

@@ -69,7 +69,8 @@ export interface Config {
 const isAmqpUrl = (input: string): boolean | string => {
   try {
     const url = new URL(input)
-    return url.protocol === "amqp:" || url.protocol === "amqps:" || `expected an amqp:// or amqps:// URL, got ${url.protocol}//`
+    return url.protocol === "amqp:" || url.protocol === "amqps:" ||
+      `expected an amqp:// or amqps:// URL, got ${url.protocol}//`
   } catch {
     return "not a URL"
   }
@@ -132,7 +133,9 @@ const redactUrls = (urls: unknown): unknown =>
 
 /** Validation failed: describe it from a copy of the options whose URLs are redacted, so no password shows. */
 const redactedError = (options: ConnectionOptions): AmqpError => {
-  const result = Schema.decodeUnknownEither(StaticOptions)(withoutUndefinedTls({ ...options, urls: redactUrls(options.urls) }))
+  const result = Schema.decodeUnknownEither(StaticOptions)(
+    withoutUndefinedTls({ ...options, urls: redactUrls(options.urls) })
+  )
   return Either.isLeft(result)
     // (no cause: the ParseError holds the values it rejected)
     ? configError(
@@ -146,7 +149,11 @@ const redactedError = (options: ConnectionOptions): AmqpError => {
 type PemInput = string | Uint8Array | ReadonlyArray<string | Uint8Array>
 
 const pem = (input: PemInput): string | Buffer | Array<string | Buffer> =>
-  typeof input === "string" ? input : input instanceof Uint8Array ? Buffer.from(input) : input.map((one) => pem(one) as string | Buffer)
+  typeof input === "string"
+    ? input
+    : input instanceof Uint8Array
+    ? Buffer.from(input)
+    : input.map((one) => pem(one) as string | Buffer)
 
 /** The TLS settings as Node's tls.connect options (given only when set). */
 const tlsSocketOptions = (tls: TlsOptions | undefined): Amqp.SocketOptions => {
@@ -200,7 +207,9 @@ export const resolveConfig = (options: ConnectionOptions): Effect.Effect<Config,
         ...tlsSocketOptions(decoded.tls),
         noDelay: decoded.noDelay ?? true,
         clientProperties,
-        ...(Duration.isFinite(connectTimeout) ? { timeout: Math.max(1, Math.ceil(Duration.toMillis(connectTimeout))) } : {})
+        ...(Duration.isFinite(connectTimeout)
+          ? { timeout: Math.max(1, Math.ceil(Duration.toMillis(connectTimeout))) }
+          : {})
       },
       connectionName: decoded.connectionName
     }

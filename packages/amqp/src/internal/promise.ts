@@ -8,7 +8,7 @@ import * as FiberSet from "effect/FiberSet"
 import * as Layer from "effect/Layer"
 import * as ManagedRuntime from "effect/ManagedRuntime"
 import * as Option from "effect/Option"
-import * as Runtime from "effect/Runtime"
+import type * as Runtime from "effect/Runtime"
 import * as Stream from "effect/Stream"
 // Only the public modules: the Promise API is a client of the Effect API, whatever its internals become.
 import { AmqpConnectError, AmqpError, type ConnectionOptions, make as makeConnection } from "../AmqpConnection.js"
@@ -161,7 +161,8 @@ export const connect = async (
   const client = Context.get(context, RpcClientModule.RpcClient)
   const submit = makePool(Context.get(context, Workers))
   let closing = false
-  const stopped = () => new RpcClientModule.RpcClientStopped({ client: clientOptions.name ?? "rpc-client", reason: "Stopping" })
+  const stopped = () =>
+    new RpcClientModule.RpcClientStopped({ client: clientOptions.name ?? "rpc-client", reason: "Stopping" })
   const request = (payload: Payload, routingKey?: string, options?: RequestOptions): Promise<Buffer> =>
     new Promise<Buffer>((resolve, reject) => {
       // (after close, parked workers are being interrupted: none may be woken)

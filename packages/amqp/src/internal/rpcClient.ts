@@ -147,7 +147,9 @@ export const start = <Arg, State, Info, Reason, R>(
       declare: (channel) =>
         Effect.gen(function*() {
           channel.on("return", (message: Amqp.Message) => cast(new Returned(message)))
-          const replyQueue = options.replyMode === "direct" ? DIRECT_REPLY_TO : yield* Topology.declareReplyQueue(channel)
+          const replyQueue = options.replyMode === "direct"
+            ? DIRECT_REPLY_TO
+            : yield* Topology.declareReplyQueue(channel)
           if (options.exchange.name !== "") yield* Topology.declareExchange(channel, options.exchange)
           const meta: Meta = { requestExchange: options.exchange, replyQueue }
           return meta
@@ -201,7 +203,10 @@ export const start = <Arg, State, Info, Reason, R>(
       }
     }
 
-    const onChannelEvent = (event: ChannelEvent, current: State): Process.Returns<Process.HandleResult<State, Reason>, R> => {
+    const onChannelEvent = (
+      event: ChannelEvent,
+      current: State
+    ): Process.Returns<Process.HandleResult<State, Reason>, R> => {
       if (event instanceof Returned) {
         table.onReturn(event.message)
       } else if (event instanceof Nacked) {
@@ -318,7 +323,11 @@ export const start = <Arg, State, Info, Reason, R>(
       Effect.suspend(() => Process.isAlive(ref) ? Effect.zipRight(drainAndWait, Process.stopNow(ref)) : Effect.void)
     )
 
-    const failed = (error: Process.CallTimeout | Process.ProcessExited<Reason>, request: Request, timeout: Duration.Duration) => {
+    const failed = (
+      error: Process.CallTimeout | Process.ProcessExited<Reason>,
+      request: Request,
+      timeout: Duration.Duration
+    ) => {
       if (error._tag === "CallTimeout") {
         table.count("timeouts")
         return new RpcTimeout({ client: name, routingKey: request.routingKey, timeout, published: request.published })

@@ -134,7 +134,13 @@ const describeCause = (reason: Process.Crashed): string => {
   const failures: Array<string> = []
   const visit = (cause: unknown): void => {
     if (typeof cause !== "object" || cause === null || !("_tag" in cause)) return
-    const node = cause as { readonly _tag: string; readonly error?: unknown; readonly defect?: unknown; readonly left?: unknown; readonly right?: unknown }
+    const node = cause as {
+      readonly _tag: string
+      readonly error?: unknown
+      readonly defect?: unknown
+      readonly left?: unknown
+      readonly right?: unknown
+    }
     if (node._tag === "Fail") failures.push(messageOf(node.error))
     else if (node._tag === "Die") failures.push(messageOf(node.defect))
     else if (node._tag === "Sequential" || node._tag === "Parallel") {

@@ -3,7 +3,7 @@
  * Leaf module; re-exported by `RpcClient.ts` (with the options and errors modules it re-exports).
  */
 import type * as Amqp from "amqplib"
-import * as Duration from "effect/Duration"
+import type * as Duration from "effect/Duration"
 import type * as Effect from "effect/Effect"
 import type * as SubscriptionRef from "effect/SubscriptionRef"
 import type { Process } from "@warren/process"
@@ -83,7 +83,9 @@ export interface Callbacks<in Arg, State, Info = never, Reason = never, R = neve
   /** Runs in `start`, which waits for it: `Process.ok(state)`, `Process.ignore` or `Process.stop(reason)`. */
   readonly init: (arg: Arg) => Process.Returns<Process.InitResult<State, Reason>, R>
   /** After every channel open + declarations + consume: `Process.noreply(state)` or `Process.stop(reason, state)`. */
-  readonly connected?: ((meta: Meta, state: State) => Process.Returns<Process.HandleResult<State, Reason>, R>) | undefined
+  readonly connected?:
+    | ((meta: Meta, state: State) => Process.Returns<Process.HandleResult<State, Reason>, R>)
+    | undefined
   /** When the broker confirmed the reply consumer (consume-ok). */
   readonly handleReady?:
     | ((meta: Meta, state: State) => Process.Returns<Process.HandleResult<State, Reason>, R>)

@@ -10,7 +10,7 @@ import * as Stream from "effect/Stream"
 import * as SubscriptionRef from "effect/SubscriptionRef"
 import { AmqpError } from "./amqpError.js"
 import { AmqpConnection as AmqpConnectionTag } from "./connection.js"
-import { type Resolved, ServerConfig, type ServerOptions, resolve } from "./rpcServerConfig.js"
+import { type Resolved, type ServerConfig, type ServerOptions, resolve } from "./rpcServerConfig.js"
 import {
   type Behaviour,
   type ChannelMeta,
@@ -104,7 +104,8 @@ export const start = <Arg, State, Info = never, Reason = never, R = never>(
 
     const processBehaviour: Process.Behaviour<Arg, State, never, never, never, Message<Info>, Reason, R> = {
       init: (initArg, self) => {
-        const created = new ServerImpl<Info, Reason>(self, link, (message) => Process.unsafeSend(self, { _tag: "Info", message }))
+        const created = new ServerImpl<Info, Reason>(self, link, (message) =>
+          Process.unsafeSend(self, { _tag: "Info", message }))
         server = created
         return behaviour.init(initArg, created)
       },
@@ -114,10 +115,12 @@ export const start = <Arg, State, Info = never, Reason = never, R = never>(
             return processDelivery(
               link,
               message.delivery,
-              (payload, meta) => toEffect(behaviour.handleRequest(payload, meta, state))
+              (payload, meta) =>
+                toEffect(behaviour.handleRequest(payload, meta, state))
             ).pipe(
               Effect.map(Option.match({
-                onNone: () => Process.noreply(state),
+                onNone: () =>
+                  Process.noreply(state),
                 onSome: (result) =>
                   result._tag === "Stop" ? Process.stop(result.reason, result.state) : Process.noreply(result.state)
               }))
@@ -125,11 +128,15 @@ export const start = <Arg, State, Info = never, Reason = never, R = never>(
           case "Connected":
             return behaviour.connected === undefined ? Process.noreply(state) : behaviour.connected(message.meta, state)
           case "Ready":
-            return behaviour.handleReady === undefined ? Process.noreply(state) : behaviour.handleReady(message.meta, state)
+            return behaviour.handleReady === undefined
+              ? Process.noreply(state)
+              : behaviour.handleReady(message.meta, state)
           case "SessionEnded":
             return Effect.fail(message.error)
           case "Info":
-            return behaviour.handleInfo === undefined ? Process.noreply(state) : behaviour.handleInfo(message.message, state)
+            return behaviour.handleInfo === undefined
+              ? Process.noreply(state)
+              : behaviour.handleInfo(message.message, state)
         }
       },
       ...(behaviour.terminate === undefined ? {} : {
@@ -173,7 +180,10 @@ export const awaitStopped = (server: Running): Effect.Effect<void> =>
  * Stops a behaviour server like `gen_server:stop` and waits until it has exited and closed its channel (requests
  * it had not acknowledged are requeued by the broker). Returns the exit reason.
  */
-export const exit = <Reason>(server: Server<never, Reason>, ...reason: [] | [Reason]): Effect.Effect<Process.ExitReason<Reason>> =>
+export const exit = <Reason>(
+  server: Server<never, Reason>,
+  ...reason: [] | [Reason]
+): Effect.Effect<Process.ExitReason<Reason>> =>
   (reason.length === 0 ? Process.exit(server.process) : Process.exit(server.process, reason[0])).pipe(
     Effect.zipLeft(awaitStopped(server))
   )
@@ -211,14 +221,17 @@ export const serve = <E, R>(
       Effect.interruptible,
       Effect.forkScoped
     )
-    const run = (payload: Buffer, meta: RequestMeta) => Effect.map(handler(payload, meta), (response) => reply(response, undefined))
-    const worker = Effect.forever(Effect.flatMap(Queue.take(deliveries), (delivery) => processDelivery(link, delivery, run)))
+    const run = (payload: Buffer, meta: RequestMeta) =>
+      Effect.map(handler(payload, meta), (response) => reply(response, undefined))
+    const worker = Effect.forever(
+      Effect.flatMap(Queue.take(deliveries), (delivery) => processDelivery(link, delivery, run))
+    )
     for (let i = 0; i < resolved.concurrency; i++) yield* Effect.forkScoped(Effect.interruptible(worker))
     return { name: resolved.name, status: link.status }
   })
 
 // The public names of the server's other modules, for `RpcServer.ts`.
 export * from "./rpcServerConfig.js"
-export * from "./rpcServerModel.js"
 export * from "./rpcServerMetrics.js"
+export * from "./rpcServerModel.js"
 export * from "./rpcServerRequests.js"

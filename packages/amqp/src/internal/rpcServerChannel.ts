@@ -4,7 +4,7 @@ import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Option from "effect/Option"
 import * as Stream from "effect/Stream"
-import * as SubscriptionRef from "effect/SubscriptionRef"
+import type * as SubscriptionRef from "effect/SubscriptionRef"
 import { AmqpError } from "./amqpError.js"
 import * as ChannelOwner from "./channelOwner.js"
 import * as Topology from "./topology.js"
@@ -49,7 +49,9 @@ export class Link {
     return this.status.changes.pipe(
       Stream.filterMap((status): Option.Option<Either.Either<Amqp.Channel, AmqpError>> => {
         if (status._tag === "Stopped") {
-          return Option.some(Either.left(new AmqpError({ reason: "Closed", message: `RPC server ${this.config.name} stopped` })))
+          return Option.some(
+            Either.left(new AmqpError({ reason: "Closed", message: `RPC server ${this.config.name} stopped` }))
+          )
         }
         const current = this.current
         if (status._tag === "Ready" && current !== undefined && isChannelOpen(current.channel)) {
@@ -59,7 +61,8 @@ export class Link {
       }),
       Stream.runHead,
       Effect.flatMap(Option.match({
-        onNone: () => Effect.fail(new AmqpError({ reason: "Closed", message: `RPC server ${this.config.name} stopped` })),
+        onNone: () =>
+          Effect.fail(new AmqpError({ reason: "Closed", message: `RPC server ${this.config.name} stopped` })),
         onSome: (result) => result
       }))
     )
@@ -98,13 +101,21 @@ export const session = (
       }),
     consume: (channel, meta, cancelled) =>
       Effect.gen(function*() {
-        const active: Active = { channel, generation: meta.generation, queue: meta.queue, exchange: meta.exchange, consumerTag: "" }
+        const active: Active = {
+          channel,
+          generation: meta.generation,
+          queue: meta.queue,
+          exchange: meta.exchange,
+          consumerTag: ""
+        }
         const consumeOptions: Amqp.Options.Consume = { noAck: config.noAck }
         if (config.consumerTag !== undefined) consumeOptions.consumerTag = config.consumerTag
         const consumer = yield* ChannelOwner.setupStep(`basic.consume ${meta.queue}`, () =>
           channel.consume(meta.queue, (message) => {
             if (message === null) {
-              cancelled(new AmqpError({ reason: "ChannelLost", message: `the broker cancelled the consumer on ${meta.queue}` }))
+              cancelled(
+                new AmqpError({ reason: "ChannelLost", message: `the broker cancelled the consumer on ${meta.queue}` })
+              )
             } else {
               sink.delivery({ message, active })
             }

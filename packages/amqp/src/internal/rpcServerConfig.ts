@@ -110,7 +110,9 @@ export const resolve = (config: ServerConfig, options: ServerOptions | undefined
     const concurrency = decoded.concurrency ?? 1
     const queueOptions: Amqp.Options.AssertQueue = { ...queue.options }
     if (decoded.queueType === "quorum") {
-      if (queue.name === "") return yield* configError("a quorum queue needs a name (server-named queues are exclusive)")
+      if (queue.name === "") {
+        return yield* configError("a quorum queue needs a name (server-named queues are exclusive)")
+      }
       if (queueOptions.exclusive === true || queueOptions.autoDelete === true) {
         return yield* configError("a quorum queue cannot be exclusive or auto-delete")
       }
@@ -121,7 +123,11 @@ export const resolve = (config: ServerConfig, options: ServerOptions | undefined
     return {
       exchange: named ? exchange : undefined,
       queue: { name: queue.name, options: queueOptions },
-      bindings: decoded.bindings === undefined ? [""] : typeof decoded.bindings === "string" ? [decoded.bindings] : decoded.bindings,
+      bindings: decoded.bindings === undefined
+        ? [""]
+        : typeof decoded.bindings === "string"
+        ? [decoded.bindings]
+        : decoded.bindings,
       prefetch: decoded.prefetch ?? Math.max(20, 2 * concurrency),
       concurrency,
       noAck: decoded.noAck ?? false,

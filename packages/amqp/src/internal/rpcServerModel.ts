@@ -1,9 +1,9 @@
 /** RPC server data model: request meta, reply results, statuses, the behaviour and handler types. */
 import type * as Amqp from "amqplib"
-import * as Process from "@warren/process/Process"
+import type * as Process from "@warren/process/Process"
 import * as Effect from "effect/Effect"
-import * as SubscriptionRef from "effect/SubscriptionRef"
-import * as ChannelOwner from "./channelOwner.js"
+import type * as SubscriptionRef from "effect/SubscriptionRef"
+import type * as ChannelOwner from "./channelOwner.js"
 
 /** Symbol under which a RequestMeta carries its server (so that `replyTo(meta, ...)` can answer later). */
 export const ServerLinkId: unique symbol = Symbol.for("@warren/amqp/RpcServer/link")

@@ -10,7 +10,13 @@ import { AmqpError, describe } from "./amqpError.js"
 import { REMOTE_ERROR_HEADER, REMOTE_ERRORS_HEADER } from "./rpcClientModel.js"
 import { isChannelOpen } from "./connection.js"
 import { configError } from "./rpcServerConfig.js"
-import { type ReplyOptions, type RequestMeta, type RequestResult, type Response, ServerLinkId } from "./rpcServerModel.js"
+import {
+  type ReplyOptions,
+  type RequestMeta,
+  type RequestResult,
+  type Response,
+  ServerLinkId
+} from "./rpcServerModel.js"
 import { type Delivery, Link } from "./rpcServerChannel.js"
 
 export const toBuffer = (data: Response): Buffer =>
@@ -156,12 +162,16 @@ export const processDelivery = <State, Reason, R>(
       )
       if (Exit.isFailure(exit)) {
         const headers = properties.headers
-        if (headers !== undefined && headers[REMOTE_ERRORS_HEADER] !== undefined && isChannelOpen(delivery.active.channel)) {
+        if (
+          headers !== undefined && headers[REMOTE_ERRORS_HEADER] !== undefined && isChannelOpen(delivery.active.channel)
+        ) {
           // The client asked for error replies: answer at once with the failure's message (Hare- and pika-style
           // clients never send the header, so they keep the plain behaviour: no reply).
           yield* sendReply(link, delivery.active.channel, meta, EMPTY, {
             headers: { [REMOTE_ERROR_HEADER]: failureMessage(exit.cause) }
-          }).pipe(Effect.catchAll((error) => Effect.logWarning(`RPC server ${config.name}: error reply not sent`, error.message)))
+          }).pipe(Effect.catchAll((error) =>
+            Effect.logWarning(`RPC server ${config.name}: error reply not sent`, error.message)
+          ))
         }
         settle(delivery, config.noAck, "reject")
         yield* Metric.increment(counters.failures)
@@ -173,7 +183,9 @@ export const processDelivery = <State, Reason, R>(
         const channel = delivery.active.channel
         if (isChannelOpen(channel)) {
           yield* sendReply(link, channel, meta, result.response, result.options).pipe(
-            Effect.catchAll((error) => Effect.logWarning(`RPC server ${config.name}: reply not sent`, error.message))
+            Effect.catchAll((error) =>
+              Effect.logWarning(`RPC server ${config.name}: reply not sent`, error.message)
+            )
           )
         } else if (config.noAck) {
           // The broker forgot this request already: answer it on whatever channel the server has now.
@@ -209,7 +221,11 @@ export const processDelivery = <State, Reason, R>(
  * Publishes on the server's current channel, waiting for one while it reopens (bound it with a timeout); fails
  * with AmqpError "Closed" once the server stopped.
  */
-export const replyTo = (meta: RequestMeta, response: Response, options?: ReplyOptions): Effect.Effect<void, AmqpError> =>
+export const replyTo = (
+  meta: RequestMeta,
+  response: Response,
+  options?: ReplyOptions
+): Effect.Effect<void, AmqpError> =>
   Effect.suspend(() => {
     const link = meta[ServerLinkId]
     if (!(link instanceof Link)) {

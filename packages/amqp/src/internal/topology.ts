@@ -81,7 +81,10 @@ const assertOptions = (given: ExchangeOptions): Amqp.Options.AssertExchange => {
 /** Declares (or, passive, checks) a named exchange. */
 export const declareExchange = (channel: Amqp.Channel, exchange: Exchange): Effect.Effect<void, SetupFailure> =>
   exchange.passive
-    ? setupStep(`exchange.declare ${exchange.name} (passive)`, () => channel.checkExchange(exchange.name).then(() => undefined))
+    ? setupStep(
+      `exchange.declare ${exchange.name} (passive)`,
+      () => channel.checkExchange(exchange.name).then(() => undefined)
+    )
     : setupStep(
       `exchange.declare ${exchange.name}`,
       () => channel.assertExchange(exchange.name, exchange.type, assertOptions(exchange.options)).then(() => undefined)
@@ -89,8 +92,10 @@ export const declareExchange = (channel: Amqp.Channel, exchange: Exchange): Effe
 
 /** Declares a server-named, exclusive, auto-delete queue (an RPC client's reply queue); returns its name. */
 export const declareReplyQueue = (channel: Amqp.Channel): Effect.Effect<string, SetupFailure> =>
-  setupStep("queue.declare (reply queue)", () =>
-    channel.assertQueue("", { exclusive: true, autoDelete: true }).then((ok) => ok.queue))
+  setupStep(
+    "queue.declare (reply queue)",
+    () => channel.assertQueue("", { exclusive: true, autoDelete: true }).then((ok) => ok.queue)
+  )
 
 /** Declares a queue (an empty name asks the broker for one); returns its name. */
 export const declareQueue = (
@@ -107,5 +112,7 @@ export const bindQueue = (
   exchange: string,
   routingKey: string
 ): Effect.Effect<void, SetupFailure> =>
-  setupStep(`queue.bind ${queue} ${exchange} ${routingKey}`, () =>
-    channel.bindQueue(queue, exchange, routingKey).then(() => undefined))
+  setupStep(
+    `queue.bind ${queue} ${exchange} ${routingKey}`,
+    () => channel.bindQueue(queue, exchange, routingKey).then(() => undefined)
+  )

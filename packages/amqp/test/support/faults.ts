@@ -39,7 +39,8 @@ export const rabbitmqctl = (...args: ReadonlyArray<string>): Effect.Effect<strin
       resume(Effect.fail(
         new BrokerControlError({
           command: args.join(" "),
-          output: "this broker came from AMQP_URL; set WARREN_RABBITMQCTL (e.g. \"docker compose exec -T rabbitmq rabbitmqctl\")"
+          output:
+            "this broker came from AMQP_URL; set WARREN_RABBITMQCTL (e.g. \"docker compose exec -T rabbitmq rabbitmqctl\")"
         })
       ))
       return

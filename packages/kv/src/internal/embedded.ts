@@ -248,7 +248,11 @@ const build = (
         return it === undefined ? Stream.empty : Stream.fromIteratorSucceed(it, 1)
       })
 
-    const usage = Effect.sync((): KvStore.Usage => ({ objects: table.objects, bytes: table.bytes, limitBytes: maxBytes }))
+    const usage = Effect.sync((): KvStore.Usage => ({
+      objects: table.objects,
+      bytes: table.bytes,
+      limitBytes: maxBytes
+    }))
 
     // ---- snapshot ------------------------------------------------------------------------------
     const saving = yield* Effect.makeSemaphore(1)
@@ -266,8 +270,7 @@ const build = (
           return rotated.pipe(
             Effect.flatMap((firstNotContained) =>
               Effect.tryPromise({
-                try: () =>
-                  snapshotFile.write(dataFile, { serverId, sequence, walSegment: firstNotContained }, entries),
+                try: () => snapshotFile.write(dataFile, { serverId, sequence, walSegment: firstNotContained }, entries),
                 catch: (cause) => new SnapshotError({ reason: "Write", path: dataFile, cause })
               }).pipe(
                 Effect.tap(() => {

@@ -172,24 +172,26 @@ export const start = (options: {
         if (failed === undefined) {
           const bytes = batch.buffers.length === 1 ? batch.buffers[0]! : Buffer.concat(batch.buffers, batch.bytes)
           const at = segment.position
-          const written = yield* Effect.either(Effect.try({
-            try: () => {
-              if (at + bytes.length > segment.allocated) {
-                // Grow by whole zero-filled steps; this round's fsync also makes the new size durable.
-                const grow = Math.ceil((at + bytes.length - segment.allocated) / growBytes) * growBytes
-                writeAtSync(segment.handle, Buffer.alloc(grow), segment.allocated)
-                segment.allocated += grow
-              }
-              writeAtSync(segment.handle, bytes, at)
-            },
-            catch: (cause) => ioError(`write to ${segmentName()} failed`, cause)
-          }).pipe(
-            Effect.tap(() => {
-              segment.position = at + bytes.length
-              dirty = true
-            }),
-            Effect.zipRight(options.sync === "always" ? fsync : Effect.void)
-          ))
+          const written = yield* Effect.either(
+            Effect.try({
+              try: () => {
+                if (at + bytes.length > segment.allocated) {
+                  // Grow by whole zero-filled steps; this round's fsync also makes the new size durable.
+                  const grow = Math.ceil((at + bytes.length - segment.allocated) / growBytes) * growBytes
+                  writeAtSync(segment.handle, Buffer.alloc(grow), segment.allocated)
+                  segment.allocated += grow
+                }
+                writeAtSync(segment.handle, bytes, at)
+              },
+              catch: (cause) => ioError(`write to ${segmentName()} failed`, cause)
+            }).pipe(
+              Effect.tap(() => {
+                segment.position = at + bytes.length
+                dirty = true
+              }),
+              Effect.zipRight(options.sync === "always" ? fsync : Effect.void)
+            )
+          )
           if (written._tag === "Left") failed = written.left
           yield* Metric.incrementBy(metrics.records, batch.records)
           yield* Metric.increment(metrics.writes)
@@ -223,7 +225,10 @@ export const start = (options: {
             return yield* commit(job)
           case "Rotate": {
             const result = yield* Effect.either(rotateNow)
-            Deferred.unsafeDone(job.done, result._tag === "Right" ? Effect.succeed(result.right) : Effect.fail(result.left))
+            Deferred.unsafeDone(
+              job.done,
+              result._tag === "Right" ? Effect.succeed(result.right) : Effect.fail(result.left)
+            )
             return
           }
           case "Sync": {
@@ -259,7 +264,9 @@ export const start = (options: {
     if (options.sync === "interval") {
       // Also scope-supervised: asks the writer for an fsync every interval (a no-op when nothing was written).
       yield* Effect.forkScoped(
-        Effect.forever(Effect.zipRight(Effect.sleep(options.syncInterval), Effect.sync(() => enqueue({ _tag: "Sync" }))))
+        Effect.forever(
+          Effect.zipRight(Effect.sleep(options.syncInterval), Effect.sync(() => enqueue({ _tag: "Sync" })))
+        )
       )
     }
     // Runs before the fibers are interrupted (finalizers run in reverse order): refuses new work, then

@@ -59,7 +59,6 @@ export const migrationsTable = "warren_kv_migrations"
 /** The advisory lock key (any fixed 64-bit number) that serializes schema set-up across servers. */
 const migrationLock = 0x7761_7272_656e
 
-
 /**
  * The schema, one migration per step; applied at start by `@effect/sql`'s migrator, which takes a table
  * lock so servers starting together apply each step once. Never edit a released step: add one.
@@ -162,16 +161,20 @@ export const make = (
       Effect.flatMap(Scope.fork(outer, ExecutionStrategy.sequential), (scope) =>
         connect.pipe(
           Scope.extend(scope),
-          Effect.onError((cause) => Scope.close(scope, Exit.failCause(cause)))
+          Effect.onError((cause) =>
+            Scope.close(scope, Exit.failCause(cause))
+          )
         )))
     const sql = yield* attempt.pipe(
       Effect.tapError((e) =>
         Effect.logWarning(`KV store (postgres): cannot start yet: ${e._tag === "SqlError" ? describe(e) : e.message}`)
       ),
-      Effect.retry(Schedule.exponential("100 millis", 2).pipe(
-        Schedule.union(Schedule.spaced("2 seconds")),
-        Schedule.upTo(startTimeout)
-      )),
+      Effect.retry(
+        Schedule.exponential("100 millis", 2).pipe(
+          Schedule.union(Schedule.spaced("2 seconds")),
+          Schedule.upTo(startTimeout)
+        )
+      ),
       Effect.mapError((e) =>
         unavailable(e, `could not connect and migrate: ${e._tag === "SqlError" ? describe(e) : e.message}`)
       )

@@ -75,4 +75,6 @@ const link = (l: KvStore.Link): KvStore.Link => {
   return out
 }
 
-const pair = (p: KvStore.Pair): KvStore.Pair => (p.value === undefined ? { key: p.key } : { key: p.key, value: p.value })
+const pair = (
+  p: KvStore.Pair
+): KvStore.Pair => (p.value === undefined ? { key: p.key } : { key: p.key, value: p.value })

@@ -115,8 +115,7 @@ export const fromBackend = (backend: KvBackend.Backend): Effect.Effect<Context.T
         const object = build(input, now)
         return Effect.flatMap(
           backend.compareAndSet(resolve(ref, key), Option.none(), Option.some(object)),
-          (stored) =>
-            stored ? Effect.succeed({ key, generatedKey: true, object }) : putGenerated(ref, input, now)
+          (stored) => stored ? Effect.succeed({ key, generatedKey: true, object }) : putGenerated(ref, input, now)
         )
       })
 
@@ -173,4 +172,3 @@ export const fromBackend = (backend: KvBackend.Backend): Effect.Effect<Context.T
       snapshot: backend.checkpoint
     }
   })
-

@@ -79,7 +79,11 @@ const decodeOp = (payload: Uint8Array): LogOp | undefined => {
     if (remove !== undefined && put === undefined) {
       return {
         _tag: "Remove",
-        address: { type: new Uint8Array(remove.type), bucket: new Uint8Array(remove.bucket), key: new Uint8Array(remove.key) }
+        address: {
+          type: new Uint8Array(remove.type),
+          bucket: new Uint8Array(remove.bucket),
+          key: new Uint8Array(remove.key)
+        }
       }
     }
     return undefined
@@ -140,7 +144,9 @@ export const read = async (file: string, apply: (op: LogOp) => void): Promise<Re
       await fill(headerBytes)
       if (buffer.length === 0) return { records, validBytes, fileBytes, problem: undefined }
       if (buffer[0] === 0 && (await restIsZero())) return { records, validBytes, fileBytes, problem: undefined }
-      if (buffer.length < headerBytes) return { records, validBytes, fileBytes, problem: "a record header is incomplete" }
+      if (buffer.length < headerBytes) {
+        return { records, validBytes, fileBytes, problem: "a record header is incomplete" }
+      }
       const length = buffer.readUInt32BE(0)
       const crc = buffer.readUInt32BE(4)
       if (length === 0 || length > maxRecordBytes) {

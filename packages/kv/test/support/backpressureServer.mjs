@@ -10,7 +10,9 @@ const enc = (s) => new TextEncoder().encode(s)
 
 const program = Effect.gen(function*() {
   const layer = PbServer.layer({ port: 0, ...options }).pipe(
-    Layer.merge(Layer.mergeAll(KvService.layer, ServiceRegistry.registered(BasicService.registrations(BasicService.make())))),
+    Layer.merge(
+      Layer.mergeAll(KvService.layer, ServiceRegistry.registered(BasicService.registrations(BasicService.make())))
+    ),
     Layer.provideMerge(KvStore.layer({ maxBytes: 1024 * 1024 * 1024 })),
     Layer.provideMerge(ServiceRegistry.layer)
   )

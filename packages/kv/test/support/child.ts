@@ -8,7 +8,7 @@ import { fileURLToPath } from "node:url"
 
 /** The vite-node runner (a vitest dependency), found from this package upwards. */
 export const viteNode = (): string => {
-  for (let dir = path.dirname(fileURLToPath(import.meta.url)); ; dir = path.dirname(dir)) {
+  for (let dir = path.dirname(fileURLToPath(import.meta.url));; dir = path.dirname(dir)) {
     const candidate = path.join(dir, "node_modules", "vite-node", "vite-node.mjs")
     if (fs.existsSync(candidate)) return candidate
     if (path.dirname(dir) === dir) throw new Error("vite-node not found")

@@ -21,7 +21,9 @@ export interface ConformanceOptions {
 }
 
 const enc = (s: string): Uint8Array => new TextEncoder().encode(s)
-const dec = (b: Uint8Array | undefined): string | undefined => (b === undefined ? undefined : new TextDecoder().decode(b))
+const dec = (
+  b: Uint8Array | undefined
+): string | undefined => (b === undefined ? undefined : new TextDecoder().decode(b))
 const hex = (b: Uint8Array): string => Buffer.from(b).toString("hex")
 
 const bucket = { bucket: enc("b") }
@@ -43,7 +45,10 @@ export const conformance = (
   const setup = (options: Partial<ConformanceOptions> = {}) =>
     Effect.map(
       Layer.build(KvStore.layerFromBackend.pipe(Layer.provideMerge(backend({ ...defaults, ...options })))),
-      (context) => ({ store: Context.get(context, KvStore.KvStore), backend: Context.get(context, KvBackend.KvBackend) })
+      (context) => ({
+        store: Context.get(context, KvStore.KvStore),
+        backend: Context.get(context, KvBackend.KvBackend)
+      })
     )
 
   const valueOf = (store: KvStore.KvStore["Type"], key: string) =>
@@ -104,7 +109,9 @@ export const conformance = (
         yield* store.put({ type: name, bucket: name }, name, { value })
         const got = Option.getOrThrow(yield* store.get({ type: name, bucket: name, key: name }))
         assert.deepStrictEqual([...got.content.value], [...value])
-        assert.deepStrictEqual((yield* collect(store.listKeys({ type: name, bucket: name }))).flat().map(hex), [hex(name)])
+        assert.deepStrictEqual((yield* collect(store.listKeys({ type: name, bucket: name }))).flat().map(hex), [
+          hex(name)
+        ])
         assert.deepStrictEqual((yield* collect(store.listBuckets(name))).flat().map(hex), [hex(name)])
       }))
 
@@ -112,7 +119,9 @@ export const conformance = (
       Effect.gen(function*() {
         const { store } = yield* setup()
         const seen = new Set<string>()
-        for (let i = 0; i < 3; i++) seen.add(hex((yield* store.put(bucket, enc("k"), { value: enc(`v${i}`) })).object.vclock))
+        for (let i = 0; i < 3; i++) {
+          seen.add(hex((yield* store.put(bucket, enc("k"), { value: enc(`v${i}`) })).object.vclock))
+        }
         assert.isTrue(yield* store.delete(at("k")))
         seen.add(hex((yield* store.put(bucket, enc("k"), { value: enc("v0") })).object.vclock))
         assert.strictEqual(seen.size, 4)
@@ -157,7 +166,12 @@ export const conformance = (
             Effect.either(store.put(bucket, enc("race"), { value: enc(`c${i}`) }, { _tag: "IfNoneMatch" }))),
           { concurrency: "unbounded" }
         )
-        assert.strictEqual(created.filter((r) => r._tag === "Right").length, 1)
+        assert.strictEqual(
+          created.filter((r) =>
+            r._tag === "Right"
+          ).length,
+          1
+        )
         const base = Option.getOrThrow(yield* store.get(at("race")))
         const updated = yield* Effect.all(
           Array.from({ length: 32 }, (_, i) =>
@@ -275,8 +289,12 @@ export const conformance = (
         })
         assert.isTrue(yield* backend.compareAndSet(address("k"), Option.none(), Option.some(object("1", "vc1"))))
         assert.isFalse(yield* backend.compareAndSet(address("k"), Option.none(), Option.some(object("x", "vcx"))))
-        assert.isFalse(yield* backend.compareAndSet(address("k"), Option.some(enc("vc0")), Option.some(object("x", "vcx"))))
-        assert.isTrue(yield* backend.compareAndSet(address("k"), Option.some(enc("vc1")), Option.some(object("2", "vc2"))))
+        assert.isFalse(
+          yield* backend.compareAndSet(address("k"), Option.some(enc("vc0")), Option.some(object("x", "vcx")))
+        )
+        assert.isTrue(
+          yield* backend.compareAndSet(address("k"), Option.some(enc("vc1")), Option.some(object("2", "vc2")))
+        )
         const got = Option.getOrThrow(yield* backend.get(address("k")))
         assert.strictEqual(dec(got.content.value), "2")
         assert.strictEqual(dec(got.vclock), "vc2")

@@ -132,7 +132,11 @@ export const connectSecure = (
 const auth = PbCodec.make<{ RpbAuthReq: RiakPb.RpbAuthReq }>(RiakPb.schema(), { RpbAuthReq: 253 })
 
 /** A decoded reply, or the text of an RpbErrorResp. */
-export type Reply = KvMessages.KvResponse | { readonly _tag: "Error"; readonly errmsg: string; readonly errcode: number }
+export type Reply = KvMessages.KvResponse | {
+  readonly _tag: "Error"
+  readonly errmsg: string
+  readonly errcode: number
+}
 
 /** Decodes one frame into a KV reply or an error. */
 export const decodeReply = (f: Frame): Reply => {

@@ -29,15 +29,18 @@ export const seedKeys = (
   template: Uint8Array,
   count: number
 ): Effect.Effect<void> =>
-  Effect.flatMap(PgClient.PgClient, (sql) =>
-    sql`INSERT INTO warren_kv_objects (bucket_type, bucket, key, vclock, content, size)
+  Effect.flatMap(
+    PgClient.PgClient,
+    (sql) =>
+      sql`INSERT INTO warren_kv_objects (bucket_type, bucket, key, vclock, content, size)
       SELECT t.bucket_type, t.bucket, convert_to('k' || lpad(i::text, 7, '0'), 'UTF8'), t.vclock, t.content, t.size
       FROM warren_kv_objects t, generate_series(0, ${count - 1}) AS i
-      WHERE t.bucket = ${bucket} AND t.key = ${template}`.pipe(Effect.asVoid)).pipe(
-      Effect.provide(PgClient.layer({ url: Redacted.make(url) })),
-      Effect.provide(Reactivity.layer),
-      Effect.orDie
-    )
+      WHERE t.bucket = ${bucket} AND t.key = ${template}`.pipe(Effect.asVoid)
+  ).pipe(
+    Effect.provide(PgClient.layer({ url: Redacted.make(url) })),
+    Effect.provide(Reactivity.layer),
+    Effect.orDie
+  )
 
 /**
  * A real PB server (KV service plus ping/server-info) on an ephemeral port whose store is PostgreSQL at `url`,

@@ -106,8 +106,10 @@ export class Connection implements ConnectionLink {
   }
 
   get user(): Effect.Effect<Option.Option<string>> {
-    return Effect.map(Ref.get(this.ref), (state) =>
-      state.security._tag === "Authenticated" ? Option.some(state.security.user) : Option.none())
+    return Effect.map(
+      Ref.get(this.ref),
+      (state) => state.security._tag === "Authenticated" ? Option.some(state.security.user) : Option.none()
+    )
   }
 
   offer(from: ServiceInstance, info: unknown): Effect.Effect<boolean> {

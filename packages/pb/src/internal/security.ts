@@ -2,7 +2,7 @@
  * riak's security phases on a connection: STARTTLS (ack, then the TLS handshake on the same socket), then
  * `RpbAuthReq` (decoded with `PbCodec` like every message, checked by the `Authenticator`).
  */
-import * as Duration from "effect/Duration"
+import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as NodeTls from "node:tls"
@@ -75,7 +75,10 @@ export const startTls = (conn: Connection): Effect.Effect<Next> => {
       tlsSocket.on("error", () => {})
       return Effect.sync(() => tlsSocket.destroy())
     }).pipe(
-      Effect.timeoutFail({ duration: security.handshakeTimeout, onTimeout: () => new Error("TLS handshake timed out") }),
+      Effect.timeoutFail({
+        duration: security.handshakeTimeout,
+        onTimeout: () => new Error("TLS handshake timed out")
+      }),
       Effect.either
     )
     if (Either.isLeft(upgraded)) {

@@ -98,8 +98,10 @@ const handleEnvelope = (conn: Connection, streaming: Streaming, envelope: Envelo
     if (!Effect.isEffect(result)) return afterStreamResult(conn, result, instance)
     return Effect.flatMap(Effect.exit(result), (exit) => {
       if (Exit.isSuccess(exit)) return toEffect(afterStreamResult(conn, exit.value, instance))
-      return Effect.flatMap(handleFailure(conn, exit.cause, instance, -1, true), (next) =>
-        next === "Close" ? Effect.succeed(next) : Effect.as(endStream(conn), next))
+      return Effect.flatMap(
+        handleFailure(conn, exit.cause, instance, -1, true),
+        (next) => next === "Close" ? Effect.succeed(next) : Effect.as(endStream(conn), next)
+      )
     })
   }
   if (envelope._tag === "Info" || envelope.token !== streaming.token) return "Continue"
@@ -116,7 +118,11 @@ const handleEnvelope = (conn: Connection, streaming: Streaming, envelope: Envelo
   }
 }
 
-const afterStreamResult = (conn: Connection, result: StreamResult<unknown, unknown>, instance: ServiceInstance): Step => {
+const afterStreamResult = (
+  conn: Connection,
+  result: StreamResult<unknown, unknown>,
+  instance: ServiceInstance
+): Step => {
   switch (result._tag) {
     case "Reply":
       return sendReplies(conn, instance, result.replies, -1, true)

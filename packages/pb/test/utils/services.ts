@@ -91,7 +91,9 @@ export const streamService = (interrupted?: Deferred.Deferred<void>) =>
             for (const text of texts) yield* ctx.send({ reqId: id, text })
             if (message.text === "hang") {
               yield* Effect.never.pipe(
-                Effect.onInterrupt(() => interrupted === undefined ? Effect.void : Deferred.succeed(interrupted, void 0))
+                Effect.onInterrupt(() =>
+                  interrupted === undefined ? Effect.void : Deferred.succeed(interrupted, void 0)
+                )
               )
             }
           })
@@ -133,7 +135,10 @@ export const effectStreamService = () =>
         )
       }
       if (message.text === "die") {
-        return PbService.streamOf(Stream.concat(Stream.succeed<TextReply>({ code: 111, text: "0" }), Stream.die("boom")), state)
+        return PbService.streamOf(
+          Stream.concat(Stream.succeed<TextReply>({ code: 111, text: "0" }), Stream.die("boom")),
+          state
+        )
       }
       const n = Number(message.text)
       return PbService.streamOf(

@@ -129,13 +129,24 @@ export class DynamicSupervisorImpl implements DynamicSupervisor<unknown> {
     return Effect.flatMap(
       this.lock.withPermits(1)(Effect.flatMap(Clock.currentTimeMillis, (now) =>
         Effect.map(
-          this.intensity.step(now, { child: `${this.name}#${record.id}`, exit, restarts: record.restarts }, this.scheduleState),
+          this.intensity.step(
+            now,
+            { child: `${this.name}#${record.id}`, exit, restarts: record.restarts },
+            this.scheduleState
+          ),
           ([state, _out, decision]) => {
             this.scheduleState = state
-            return ScheduleDecision.isDone(decision) ? -1 : Math.max(0, ScheduleIntervals.start(decision.intervals) - now)
+            return ScheduleDecision.isDone(decision)
+              ? -1
+              : Math.max(0, ScheduleIntervals.start(decision.intervals) - now)
           }
         ))),
-      (delay) => delay < 0 ? Effect.succeed(false) : delay === 0 ? Effect.succeed(true) : Effect.as(Effect.sleep(Duration.millis(delay)), true)
+      (delay) =>
+        delay < 0
+          ? Effect.succeed(false)
+          : delay === 0
+          ? Effect.succeed(true)
+          : Effect.as(Effect.sleep(Duration.millis(delay)), true)
     )
   }
 
@@ -156,7 +167,12 @@ export class DynamicSupervisorImpl implements DynamicSupervisor<unknown> {
     return Effect.logError("dynamic supervisor gives up", cause).pipe(
       Effect.annotateLogs({ supervisor: this.name, child: record.id }),
       Effect.zipRight(this.shutdown()),
-      Effect.zipRight(Deferred.fail(this.done, new SupervisorGaveUp({ child: `${this.name}#${record.id}`, restarts: record.restarts, cause })))
+      Effect.zipRight(
+        Deferred.fail(
+          this.done,
+          new SupervisorGaveUp({ child: `${this.name}#${record.id}`, restarts: record.restarts, cause })
+        )
+      )
     )
   }
 }
@@ -185,7 +201,11 @@ const incarnation = (
   )
 
 /** The body ended by itself: leave (the observer removes the record) or restart, per the restart type. */
-const afterEnd = (sup: DynamicSupervisorImpl, record: ChildRecord, exit: Exit.Exit<unknown, unknown>): Effect.Effect<void> => {
+const afterEnd = (
+  sup: DynamicSupervisorImpl,
+  record: ChildRecord,
+  exit: Exit.Exit<unknown, unknown>
+): Effect.Effect<void> => {
   if (sup.stopped) return Effect.void
   if (sup.restart === "temporary" || (sup.restart === "transient" && Exit.isSuccess(exit))) return Effect.void
   return Effect.flatMap(sup.allowRestart(record, exit), (allowed) => {
@@ -194,7 +214,10 @@ const afterEnd = (sup: DynamicSupervisorImpl, record: ChildRecord, exit: Exit.Ex
     record.restarts++
     return Effect.zipRight(
       Metric.increment(sup.restartsMetric),
-      Effect.flatMap(Scope.make(), (scope) => Effect.provideService(incarnation(sup, record, scope), Scope.Scope, scope))
+      Effect.flatMap(
+        Scope.make(),
+        (scope) => Effect.provideService(incarnation(sup, record, scope), Scope.Scope, scope)
+      )
     )
   })
 }
@@ -223,7 +246,9 @@ export const make = <Arg, E, R>(
 export const startChild = (sup: DynamicSupervisorImpl, arg: unknown): Effect.Effect<Child, MaxChildrenReached> =>
   Effect.flatMap(Scope.make(), (scope): Effect.Effect<Child, MaxChildrenReached> => {
     if (sup.stopped) return Effect.dieMessage(`dynamic supervisor ${sup.name} is stopped`)
-    if (sup.children.size >= sup.maxChildren) return Effect.fail(new MaxChildrenReached({ maxChildren: sup.maxChildren }))
+    if (sup.children.size >= sup.maxChildren) {
+      return Effect.fail(new MaxChildrenReached({ maxChildren: sup.maxChildren }))
+    }
     return Effect.succeed(sup.start(arg, scope))
   })
 

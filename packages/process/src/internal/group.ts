@@ -59,7 +59,9 @@ export const runGroup = <R>(
             state.running = false
           })),
           Effect.exit,
-          Effect.flatMap((exit) => Queue.offer(ended, { index, generation, exit })),
+          Effect.flatMap((exit) =>
+            Queue.offer(ended, { index, generation, exit })
+          ),
           Effect.ensuring(Deferred.succeed(first, undefined))
         )
         return Effect.flatMap(Effect.forkIn(run, childrenScope), (fiber) => {

@@ -275,8 +275,8 @@ export type ReplyFor<Q, Call, Reply> = [ReplyMatches<Q, Call, Reply>] extends [n
 
 type ReplyMatches<Q, Call, Reply> = Call extends unknown
   ? Q extends Call ? Call extends { readonly [ReplyTypeId]?: () => infer A } ? unknown extends A ? Reply : A
-      : Reply
-    : never
+    : Reply
+  : never
   : never
 
 /** A callback result, either plain or effectful. Failures and defects of the effect crash the process. */

@@ -99,7 +99,10 @@ export class ChildState {
 export interface Supervisor {
   readonly [SupervisorTypeId]: SupervisorTypeId
   /** Child states by name; read through the module functions. */
-  readonly states: ReadonlyMap<string, { readonly current: Option.Option<unknown>; readonly restarts: number; readonly running: boolean }>
+  readonly states: ReadonlyMap<
+    string,
+    { readonly current: Option.Option<unknown>; readonly restarts: number; readonly running: boolean }
+  >
   readonly done: Deferred.Deferred<void, SupervisorGaveUp>
 }
 
@@ -238,7 +241,13 @@ export const start = <R>(
       if (yield* Deferred.isDone(giveUp)) break
       const firstAttempt = yield* Deferred.make<void>()
       yield* Effect.forkIn(
-        runChild(states.get(child.name)!, child, child.schedule ?? options.schedule ?? defaultSchedule, firstAttempt, giveUp)
+        runChild(
+          states.get(child.name)!,
+          child,
+          child.schedule ?? options.schedule ?? defaultSchedule,
+          firstAttempt,
+          giveUp
+        )
           .pipe(Effect.ensuring(Deferred.succeed(firstAttempt, undefined)), Effect.interruptible),
         childrenScope
       )
