@@ -5,6 +5,7 @@ import * as NodeFs from "node:fs"
 import * as Net from "node:net"
 import * as NodeTls from "node:tls"
 import { Security } from "@warren/pb"
+import * as TestPostgres from "@warren/kv/TestPostgres"
 import * as NodeOs from "node:os"
 import * as NodePath from "node:path"
 import * as NodeUrl from "node:url"
@@ -43,6 +44,7 @@ const args = (overrides: Partial<PbServeArgs>): PbServeArgs => ({
   sync: Option.none(),
   syncInterval: Option.none(),
   snapshotInterval: Option.none(),
+  store: Option.none(),
   metricsPort: Option.none(),
   metricsHost: "127.0.0.1",
   ...overrides
@@ -54,26 +56,34 @@ const pingAndInfo = (port: number) => exchange(port, Buffer.from([0, 0, 0, 1, 1,
 /** RpbPutReq { bucket: "b", key: "k", content: { value: "v" } } as a frame (code 11), encoded by hand. */
 const putFrame = Buffer.from([0, 0, 0, 12, 11, 0x0a, 1, 0x62, 0x12, 1, 0x6b, 0x22, 3, 0x0a, 1, 0x76])
 
-/** Connects, writes `frames`, resolves with the codes of the first `replies` reply frames. */
-const exchange = (port: number, frames: Uint8Array, replies: number) =>
-  Effect.async<ReadonlyArray<number>, Error>((resume) => {
+/** Connects, writes `frames`, resolves with the first `replies` reply frames (code and body). */
+const exchangeFrames = (port: number, frames: Uint8Array, replies: number) =>
+  Effect.async<ReadonlyArray<{ readonly code: number; readonly body: Buffer }>, Error>((resume) => {
     const socket = Net.connect({ port, host: "127.0.0.1" })
     let buffer = Buffer.alloc(0)
-    const codes: Array<number> = []
+    const received: Array<{ readonly code: number; readonly body: Buffer }> = []
     socket.on("data", (chunk) => {
       buffer = Buffer.concat([buffer, chunk])
       while (buffer.length >= 4 && buffer.length >= 4 + buffer.readUInt32BE(0)) {
-        codes.push(buffer[4]!)
-        buffer = buffer.subarray(4 + buffer.readUInt32BE(0))
+        const length = buffer.readUInt32BE(0)
+        received.push({ code: buffer[4]!, body: Buffer.from(buffer.subarray(5, 4 + length)) })
+        buffer = buffer.subarray(4 + length)
       }
-      if (codes.length === replies) {
+      if (received.length === replies) {
         socket.destroy()
-        resume(Effect.succeed(codes))
+        resume(Effect.succeed(received))
       }
     })
     socket.on("error", (error) => resume(Effect.fail(error)))
     socket.write(frames)
   })
+
+/** Connects, writes `frames`, resolves with the codes of the first `replies` reply frames. */
+const exchange = (port: number, frames: Uint8Array, replies: number) =>
+  Effect.map(exchangeFrames(port, frames, replies), (received) => received.map((frame) => frame.code))
+
+/** RpbGetReq { bucket: "b", key: "k" } as a frame (code 9), encoded by hand. */
+const getFrame = Buffer.from([0, 0, 0, 7, 9, 0x0a, 1, 0x62, 0x12, 1, 0x6b])
 
 describe("warren pb serve", () => {
   it.live(
@@ -96,6 +106,7 @@ describe("warren pb serve", () => {
             "--sync",
             "--sync-interval",
             "--data-file",
+            "--store",
             "--metrics-port"
           ]
         ) assert.include(help.stdout, flag)
@@ -105,11 +116,43 @@ describe("warren pb serve", () => {
         const badSync = yield* runWarren(["pb", "serve", "--sync", "sometimes"])
         assert.strictEqual(badSync.code, 2)
         assert.match(badSync.stderr, /^--sync: expected one of always, interval, none/)
+        const badStore = yield* runWarren(["pb", "serve", "--store", "mysql://root:s3cret@db/kv"])
+        assert.strictEqual(badStore.code, 2)
+        assert.strictEqual(
+          badStore.stderr.trim(),
+          "--store: expected embedded or a postgres:// URL, got \"mysql://root:***@db/kv\""
+        )
         const halfTls = yield* runWarren(["pb", "serve", "--port", "0", "--tls-cert", "package.json"])
         assert.strictEqual(halfTls.code, 2)
         assert.match(halfTls.stderr, /security needs --tls-cert, --tls-key and --users-file together/)
       }),
     300_000
+  )
+
+  it.scopedLive(
+    "--store postgres://: two servers on one database; a put through one is read through the other",
+    () =>
+      Effect.gen(function*() {
+        const postgres = yield* TestPostgres.make()
+        const url = yield* TestPostgres.freshDatabase(postgres.info.url)
+        const serve = Effect.gen(function*() {
+          const listening = yield* Deferred.make<{ host: string; port: number }>()
+          yield* Effect.forkScoped(
+            pbServeProgram(args({ store: Option.some(url) }), (address) => Deferred.succeed(listening, address))
+          )
+          return yield* Deferred.await(listening)
+        })
+        const first = yield* serve
+        const second = yield* serve
+        const [missing] = yield* exchangeFrames(second.port, getFrame, 1)
+        assert.deepStrictEqual([missing!.code, missing!.body.length], [10, 0])
+        assert.deepStrictEqual(yield* exchange(first.port, putFrame, 1), [12])
+        const [found] = yield* exchangeFrames(second.port, getFrame, 1)
+        assert.strictEqual(found!.code, 10)
+        // RpbGetResp.content (field 1) holds RpbContent.value (field 1) = "v"
+        assert.include(found!.body.toString("latin1"), "\x0a\x01v")
+      }),
+    120_000
   )
 
   it.live("the program serves the registered services on the real port, and stops when interrupted", () =>

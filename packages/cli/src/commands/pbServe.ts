@@ -15,6 +15,7 @@ import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
 import * as NodeFs from "node:fs"
 import {
+  checkStore,
   choice,
   CliFailure,
   type Common,
@@ -127,6 +128,16 @@ export const pbServeOptions = {
       Options.withFallbackConfig(Config.duration("WARREN_KV_SYNC_INTERVAL"))
     )
   ),
+  store: opt(
+    Options.text("store").pipe(
+      Options.withPseudoName("URL"),
+      Options.withDescription(
+        "Where KV objects live: embedded (default: in this process, with --data-file on disk) or a postgres:// URL (several servers can share it; pool settings from WARREN_KV_PG_*). Fallback: WARREN_KV_URL. The password is never printed."
+      ),
+      Options.withFallbackConfig(Config.string("WARREN_KV_URL")),
+      Options.mapEffect(checkStore)
+    )
+  ),
   snapshotInterval: opt(
     duration(
       "snapshot-interval",
@@ -186,6 +197,7 @@ export const kvSettings = (args: PbServeArgs): KvSettings => {
     maxBytes: Option.getOrUndefined(args.kvMaxBytes),
     sync: Option.getOrUndefined(args.sync),
     syncInterval: Option.getOrUndefined(args.syncInterval),
+    store: Option.getOrUndefined(args.store),
     snapshotInterval: dataFile === undefined
       ? undefined
       : Option.getOrElse(args.snapshotInterval, () => Duration.minutes(5))

@@ -2,23 +2,33 @@
  * The services `warren pb serve` registers. Add a service by appending its registrations here (the Effect may build
  * resources in the server's scope, e.g. a store the service uses).
  */
-import { KvService, KvStore } from "@warren/kv"
+import { KvService, KvStore, PgBackend, StoreConfig } from "@warren/kv"
 import { BasicService } from "@warren/pb"
 import type { ServiceRegistry } from "@warren/pb"
+import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Redacted from "effect/Redacted"
 import * as NodeFs from "node:fs"
 import * as NodePath from "node:path"
 import { CliFailure } from "../internal/common.js"
 
 /** The KV store's settings from the command line (each flag falls back to its environment variable). */
 export interface KvSettings extends KvStore.Options {
-  /**
-   * When a write is durable: `always` (fsync before the reply), `interval` (every `syncInterval`), `none` (the OS
-   * decides). The store's `sync` option of the durable store (h/kv); ignored by a store without it.
-   */
-  readonly sync?: "always" | "interval" | "none" | undefined
-  readonly syncInterval?: KvStore.Options["snapshotInterval"]
+  /** `embedded` (or unset): the store in this process; a `postgres://` URL: the PostgreSQL backend. */
+  readonly store?: string | undefined
 }
+
+/** The store the settings name, in the server's scope: embedded, or PostgreSQL with `PgBackend.poolConfig`. */
+const makeStore = (settings: KvSettings) =>
+  settings.store === undefined || settings.store === "embedded"
+    ? KvStore.make(settings)
+    : Effect.gen(function*() {
+      const pool = yield* PgBackend.poolConfig
+      const choice: StoreConfig.Choice = { _tag: "Postgres", options: { ...pool, url: Redacted.make(settings.store!) } }
+      const context = yield* Layer.build(StoreConfig.layer(choice))
+      return Context.get(context, KvStore.KvStore)
+    })
 
 /**
  * The Riak KV service (codes 9..18) over a store with `settings`. The store lives in the server's scope, so stopping
@@ -34,11 +44,13 @@ const kvRegistrations = (settings: KvSettings) =>
         catch: (cause) => new CliFailure({ message: `cannot create the directory of ${dataFile}`, cause })
       })
     }
-    const store = yield* KvStore.make(settings)
+    const store = yield* makeStore(settings)
     yield* Effect.logInfo(
-      dataFile === undefined
+      settings.store !== undefined && settings.store !== "embedded"
+        ? "KV store: PostgreSQL (--store / WARREN_KV_URL)"
+        : dataFile === undefined
         ? "KV store: in memory only (--data-file or WARREN_DATA_FILE keeps objects across restarts)"
-        : `KV store: snapshot file ${dataFile}`
+        : `KV store: snapshot file ${dataFile} with its write-ahead log (sync ${settings.sync ?? "always"})`
     )
     const service = yield* Effect.provideService(KvService.make, KvStore.KvStore, store)
     return KvService.registrations(service)

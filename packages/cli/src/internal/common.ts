@@ -157,6 +157,14 @@ export const checkAmqpUrl =
     return Effect.succeed(text)
   }
 
+/** Checks `--store`: `embedded` or a `postgres://` URL, never printing a password. */
+export const checkStore = (text: string): Effect.Effect<string, ValidationError.ValidationError> => {
+  const value = text.trim()
+  return value === "embedded" || /^postgres(ql)?:\/\/[^\s]+$/i.test(value)
+    ? Effect.succeed(value)
+    : Effect.fail(invalid(`--store: expected embedded or a postgres:// URL, got "${text}"`))
+}
+
 /** `--url`: the broker (or `WARREN_AMQP_URL`), checked and never printed with its password. */
 export const amqpUrl = Options.text("url").pipe(
   Options.withPseudoName("AMQP_URL"),
