@@ -18,6 +18,7 @@ declare module "vitest" {
 /** What each example must print on stdout. */
 const expected: Record<string, RegExp> = {
   "rpc-effect.ts": /^HELLO\nFROM\nEFFECT\n$/,
+  "rpc-promise.ts": /^HELLO\nFROM\nPROMISES\nunroutable, as expected\n$/,
   "pb-service.ts": /^code 201: nerraw \(#1\)\ncode 201: kair \(#2\)\ncode 2: \n$/,
   "supervision.ts":
     /^flaky worker up after 3 attempts\ncounter: 5\nroot children: counter \(restarts 0\), workers \(restarts 0\)\n$/
