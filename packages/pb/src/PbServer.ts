@@ -233,8 +233,8 @@ export class PbServerError extends Data.TaggedError("PbServerError")<{
 export const ErrorTexts = Texts
 
 /**
- * The server's metrics: `pb_connections_accepted`, `pb_connections_active`, `pb_requests` (tag `code`),
- * `pb_errors` (tag `kind`), `pb_request_duration` (milliseconds).
+ * The server's metrics: `warren_pb_connections_accepted`, `warren_pb_connections_active`, `warren_pb_requests` (tag `code`),
+ * `warren_pb_errors` (tag `kind`), `warren_pb_request_duration` (milliseconds).
  *
  * @since 0.1.0
  * @category metrics

@@ -3,28 +3,28 @@ import * as MetricBoundaries from "effect/MetricBoundaries"
 import * as MetricLabel from "effect/MetricLabel"
 
 /** Connections accepted (riak's `pbc_connects`). */
-export const connectionsAccepted = Metric.counter("pb_connections_accepted", {
+export const connectionsAccepted = Metric.counter("warren_pb_connections_accepted", {
   description: "PB connections accepted",
   incremental: true
 })
 
 /** Live connections (riak's `pbc_active`). */
-export const connectionsActive = Metric.gauge("pb_connections_active", { description: "live PB connections" })
+export const connectionsActive = Metric.gauge("warren_pb_connections_active", { description: "live PB connections" })
 
 /** Requests (frames dispatched), tagged with `code`. */
-export const requests = Metric.counter("pb_requests", { description: "PB requests by message code", incremental: true })
+export const requests = Metric.counter("warren_pb_requests", { description: "PB requests by message code", incremental: true })
 
 /** Error replies and closes, tagged with `kind`. */
-export const errors = Metric.counter("pb_errors", { description: "PB errors by kind", incremental: true })
+export const errors = Metric.counter("warren_pb_errors", { description: "PB errors by kind", incremental: true })
 
 /**
  * Request latency in milliseconds, one observation per batch: the requests a connection serves in one turn (e.g.
  * the frames of one read) are timed together, from the first one's dispatch until their replies (or the start of
  * a stream) are queued for writing. A sequential client gives one observation per request; a pipelining client one
- * per batch, the latency of the batch's oldest request. Requests are counted exactly in `pb_requests`.
+ * per batch, the latency of the batch's oldest request. Requests are counted exactly in `warren_pb_requests`.
  */
 export const requestDuration = Metric.histogram(
-  "pb_request_duration_ms",
+  "warren_pb_request_duration_ms",
   MetricBoundaries.fromIterable([0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 25, 50, 100, 250, 500, 1000, 5000]),
   "PB request latency in milliseconds"
 )
@@ -98,7 +98,7 @@ export class BatchCounts {
   }
 
   /**
-   * Records the counts gathered since the last call, and the batch's latency: one `pb_request_duration_ms`
+   * Records the counts gathered since the last call, and the batch's latency: one `warren_pb_request_duration_ms`
    * observation, from the first request's dispatch to now (its replies are queued and about to be written).
    */
   record(): void {
