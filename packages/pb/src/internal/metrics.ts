@@ -12,7 +12,10 @@ export const connectionsAccepted = Metric.counter("warren_pb_connections_accepte
 export const connectionsActive = Metric.gauge("warren_pb_connections_active", { description: "live PB connections" })
 
 /** Requests (frames dispatched), tagged with `code`. */
-export const requests = Metric.counter("warren_pb_requests", { description: "PB requests by message code", incremental: true })
+export const requests = Metric.counter("warren_pb_requests", {
+  description: "PB requests by message code",
+  incremental: true
+})
 
 /** Error replies and closes, tagged with `kind`. */
 export const errors = Metric.counter("warren_pb_errors", { description: "PB errors by kind", incremental: true })
