@@ -94,13 +94,14 @@ export const startBroker = async (): Promise<ChaosBroker> => {
 
   const ctl = (...args: ReadonlyArray<string>) =>
     new Promise<string>((resolve, reject) => {
-      execFile(CTL, ["-n", nodename, "-q", ...args], { env, timeout: 30_000, encoding: "utf8" }, (error, stdout, stderr) =>
+      execFile(CTL, ["-n", nodename, "-q", ...args], { cwd: dir, env, timeout: 30_000, encoding: "utf8" }, (error, stdout, stderr) =>
         error === null ? resolve(stdout) : reject(new Error(`rabbitmqctl ${args.join(" ")}: ${stdout}${stderr}`.trim())))
     })
 
   const launch = async () => {
     output = []
-    const spawned = spawn(SERVER, [], { env, detached: true, stdio: ["ignore", "pipe", "pipe"] })
+    // In its own directory: an Erlang crash dump (erl_crash.dump) lands there, not in the caller's.
+    const spawned = spawn(SERVER, [], { cwd: dir, env, detached: true, stdio: ["ignore", "pipe", "pipe"] })
     child = spawned
     exited = false
     spawned.stdout?.on("data", (chunk: Buffer) => output.push(chunk.toString("utf8")))
