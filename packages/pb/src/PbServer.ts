@@ -325,12 +325,16 @@ const start = (
       { run: ({ id, raw }: { readonly id: number; readonly raw: Net.Socket }) => serve(server, id, raw) },
       { maxChildren: options.maxConnections, name: "pb-connections" }
     ).pipe(Effect.withScheduler(server.scheduler))
+    // Runs before the supervisor stops: sockets accepted from then on are destroyed, not started.
+    let stopping = false
+    yield* Effect.addFinalizer(() => Effect.sync(() => { stopping = true }))
     // The platform's handler starts the connection's process and returns: the handler's fiber and the platform's
     // `Socket` wrapper do not stay for the connection's life (they were most of an idle connection's memory).
     const handle = (_: Socket.Socket) =>
       Effect.flatMap(Effect.serviceOption(NodeSocket.NetSocket), (found) => {
         if (Option.isNone(found)) return Effect.logError("PB server: connection without a Net.Socket")
         const raw = found.value
+        if (stopping) return Effect.sync(() => raw.destroy())
         Metrics.connectionsAccepted.unsafeUpdate(1, [])
         if (!raw.destroyed) {
           raw.setNoDelay(options.nodelay)
@@ -338,7 +342,9 @@ const start = (
         }
         return DynamicSupervisor.startChild(supervisor, { id: ++nextId, raw }).pipe(
           Effect.asVoid,
-          Effect.catchTag("MaxChildrenReached", () => refuse(raw, server.config))
+          Effect.catchTag("MaxChildrenReached", () => refuse(raw, server.config)),
+          // A supervisor already stopped (the server shutting down) refuses with a defect: the socket goes.
+          Effect.catchAllDefect(() => Effect.sync(() => raw.destroy()))
         )
       })
     yield* listener.run(handle).pipe(

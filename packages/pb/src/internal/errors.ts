@@ -56,8 +56,8 @@ const textEncoder = new TextEncoder()
 /** An `RpbErrorResp` payload (code byte + body) with `errcode` 0, always written (riak does). */
 export const errorPayload = (message: Uint8Array): Uint8Array => {
   const encoded = codec.encode(codec.message("RpbErrorResp", { errmsg: message, errcode: 0 }))
-  // Bytes and a number always encode; Left would be a bug in the schema.
-  return Either.getOrThrow(encoded)
+  // Bytes and a number always encode; were the schema broken, the client would still get an RpbErrorResp.
+  return Either.getOrElse(encoded, () => Uint8Array.of(RiakPb.MessageCode.RpbErrorResp))
 }
 
 export const errorText = (text: string): Uint8Array => errorPayload(textEncoder.encode(text))
