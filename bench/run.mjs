@@ -1,6 +1,6 @@
-// `npm run bench [-- rpc|pb|kv] [--duration 5s] [--warmup 3s|1s] [--rounds 5|3] [--only warren,amqplib]
-//   [--workloads ping-1x1,idle] [--idle-connections 5000] [--profile]`
-// Runs the benchmarks (both by default), prints tables, writes bench/results/<name>.json and the SVG charts.
+// `npm run bench [-- rpc|pb|kv|process] [--duration 5s] [--warmup 3s|1s] [--rounds 5|3] [--only warren,amqplib]
+//   [--workloads ping-1x1,idle] [--idle-connections 5000] [--children 10000] [--engine dist-dir] [--profile]`
+// Runs the benchmarks (rpc and pb by default; kv and process when named), prints tables, writes bench/results/<name>.json and the SVG charts.
 // --profile runs warren's contender (or those of --only), once, under `node --cpu-prof` and prints the top costs of
 // each profile: the client process for RPC, the server process for PB.
 import { mkdirSync } from "node:fs"
@@ -11,10 +11,13 @@ import { markdownReport, writeReport } from "./lib/runner.mjs"
 import { summarizeProfiles } from "./profile.mjs"
 import { runKv } from "./kv/bench.mjs"
 import { runPb } from "./pb/bench.mjs"
+import { runProcess } from "./process/bench.mjs"
 import { runRpc } from "./rpc/bench.mjs"
 
-const usage = `usage: node bench/run.mjs [rpc] [pb] [kv] [--duration 5s] [--warmup 3s|1s] [--rounds 5|3] [--only ids]
-  [--workloads ids] [--concurrency 1,64] [--idle-connections 5000] [--profile] [--pin | --no-pin]`
+const usage = `usage: node bench/run.mjs [rpc] [pb] [kv] [process] [--duration 5s] [--warmup 3s|1s] [--rounds 5|3] [--only ids]
+  [--workloads ids] [--concurrency 1,64] [--idle-connections 5000] [--children 10000] [--engine dist-dir]
+  [--profile] [--pin | --no-pin]
+  [--store embedded|postgres] (kv: postgres compares 1 and 2 PB servers on one PostgreSQL with the embedded store)`
 
 const parseDuration = (s) => {
   const m = /^(\d+(?:\.\d+)?)(ms|s)?$/.exec(s)
@@ -28,8 +31,13 @@ const names = []
 // reach its steady speed (V8 optimizing Effect's runtime) where raw amqplib needs about 1 s (docs/benchmarks.md,
 // "Warm-up"), and 5 rounds, because the broker's share of a round trip moves more from run to run than the
 // clients' differ. The first second of load is still reported for every contender.
-const defaults = { rpc: { warmupMs: 3000, rounds: 5 }, pb: { warmupMs: 1000, rounds: 3 }, kv: { warmupMs: 1000, rounds: 3 } }
-const opts = { durationMs: 5000, idleConnections: 5000, payloadSize: 256, concurrencies: [1, 64], profile: false }
+const defaults = {
+  rpc: { warmupMs: 3000, rounds: 5 },
+  pb: { warmupMs: 1000, rounds: 3 },
+  kv: { warmupMs: 1000, rounds: 3 },
+  process: { warmupMs: 1000, rounds: 3 }
+}
+const opts = { durationMs: 5000, idleConnections: 5000, children: 10000, payloadSize: 256, concurrencies: [1, 64], profile: false }
 for (let i = 0; i < argv.length; i++) {
   const a = argv[i]
   const value = () => {
@@ -37,7 +45,7 @@ for (let i = 0; i < argv.length; i++) {
     if (v === undefined) throw new Error(`${a} needs a value\n${usage}`)
     return v
   }
-  if (a === "rpc" || a === "pb" || a === "kv") names.push(a)
+  if (a === "rpc" || a === "pb" || a === "kv" || a === "process") names.push(a)
   else if (a === "--duration") opts.durationMs = parseDuration(value())
   else if (a === "--warmup") opts.warmupMs = parseDuration(value())
   else if (a === "--rounds") opts.rounds = Number(value())
@@ -45,6 +53,11 @@ for (let i = 0; i < argv.length; i++) {
   else if (a === "--workloads") opts.workloads = value().split(",")
   else if (a === "--concurrency") opts.concurrencies = value().split(",").map(Number)
   else if (a === "--idle-connections") opts.idleConnections = Number(value())
+  else if (a === "--store") {
+    opts.store = value()
+    if (opts.store !== "embedded" && opts.store !== "postgres") throw new Error(`--store: embedded or postgres\n${usage}`)
+  } else if (a === "--children") opts.children = Number(value())
+  else if (a === "--engine") opts.engine = value()
   else if (a === "--profile") opts.profile = true
   else if (a === "--pin") opts.pin = true
   else if (a === "--no-pin") opts.pin = false
@@ -65,13 +78,15 @@ if (opts.profile) {
 
 for (const name of names) {
   const options = { ...defaults[name], ...opts }
-  const report = name === "rpc" ? await runRpc(options) : name === "pb" ? await runPb(options) : await runKv(options)
+  const run = { rpc: runRpc, pb: runPb, kv: runKv, process: runProcess }[name]
+  const report = await run(options)
   if (opts.profile) continue
-  writeReport(`${resultsDir}${name}.json`, report)
-  writeFileSync(`${resultsDir}${name}.md`, markdownReport(report) + "\n")
-  console.log(`wrote ${resultsDir}${name}.md`)
+  const file = name === "kv" && opts.store === "postgres" ? "kv-postgres" : name
+  writeReport(`${resultsDir}${file}.json`, report)
+  writeFileSync(`${resultsDir}${file}.md`, markdownReport(report) + "\n")
+  console.log(`wrote ${resultsDir}${file}.md`)
 }
 // the measured window is the last part of each profiled process's life (the drain and exit after it are short)
 if (opts.profile) summarizeProfiles(opts.profileDir, { lastMs: opts.durationMs + 300 })
-else writeCharts(names)
+else writeCharts(names.filter((n) => n !== "process").map((n) => (n === "kv" && opts.store === "postgres" ? "kv-postgres" : n)))
 process.exit(0)

@@ -44,7 +44,7 @@ const connect = (port) =>
 
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms))
 
-const load = async ({ port, connections, keys, valueSize, warmupMs, durationMs }) => {
+const load = async ({ port, ports = [port], connections, keys, valueSize, warmupMs, durationMs }) => {
   const histogram = new Histogram()
   let measuring = false
   let stopping = false
@@ -52,7 +52,8 @@ const load = async ({ port, connections, keys, valueSize, warmupMs, durationMs }
   let unexpected = 0
   let inFlight = 0
   let drained
-  const sockets = await Promise.all(Array.from({ length: connections }, () => connect(port)))
+  // With several servers (`ports`), connections are spread over them round-robin, as a load balancer would.
+  const sockets = await Promise.all(Array.from({ length: connections }, (_, c) => connect(ports[c % ports.length])))
   sockets.forEach((socket, c) => {
     const value = Buffer.alloc(valueSize, 0x61 + (c % 26))
     const frames = Array.from({ length: keys }, (_, k) => putFrame(Buffer.from("bench"), Buffer.from(`c${c}-k${k}`), value))

@@ -9,6 +9,8 @@ const here = (p) => fileURLToPath(new URL(p, import.meta.url))
 
 export const contenders = [
   { id: "warren", label: "warren RpcClient" },
+  { id: "warren-promise", label: "warren RpcClient, runPromise per request" },
+  { id: "warren-promise-api", label: "warren Promise API (@warren/amqp/promise)" },
   { id: "amqplib", label: "raw amqplib" },
   { id: "rabbitmq-client", label: "rabbitmq-client" }
 ]
@@ -47,6 +49,8 @@ export const runRpc = async (options) => {
         `  1st s ${Math.round(r.firstSecondThroughput)} req/s`,
       goals: [
         { text: `warren >= 0.9x raw amqplib throughput at concurrency ${concurrency}`, contender: "warren", versus: "amqplib", field: "throughput", op: ">=", ratio: 0.9 },
+        { text: `warren from runPromise callers >= 0.9x raw amqplib throughput at concurrency ${concurrency}`, contender: "warren-promise", versus: "amqplib", field: "throughput", op: ">=", ratio: 0.9 },
+        { text: `warren Promise API >= 0.9x raw amqplib throughput at concurrency ${concurrency}`, contender: "warren-promise-api", versus: "amqplib", field: "throughput", op: ">=", ratio: 0.9 },
         { text: `warren ahead of rabbitmq-client throughput at concurrency ${concurrency}`, contender: "warren", versus: "rabbitmq-client", field: "throughput", op: ">", ratio: 1 }
       ]
     }))

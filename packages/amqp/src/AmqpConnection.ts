@@ -2,8 +2,13 @@
  * A reconnecting AMQP connection (a port of Hare.Core.Conn) that hands out channels to channel owners.
  *
  * - Connects to the first of `urls` that answers; on failure or loss waits per the `reconnect` Schedule
- *   (`Reconnect.defaultPolicy`: exponential from 100 ms, jittered, capped at 30 s, forever) and tries again.
+ *   (`Reconnect.defaultPolicy`: exponential from 100 ms, jittered, capped at 2 s, forever) and tries again.
  *   The schedule restarts after every successful connect; when it ends the state becomes `Closed`.
+ * - Every failed attempt and every loss is logged at WARN with its reason and the delay before the next attempt.
+ *   A failed attempt is an AmqpError "Connect" whose cause is an `AmqpConnectError` with a `reason` (Refused,
+ *   HandshakeTimeout, NotAmqp, AccessRefused, VhostNotFound, Tls, ...). No password or key ever appears in an
+ *   error or a log: URLs are shown redacted (`amqp://guest:***@host`), config errors included.
+ * - `amqps://` URLs use the `tls` options (CA, client certificate and key, server name).
  * - `state` is a SubscriptionRef: channel owners watch it (or `awaitConnected`) to reopen their channels.
  * - `openChannel` waits while disconnected, bounded only by the caller (use `Effect.timeout`); a caller that
  *   gives up leaks nothing. A channel error (e.g. 404 on publish) closes that channel only, never the connection.
@@ -31,10 +36,31 @@ export type {
   AmqpErrorReason
 } from "./internal/amqpError.js"
 
+export {
+  /**
+   * One URL could not be connected to: `url` (password redacted) and a `reason` to act on. The `cause` of an
+   * AmqpError "Connect" (the last URL's when several were tried; the message names each).
+   */
+  AmqpConnectError
+} from "./internal/connectError.js"
+
+export type {
+  /**
+   * Why a connect attempt failed: Refused, HostNotFound, Unreachable, Timeout, HandshakeTimeout, NotAmqp,
+   * AccessRefused, VhostNotFound, Tls, ClosedDuringHandshake, Other.
+   */
+  ConnectFailure
+} from "./internal/connectError.js"
+
+export {
+  /** A URL with its password replaced by `***` (also for strings that do not parse as URLs): for logs and errors. */
+  redact
+} from "./internal/connectionConfig.js"
+
 export type {
   /** The service: connection state, `openChannel`, `awaitConnected`. */
   AmqpConnectionShape,
-  /** Options of `make` / `layer`: urls, heartbeat, connectTimeout, reconnect, noDelay, connectionName, frameMax. */
+  /** Options of `make` / `layer`: urls, heartbeat, connectTimeout, reconnect, noDelay, connectionName, frameMax, tls. */
   ConnectionOptions,
   /**
    * Connection lifecycle as seen by channel owners: `Connecting { attempt }` (1 after a loss, +1 per failed
@@ -43,7 +69,9 @@ export type {
    */
   ConnectionState,
   /** `openChannel`'s overloads: `{ confirm: true }` gives a ConfirmChannel. */
-  OpenChannel
+  OpenChannel,
+  /** TLS settings for `amqps://` URLs: ca, cert, key, passphrase, servername, rejectUnauthorized. */
+  TlsOptions
 } from "./internal/connection.js"
 
 export {

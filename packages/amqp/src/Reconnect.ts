@@ -1,52 +1,28 @@
 /**
- * Reconnect policies for `AmqpConnection` (and any channel owner that reopens on a schedule).
+ * Reconnect policies for `AmqpConnection`, `RpcClient` and `RpcServer`: the ones of `@warren/process/Reconnect`
+ * (one mechanism for every reconnect loop), typed over the `AmqpError` of each failed attempt.
  *
- * A policy is a plain Effect `Schedule` fed with the error of each failed attempt: its delays are the
- * waits between attempts, and when it ends the connection gives up (state `Closed`). The connection
- * restarts the schedule from its initial state after every successful connect.
+ * `AmqpConnection`'s `reconnect` paces attempts to reach the broker. A client's `reconnect` / a server's `reopen`
+ * paces attempts to reopen a channel that failed on a live connection (a declaration refused, a consumer
+ * cancelled); while the connection itself is down they do not run: the channel owner waits for the connection.
  */
-import * as Duration from "effect/Duration"
-import * as Schedule from "effect/Schedule"
+import { Reconnect } from "@warren/process"
 import type { AmqpError } from "./internal/amqpError.js"
 
 /** A reconnect policy: a Schedule over the errors of failed attempts. Its end means "give up". */
-export type Policy = Schedule.Schedule<unknown, AmqpError>
+export type Policy = Reconnect.Policy<AmqpError>
 
-/**
- * Exponential backoff from `base` (default 100 ms) multiplied by `factor` (default 2) per retry, each delay
- * jittered to 80-120 % (`jitter`, default on; uses the `Random` service) and never more than `max`
- * (default 30 s). Forever.
- */
-export const exponential = (options?: {
-  readonly base?: Duration.DurationInput
-  readonly factor?: number
-  readonly max?: Duration.DurationInput
-  readonly jitter?: boolean
-}): Policy => {
-  const cap = Schedule.spaced(options?.max ?? "30 seconds")
-  const capped = Schedule.exponential(options?.base ?? "100 millis", options?.factor ?? 2).pipe(Schedule.union(cap))
-  // Jitter after capping (so an astronomically large exponential delay never reaches the RNG arithmetic),
-  // then cap again so a jittered delay never exceeds `max`.
-  return options?.jitter === false ? capped : capped.pipe(Schedule.jittered, Schedule.union(cap))
-}
+/** Exponential backoff from 100 ms, doubling, jittered 80-120 %, capped at 2 s (all adjustable), forever. */
+export const exponential: typeof Reconnect.exponential = Reconnect.exponential
 
-/** The default policy: exponential from 100 ms, doubling, jittered, capped at 30 s, forever. */
-export const defaultPolicy: Policy = exponential()
+/** The default: exponential from 100 ms, jittered, capped at 2 s, forever (serves again within seconds of a return). */
+export const defaultPolicy: Policy = Reconnect.defaultPolicy
 
-/**
- * Hare's list backoff: wait `delays[0]` before the first retry, `delays[1]` before the second, ... and the
- * last delay for every retry after that, forever. Hare's default is `fromDelays([0, 10, 100, 1000, 5000])`.
- */
-export const fromDelays = (
-  delays: readonly [Duration.DurationInput, ...ReadonlyArray<Duration.DurationInput>]
-): Policy => {
-  const decoded = delays.map((delay) => Duration.decode(delay))
-  return Schedule.forever.pipe(Schedule.addDelay((n) => decoded[Math.min(n, decoded.length - 1)]!))
-}
+/** Hare's list backoff: `delays[n]` before retry n, then the last delay forever. */
+export const fromDelays: typeof Reconnect.fromDelays = Reconnect.fromDelays
 
 /** Hare's default connection backoff: 0, 10, 100, 1000, then 5000 ms forever. */
-export const hareDefault: Policy = fromDelays([0, 10, 100, 1000, 5000])
+export const hareDefault: Policy = Reconnect.hareDefault
 
 /** At most `retries` retries of `policy`, then give up. */
-export const limit = (policy: Policy, retries: number): Policy =>
-  policy.pipe(Schedule.intersect(Schedule.recurs(retries)))
+export const limit = (policy: Policy, retries: number): Policy => Reconnect.limit(policy, retries)

@@ -1,16 +1,18 @@
 /**
  * An AMQP RPC client process: a port of Hare.RPC.Client on `@warren/process` and `AmqpConnection`.
  *
- * The client holds one channel on the connection. On every (re)open it declares a server-named exclusive
- * auto-delete reply queue, the request exchange, and consumes the reply queue, one step at a time; then
- * `connected(meta, state)` and, on consume-ok, `handleReady(meta, state)` run. `request` publishes with
- * `reply_to` and a fresh `correlation_id` and waits for the matching reply.
+ * The client holds one channel on the connection, kept by the `ChannelOwner`. On every (re)open it declares a
+ * server-named exclusive auto-delete reply queue and the request exchange, then `connected(meta, state)` runs;
+ * on consume-ok `handleReady(meta, state)` runs, and only then are requests parked meanwhile published. Every
+ * `request` is a `Process.call` to the client process, which publishes with `reply_to` and a fresh
+ * `correlation_id` and answers with the matching reply (timeouts and abandonment are the process core's).
  *
- * Beyond the original: one clock per request and a typed `RpcTimeout`; requests in flight fail at once with
+ * Beyond the original: one clock per request and a typed `RpcTimeout` (saying whether it was published);
+ * typed setup failures (`RpcChannelSetupFailed`) and, opt-in, remote handler errors (`RpcRemoteError`); requests in flight fail at once with
  * `RpcChannelLost` when their channel dies; the channel is reopened per a Schedule and requests made meanwhile
  * wait (within their timeout); an interrupted caller leaves nothing behind; returned `mandatory` requests fail
  * with `RpcUnroutable`; optional publisher confirms (`RpcNacked`), in-flight limit, direct reply-to; graceful
- * `stop`. Metrics `rpc_client_*` (tag `client`) and a span `RpcClient.request` per request.
+ * `stop`. Metrics `warren_rpc_client_*` (tag `client`) and a span `RpcClient.request` per request.
  *
  * @example
  * ```ts
@@ -30,7 +32,7 @@ import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import type * as Scope from "effect/Scope"
-import type { AmqpConnection } from "./AmqpConnection.js"
+import type { AmqpConnection, AmqpError } from "./AmqpConnection.js"
 import * as internal from "./internal/rpcClient.js"
 import type {
   Callbacks,
@@ -38,8 +40,7 @@ import type {
   Options,
   Payload,
   PublishOptions,
-  RequestError,
-  RpcConfigError
+  RequestError
 } from "./internal/rpcClientModel.js"
 
 export {
@@ -47,14 +48,16 @@ export {
   proceed,
   /** `handleRequest` result: publish another payload / routing key / options (Hare's `{:ok, p, rk, opts, state}`). */
   proceedWith,
-  /** Validates options given as anything; an `RpcConfigError` says what is wrong. */
+  /** Validates options given as anything; an `AmqpError` with reason "Config" says what is wrong. */
   resolveOptions,
   /** A request's channel died before its reply came. */
   RpcChannelLost,
+  /** The broker refused the client's channel setup (missing exchange, other arguments, no access). */
+  RpcChannelSetupFailed,
+  /** The server's handler failed and said so (`remoteErrors: true`). */
+  RpcRemoteError,
   /** The client is stopping or stopped. */
   RpcClientStopped,
-  /** The client's options are invalid. */
-  RpcConfigError,
   /** The broker nacked the request (publisher confirms). */
   RpcNacked,
   /** No reply within the request's timeout. */
@@ -94,6 +97,8 @@ export type {
   RequestExchange,
   /** Where replies come back: `"queue"` or `"direct"`. */
   ReplyMode,
+  /** Why the channel setup was refused. */
+  SetupFailedReason,
   /** Per-client counters. */
   Stats
 } from "./internal/rpcClientModel.js"
@@ -103,7 +108,7 @@ export const DIRECT_REPLY_TO: string = internal.DIRECT_REPLY_TO
 
 /**
  * Starts a client with callbacks (Hare's `start_link(mod, conn, config, initial)`): validates `options`
- * (`RpcConfigError`), runs `init(arg)` and waits for it (`Process.InitIgnored` / `Process.InitStopped` if it
+ * (`AmqpError` with reason "Config", like the connection and the server), runs `init(arg)` and waits for it (`Process.InitIgnored` / `Process.InitStopped` if it
  * declines), then opens the channel in the background. Linked to the current scope: closing it stops the
  * client gracefully. Needs an `AmqpConnection`.
  */
@@ -113,7 +118,7 @@ export const start: <Arg, State, Info = never, Reason = never, R = never>(
   options?: Options
 ) => Effect.Effect<
   Client<Info, Reason>,
-  RpcConfigError | Process.InitStopped<Reason> | Process.InitIgnored,
+  AmqpError | Process.InitStopped<Reason> | Process.InitIgnored,
   R | AmqpConnection | Scope.Scope
 > = (callbacks, arg, options) => internal.start(callbacks, arg, options)
 
@@ -122,7 +127,7 @@ const noCallbacks: Callbacks<void, void> = {
 }
 
 /** A client without callbacks, for the scope's life. */
-export const make = (options?: Options): Effect.Effect<Client, RpcConfigError, AmqpConnection | Scope.Scope> =>
+export const make = (options?: Options): Effect.Effect<Client, AmqpError, AmqpConnection | Scope.Scope> =>
   internal.start(noCallbacks, undefined, options).pipe(
     // `init` always returns ok here.
     Effect.catchTags({ InitIgnored: Effect.die, InitStopped: Effect.die })
@@ -132,7 +137,7 @@ export const make = (options?: Options): Effect.Effect<Client, RpcConfigError, A
 export class RpcClient extends Context.Tag("@warren/amqp/RpcClient")<RpcClient, Client>() {}
 
 /** A client without callbacks as a Layer: `yield* RpcClient` then `client.request(...)`. */
-export const layer = (options?: Options): Layer.Layer<RpcClient, RpcConfigError, AmqpConnection> =>
+export const layer = (options?: Options): Layer.Layer<RpcClient, AmqpError, AmqpConnection> =>
   Layer.scoped(RpcClient, make(options))
 
 /** `request` on the `RpcClient` service of the context. */

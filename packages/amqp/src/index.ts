@@ -1,7 +1,10 @@
-/** AMQP on Effect: a reconnecting connection, reconnect policies, an RPC server and an RPC client (Hare ports). */
+/**
+ * AMQP on Effect: a reconnecting connection, reconnect policies, the channel owner, topology declarations, an RPC
+ * server and an RPC client (Hare ports). Test support (`TestBroker`) is in `@warren/amqp/testing`.
+ */
 export * as AmqpConnection from "./AmqpConnection.js"
+export * as ChannelOwner from "./ChannelOwner.js"
 export * as Reconnect from "./Reconnect.js"
 export * as RpcClient from "./RpcClient.js"
 export * as RpcServer from "./RpcServer.js"
-/** A throwaway RabbitMQ node for integration tests and benchmarks. */
-export * as TestBroker from "./TestBroker.js"
+export * as Topology from "./Topology.js"

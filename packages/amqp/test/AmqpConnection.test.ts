@@ -318,7 +318,7 @@ describe("AmqpConnection reconnect timing (TestClock)", () => {
       })
       yield* TestClock.adjust("300 millis")
       const failed = yield* nextDisconnected(states)
-      assert.isTrue(failed._tag === "Disconnected" && /no connection within/.test(failed.error.message))
+      assert.isTrue(failed._tag === "Disconnected" && /\(HandshakeTimeout\).*within 300ms/.test(failed.error.message))
       assert.deepStrictEqual(retryMillis(failed), Option.some(3_600_000))
       // The abandoned attempt's socket is destroyed (by amqplib's own real-time socket timeout).
       yield* socketClosed

@@ -1,6 +1,6 @@
 import { assert, it } from "@effect/vitest"
 import amqp from "amqplib"
-import { TestBroker } from "@warren/amqp"
+import { TestBroker } from "@warren/amqp/testing"
 import { Effect, Exit } from "effect"
 import { amqpUrl, broker, closeConnection, listConnections, startApp, stopApp, withAdminChannel } from "./support/faults.js"
 

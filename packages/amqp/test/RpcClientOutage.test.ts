@@ -6,7 +6,7 @@ import { assert, describe, it } from "@effect/vitest"
 import { AmqpConnection, Reconnect, RpcClient } from "@warren/amqp"
 import amqp from "amqplib"
 import type * as Amqp from "amqplib"
-import { Effect, Fiber, Option, Queue, Stream } from "effect"
+import { Duration, Effect, Fiber, Option, Queue, Stream, TestClock } from "effect"
 import { amqpUrl, startApp, stopApp, withAdminChannel } from "./support/faults.js"
 
 const unique = (label: string) => `warren-rpcc-outage-${label}-${process.pid}`
@@ -77,4 +77,44 @@ describe.sequential("RpcClient across a broker outage", () => {
       assert.strictEqual((yield* client.stats).sessions, 2)
       assert.strictEqual((yield* client.stats).channelLost, 1)
     }))
+
+  it.scoped("with the default policies, a long outage ends in service within 2 s of the broker's return (TestClock)", () =>
+    Effect.gen(function*() {
+      const queue = unique("long")
+      yield* Effect.addFinalizer(() =>
+        Effect.ignore(startApp).pipe(
+          Effect.zipRight(Effect.ignore(withAdminChannel((channel) => channel.deleteQueue(queue))))
+        )
+      )
+      // Defaults everywhere: the connection's and the client's reconnect policies.
+      const connection = yield* AmqpConnection.make({ urls: amqpUrl(), connectionName: unique("long-client") })
+      const client = yield* RpcClient.make({ timeout: "2 hours" }).pipe(
+        Effect.provideService(AmqpConnection.AmqpConnection, connection)
+      )
+      yield* client.state.changes.pipe(Stream.filter((s) => s._tag === "Ready"), Stream.runHead)
+      yield* stopApp
+      yield* connection.state.changes.pipe(Stream.filter((s) => s._tag === "Disconnected"), Stream.runHead)
+      // A 20-minute outage on the TestClock: every attempt in it fails (for real, against the stopped broker).
+      const realPause = Effect.promise(() => new Promise<void>((resolve) => setTimeout(resolve, 30)))
+      for (let minute = 0; minute < 20; minute++) {
+        yield* TestClock.adjust("1 minute")
+        yield* realPause
+      }
+      yield* startApp
+      yield* startServer(queue, true)
+      const request = yield* Effect.fork(client.request("after the outage", queue))
+      // Whatever attempt is running ends; if it failed, the next one is at most 2 s away (the default cap).
+      const next = yield* connection.state.changes.pipe(
+        Stream.filter((s) => s._tag !== "Connecting"),
+        Stream.runHead,
+        Effect.map(Option.getOrThrow)
+      )
+      if (next._tag === "Disconnected") {
+        const retryIn = Option.getOrThrow(next.retryIn)
+        assert.isAtMost(Duration.toMillis(retryIn), 2000)
+        yield* TestClock.adjust(retryIn)
+      }
+      // The client's channel follows the connection at once: no delay of its own after a connection loss.
+      assert.strictEqual((yield* Fiber.join(request)).toString("utf8"), "after the outage")
+    }), 90_000)
 })

@@ -11,6 +11,7 @@ import {
   brokerChannelCount,
   closeConnection,
   deleteQueue,
+  rabbitmqctl,
   withAdminChannel
 } from "./support/faults.js"
 
@@ -456,6 +457,29 @@ describe("RpcServer (real broker)", () => {
       const client = yield* makeClient("noack")
       assert.strictEqual(yield* client.call("", name, "no ack"), "no ack")
       assert.strictEqual(yield* client.call("", name, "again"), "again")
+    }))
+
+  it.scopedLive("queueType quorum declares a quorum queue (x-queue-type) and serves on it", () =>
+    Effect.gen(function*() {
+      const name = unique("quorum")
+      yield* Effect.addFinalizer(() => Effect.ignore(deleteQueue(name)))
+      const connection = yield* serverConnection(name)
+      const server = yield* RpcServer.serve({ queue: name, queueType: "quorum" }, RpcServer.echo)
+        .pipe(Effect.provideService(AmqpConnection.AmqpConnection, connection))
+      yield* RpcServer.awaitReady(server)
+      const client = yield* makeClient("quorum")
+      assert.strictEqual(yield* client.call("", name, "replicated"), "replicated")
+      // The broker lists it as a quorum queue.
+      const listed = yield* rabbitmqctl("list_queues", "name", "type", "--formatter", "json")
+      const queues = JSON.parse(listed) as ReadonlyArray<{ readonly name: string; readonly type: string }>
+      assert.strictEqual(queues.find((q) => q.name === name)?.type, "quorum")
+      const provide = Effect.provideService(AmqpConnection.AmqpConnection, connection)
+      const unnamed = yield* Effect.flip(provide(RpcServer.serve({ queue: "", queueType: "quorum" }, RpcServer.echo)))
+      assert.strictEqual(unnamed.reason, "Config")
+      const exclusive = yield* Effect.flip(
+        provide(RpcServer.serve({ queue: { name, options: { exclusive: true } }, queueType: "quorum" }, RpcServer.echo))
+      )
+      assert.strictEqual(exclusive.reason, "Config")
     }))
 
   it.scopedLive("rejects an invalid config with a Config error (and init refusals as Process errors)", () =>

@@ -1,23 +1,24 @@
-#!/usr/bin/env node
 /**
- * The `warren` command.
- *
- *   warren rpc call --url URL --exchange NAME [--exchange-type direct] --routing-key KEY [--timeout MS] PAYLOAD
- *   warren pb serve [--host 127.0.0.1] [--port 8087]
+ * The `warren` executable: runs `Cli.run` with the process's arguments and exits with its code. SIGINT/SIGTERM
+ * interrupt the command (servers stop cleanly and exit 0).
  */
-import { runPbServe } from "./commands/pbServe.js"
-import { runRpcCall } from "./commands/rpcCall.js"
+import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import { run } from "./Cli.js"
+import { ExitCode } from "./internal/common.js"
 
-const usage = `usage:
-  warren rpc call --url URL --exchange NAME [--exchange-type direct] --routing-key KEY [--timeout MS] PAYLOAD
-  warren pb serve [--host 127.0.0.1] [--port 8087]`
-
-const [group, command, ...rest] = process.argv.slice(2)
-if (group === "rpc" && command === "call") {
-  runRpcCall(rest)
-} else if (group === "pb" && command === "serve") {
-  runPbServe(rest)
-} else {
-  process.stderr.write(`${usage}\n`)
-  process.exitCode = group === "--help" || group === "-h" ? 0 : 2
-}
+let code = 0
+NodeRuntime.runMain(
+  Effect.map(run(process.argv), (exitCode) => {
+    code = exitCode
+  }),
+  {
+    disableErrorReporting: true,
+    // Commands install their own logger (stderr, --log-format).
+    disablePrettyLogger: true,
+    // Exit once stdout is drained (a pipe may still hold the reply).
+    teardown: (exit, onExit) =>
+      process.stdout.write("", () => onExit(Exit.isSuccess(exit) || Exit.isInterrupted(exit) ? code : ExitCode.failure))
+  }
+)

@@ -1,11 +1,11 @@
 import { assert, describe, inject, it } from "@effect/vitest"
 import amqp from "amqplib"
 import type * as Amqp from "amqplib"
-import { Effect, Either } from "effect"
-import * as ChildProcess from "node:child_process"
+import { Duration, Effect, HashMap, Option } from "effect"
 import * as Net from "node:net"
-import * as NodeUrl from "node:url"
-import { parseRpcCallArgs, rpcCall, type RpcCallOptions, rpcCallMain } from "../src/commands/rpcCall.js"
+import { type RpcCallArgs, rpcCallProgram } from "../src/commands/rpcCall.js"
+import type { Io } from "../src/internal/io.js"
+import { runWarren } from "./support/warren.js"
 
 // The broker of this project's run, provided by the amqp package's global setup (see vitest.config.ts).
 declare module "vitest" {
@@ -26,6 +26,7 @@ const unique = (label: string) => `warren-cli-${label}-${process.pid}-${++counte
 const startServer = (options: {
   readonly exchange?: { readonly name: string; readonly type: string; readonly routingKey: string }
   readonly silent?: boolean
+  readonly raw?: boolean
 }) =>
   Effect.acquireRelease(
     Effect.promise(async () => {
@@ -43,7 +44,8 @@ const startServer = (options: {
         if (message === null) return
         received.push(message)
         if (options.silent !== true) {
-          channel.publish("", message.properties.replyTo, Buffer.from(`re:${message.content.toString()}`), {
+          const body = options.raw === true ? message.content : Buffer.from(`re:${message.content.toString()}`)
+          channel.publish("", message.properties.replyTo, body, {
             correlationId: message.properties.correlationId
           })
         }
@@ -69,168 +71,194 @@ const closedPort = Effect.promise(() =>
   })
 )
 
-const options = (overrides: Partial<RpcCallOptions>): RpcCallOptions => ({
+const args = (overrides: Partial<RpcCallArgs>): RpcCallArgs => ({
+  logFormat: "text",
+  verbose: false,
   url: brokerUrl(),
   exchange: "",
-  exchangeType: "direct",
+  exchangeType: Option.none(),
   routingKey: "",
-  timeout: 5000,
+  timeout: Duration.seconds(5),
+  header: Option.none(),
+  contentType: Option.none(),
+  json: false,
+  count: 1,
+  concurrency: 1,
   payload: "hello",
   ...overrides
 })
 
-describe("warren rpc call: arguments", () => {
-  it("parses its options", () => {
-    const base = ["--url", "amqp://localhost", "--routing-key", "rk"]
-    assert.deepStrictEqual(
-      parseRpcCallArgs([...base, "--exchange", "ex", "--exchange-type", "topic", "--timeout", "250", "body"]),
-      Either.right({
-        url: "amqp://localhost",
-        exchange: "ex",
-        exchangeType: "topic",
-        routingKey: "rk",
-        timeout: 250,
-        payload: "body"
-      })
-    )
-    assert.deepStrictEqual(
-      parseRpcCallArgs([...base, "body"]),
-      Either.right({ url: "amqp://localhost", exchange: "", exchangeType: "direct", routingKey: "rk", timeout: 5000, payload: "body" })
-    )
-    for (const empty of ["", "\"\"", "''"]) {
-      const parsed = parseRpcCallArgs([...base, "--exchange", empty, "body"])
-      assert.isTrue(Either.isRight(parsed) && parsed.right.exchange === "", empty)
+/** Runs the program in-process; stdout collected. */
+const call = (overrides: Partial<RpcCallArgs>, stdin = Buffer.alloc(0)) =>
+  Effect.gen(function*() {
+    const out: Array<Buffer> = []
+    const io: Io = {
+      stdin: Effect.succeed(stdin),
+      stdout: (bytes) => Effect.sync(() => void out.push(bytes)),
+      stderr: () => {},
+      isTTY: false
     }
-    assert.deepStrictEqual(parseRpcCallArgs(["--help"]), Either.left("help"))
-    for (
-      const bad of [
-        ["--routing-key", "rk", "body"],
-        ["--url", "http://x", "--routing-key", "rk", "body"],
-        ["--url", "amqp://x", "body"],
-        [...base],
-        [...base, "one", "two"],
-        [...base, "--timeout", "soon", "body"],
-        [...base, "--timeout", "0", "body"],
-        [...base, "--nope", "body"]
-      ]
-    ) {
-      assert.isTrue(Either.isLeft(parseRpcCallArgs(bad)), bad.join(" "))
-    }
+    yield* rpcCallProgram(args(overrides), io)
+    return Buffer.concat(out).toString()
   })
-})
 
 describe("warren rpc call: the program against a real broker and a plain amqplib server", () => {
-  it.scopedLive("calls an exchange another program declared (durable, not auto-delete) and returns the reply", () =>
+  it.scopedLive("calls an exchange another program declared (durable, not auto-delete) and prints the reply", () =>
     Effect.gen(function*() {
       const exchange = unique("ex")
       const server = yield* startServer({ exchange: { name: exchange, type: "topic", routingKey: "jobs.#" } })
-      const reply = yield* rpcCall(options({ exchange, exchangeType: "direct", routingKey: "jobs.one", payload: "work" }))
-      assert.strictEqual(reply.toString(), "re:work")
+      assert.strictEqual(yield* call({ exchange, routingKey: "jobs.one", payload: "work" }), "re:work")
       const request = server.received[0]
-      assert.isDefined(request)
       assert.match(String(request?.properties.replyTo), /^amq\.gen-/)
       assert.isString(request?.properties.correlationId)
     }))
 
-  it.scopedLive("the default exchange: the routing key is the server's queue", () =>
+  it.scopedLive("--exchange-type is checked against the existing exchange", () =>
+    Effect.gen(function*() {
+      const exchange = unique("typed")
+      yield* startServer({ exchange: { name: exchange, type: "topic", routingKey: "jobs.#" } })
+      const wrong = yield* Effect.flip(call({ exchange, exchangeType: Option.some("direct"), routingKey: "jobs.a" }))
+      assert.strictEqual(wrong._tag, "CliFailure")
+      assert.match(wrong.message, /is not a durable direct exchange/)
+      assert.strictEqual(
+        yield* call({ exchange, exchangeType: Option.some("topic"), routingKey: "jobs.b", payload: "t" }),
+        "re:t"
+      )
+    }))
+
+  it.scopedLive("headers, content type and a payload from stdin reach the server", () =>
+    Effect.gen(function*() {
+      const server = yield* startServer({ raw: true })
+      const big = Buffer.alloc(300 * 1024, 7)
+      const reply = yield* call({
+        routingKey: server.queue,
+        payload: "-",
+        header: Option.some(HashMap.make(["trace", "abc"], ["tenant", "t1"])),
+        contentType: Option.some("application/octet-stream")
+      }, big)
+      assert.strictEqual(reply.length, big.length)
+      const request = server.received[0]!
+      // (RpcClient may add its own headers, e.g. asking for error replies.)
+      assert.strictEqual(request.properties.headers?.["trace"], "abc")
+      assert.strictEqual(request.properties.headers?.["tenant"], "t1")
+      assert.strictEqual(request.properties.contentType, "application/octet-stream")
+    }))
+
+  it.scopedLive("--json pretty-prints a JSON reply and fails on anything else", () =>
+    Effect.gen(function*() {
+      const server = yield* startServer({ raw: true })
+      assert.strictEqual(
+        yield* call({ routingKey: server.queue, payload: "{\"a\":[1]}", json: true }),
+        "{\n  \"a\": [\n    1\n  ]\n}\n"
+      )
+      const error = yield* Effect.flip(call({ routingKey: server.queue, payload: "not json", json: true }))
+      assert.strictEqual(error._tag, "CliFailure")
+    }))
+
+  it.scopedLive("--count and --concurrency: a load test that prints percentiles", () =>
     Effect.gen(function*() {
       const server = yield* startServer({})
-      const reply = yield* rpcCall(options({ routingKey: server.queue, payload: "plain" }))
-      assert.strictEqual(reply.toString(), "re:plain")
+      const out = yield* call({ routingKey: server.queue, count: 40, concurrency: 4 })
+      assert.match(out, /^requests: 40 ok, 0 failed in [\d.]+ s \(\d+ req\/s, concurrency 4\)$/m)
+      assert.match(out, /^latency ms: p50 [\d.]+ {2}p90 [\d.]+ {2}p99 [\d.]+ {2}max [\d.]+$/m)
+      assert.strictEqual(server.received.length, 40)
     }))
 
-  it.scopedLive("no reply in time: a Timeout error", () =>
+  it.scopedLive("no reply in time, nothing bound, a missing exchange, no broker: one clear failure each", () =>
     Effect.gen(function*() {
-      const server = yield* startServer({ silent: true })
-      const error = yield* Effect.flip(rpcCall(options({ routingKey: server.queue, timeout: 300 })))
-      assert.strictEqual(error.reason, "Timeout")
-      assert.match(error.message, /no reply within 300 ms/)
-      assert.strictEqual(server.received.length, 1)
-    }))
-
-  it.scopedLive("nothing bound for the routing key: an Unroutable error at once", () =>
-    Effect.gen(function*() {
-      const error = yield* Effect.flip(rpcCall(options({ routingKey: unique("nobody"), timeout: 20_000 })))
-      assert.strictEqual(error.reason, "Unroutable")
-    }))
-
-  it.scopedLive("a missing exchange: an Exchange error, nothing declared", () =>
-    Effect.gen(function*() {
-      const exchange = unique("missing")
-      const error = yield* Effect.flip(rpcCall(options({ exchange, routingKey: "x", timeout: 20_000 })))
-      assert.strictEqual(error.reason, "Exchange")
-      assert.match(error.message, /does not exist/)
-    }))
-
-  it.scopedLive("no broker at the URL: a Connect error", () =>
-    Effect.gen(function*() {
+      const silent = yield* startServer({ silent: true })
+      const late = yield* Effect.flip(call({ routingKey: silent.queue, timeout: Duration.millis(300) }))
+      assert.match(late.message, /no reply within 300ms/)
+      const unroutable = yield* Effect.flip(call({ routingKey: unique("nobody") }))
+      assert.match(unroutable.message, /^unroutable: no queue is bound to the default exchange/)
+      const missing = yield* Effect.flip(call({ exchange: unique("missing"), routingKey: "x" }))
+      assert.match(missing.message, /^exchange "[^"]+" does not exist$/)
       const port = yield* closedPort
-      const error = yield* Effect.flip(
-        rpcCall(options({ url: `amqp://guest:secret@127.0.0.1:${port}`, routingKey: "x", timeout: 20_000 }))
-      )
-      assert.strictEqual(error.reason, "Connect")
-      assert.match(error.message, /cannot connect: amqp:\/\/guest:\*\*\*@127\.0\.0\.1/)
-      assert.notInclude(error.message, "secret")
+      const refused = yield* Effect.flip(call({ url: `amqp://guest:secret@127.0.0.1:${port}`, routingKey: "x" }))
+      assert.match(refused.message, /^AMQP connect to amqp:\/\/guest:\*\*\*@127\.0\.0\.1:\d+ failed \(Refused\)/)
+      assert.notInclude(refused.message, "secret")
     }))
 
-  it.scopedLive("rpcCallMain: the body on stdout and exit 0; one line on stderr and exit 1 or 2", () =>
+  it.scopedLive("a port that accepts TCP but never speaks AMQP: a connect failure naming the stalled handshake", () =>
     Effect.gen(function*() {
-      const server = yield* startServer({})
-      const out: Array<Buffer> = []
-      const err: Array<string> = []
-      const io = { stdout: (bytes: Buffer) => out.push(bytes), stderr: (line: string) => err.push(line) }
-      const ok = yield* rpcCallMain(["--url", brokerUrl(), "--routing-key", server.queue, "ping"], io)
-      assert.strictEqual(ok, 0)
-      assert.strictEqual(Buffer.concat(out).toString(), "re:ping")
-      assert.deepStrictEqual(err, [])
-      const failed = yield* rpcCallMain(
-        ["--url", brokerUrl(), "--exchange", unique("missing"), "--routing-key", "x", "ping"],
-        io
+      const server = Net.createServer(() => undefined)
+      yield* Effect.acquireRelease(
+        Effect.async<void>((resume) => {
+          server.listen(0, "127.0.0.1", () => resume(Effect.void))
+        }),
+        () => Effect.sync(() => server.close())
       )
-      assert.strictEqual(failed, 1)
-      assert.strictEqual(err.length, 1)
-      assert.match(err[0]!, /^warren rpc call: exchange "[^"]+" does not exist\n$/)
-      const usage = yield* rpcCallMain(["--url", brokerUrl()], io)
-      assert.strictEqual(usage, 2)
+      const address = server.address()
+      const port = typeof address === "object" && address !== null ? address.port : 0
+      const stalled = yield* Effect.flip(
+        call({ url: `amqp://127.0.0.1:${port}`, routingKey: "x", timeout: Duration.seconds(2) })
+      )
+      assert.match(stalled.message, /\(HandshakeTimeout\)/)
     }))
 })
 
-/** Runs `warren rpc call ARGS` from the sources (vite-node with this project's config: no build needed). */
-const runCommand = (args: ReadonlyArray<string>) =>
-  Effect.async<{ readonly code: number | null; readonly stdout: string; readonly stderr: string }>((resume) => {
-    const root = NodeUrl.fileURLToPath(new URL("../../../", import.meta.url))
-    const child = ChildProcess.spawn(
-      process.execPath,
-      [
-        "node_modules/vite-node/vite-node.mjs",
-        "--config",
-        "packages/cli/vitest.config.ts",
-        "packages/cli/src/main.ts",
-        "rpc",
-        "call",
-        ...args
-      ],
-      { cwd: root, stdio: ["ignore", "pipe", "pipe"] }
-    )
-    let stdout = ""
-    let stderr = ""
-    child.stdout.on("data", (chunk) => (stdout += chunk))
-    child.stderr.on("data", (chunk) => (stderr += chunk))
-    child.once("exit", (code) => resume(Effect.succeed({ code, stdout, stderr })))
-    return Effect.sync(() => child.kill("SIGKILL"))
-  })
-
 describe("warren rpc call: the command as a process", () => {
-  it.scopedLive("prints the response and exits 0; a timeout is one stderr line and exit 1", () =>
+  it.scopedLive("prints the reply and exits 0; a timeout is one stderr line and exit 1", () =>
     Effect.gen(function*() {
       const server = yield* startServer({})
-      const ok = yield* runCommand(["--url", brokerUrl(), "--routing-key", server.queue, "--timeout", "10000", "from a process"])
+      const ok = yield* runWarren([
+        "rpc",
+        "call",
+        "--url",
+        brokerUrl(),
+        "-k",
+        server.queue,
+        "--timeout",
+        "10000",
+        "from a process"
+      ])
       assert.strictEqual(ok.code, 0, ok.stderr)
       assert.strictEqual(ok.stdout, "re:from a process")
       const silent = yield* startServer({ silent: true })
-      const late = yield* runCommand(["--url", brokerUrl(), "--exchange", "", "--routing-key", silent.queue, "--timeout", "500", "x"])
+      const late = yield* runWarren(["rpc", "call", "--url", brokerUrl(), "-k", silent.queue, "--timeout", "500", "x"])
       assert.strictEqual(late.code, 1)
       assert.strictEqual(late.stdout, "")
-      assert.match(late.stderr, /^warren rpc call: no reply within 500 ms[^\n]*\n$/)
-    }), 60_000)
+      assert.match(late.stderr, /^warren rpc call: no reply within 500ms[^\n]*\n$/)
+    }), 180_000)
+
+  it.live(
+    "usage errors: exit 2, one line naming the flag, no password; --help on stdout",
+    () =>
+      Effect.gen(function*() {
+        const badUrl = yield* runWarren([
+          "rpc",
+          "call",
+          "--url",
+          "amqp://guest:s3cret@127.0.0.1:notaport",
+          "-k",
+          "q",
+          "x"
+        ])
+        assert.strictEqual(badUrl.code, 2)
+        assert.notInclude(badUrl.stderr + badUrl.stdout, "s3cret")
+        assert.strictEqual(badUrl.stderr.trim(), "--url: not a URL: amqp://guest:***@127.0.0.1:notaport")
+        const bogus = yield* runWarren([
+          "rpc",
+          "call",
+          "--url",
+          "amqp://127.0.0.1",
+          "--exchange-type",
+          "bogus",
+          "-k",
+          "q",
+          "x"
+        ])
+        assert.strictEqual(bogus.code, 2)
+        assert.strictEqual(
+          bogus.stderr.trim(),
+          "--exchange-type: expected one of direct, fanout, topic, headers, got \"bogus\""
+        )
+        const help = yield* runWarren(["rpc", "call", "--help"])
+        assert.strictEqual(help.code, 0)
+        assert.include(help.stdout, "--concurrency")
+        assert.include(help.stdout, "Exit codes: 0 success; 1 failure")
+        assert.strictEqual(help.stderr, "")
+      }),
+    180_000
+  )
 })

@@ -96,6 +96,14 @@ const isRequest = (message: PbCodec.AnyMessage<Messages>): message is KvRequest 
   message._tag === "RpbListBucketsReq" || message._tag === "RpbListKeysReq"
 
 /**
+ * True for the request codes of the KV range (9, 11, 13, 15, 17); false for its reply codes.
+ *
+ * @since 0.1.0
+ * @category codec
+ */
+export const isRequestCode = (code: number): boolean => requestCodes.has(code)
+
+/**
  * Decodes a request body for the server: reply codes of the range (10, 12, ...) are refused, so a client that
  * sends one gets `Message decoding error: ...` instead of a confused service.
  *

@@ -20,7 +20,12 @@ import * as KvMessages from "./KvMessages.js"
 import { KvStore } from "./KvStore.js"
 import type * as Store from "./KvStore.js"
 
-type Req = KvMessages.KvRequest
+/** A reply code of the KV range (10, 12, ...) sent as a request: riak_kv has no `process` clause for it. */
+interface ReplyCodeAsRequest {
+  readonly _tag: "ReplyCodeAsRequest"
+  readonly code: number
+}
+type Req = KvMessages.KvRequest | ReplyCodeAsRequest
 type Resp = KvMessages.KvResponse
 /** The service keeps no per-connection state. */
 type State = null
@@ -55,7 +60,7 @@ const checkNames = (request: Names): string | undefined => {
 }
 
 /** The security check of a request (riak_kv_pb_object / riak_kv_pb_bucket `decode/2`). */
-const permissionOf = (request: Req): PbService.PermissionCheck => {
+const permissionOf = (request: KvMessages.KvRequest): PbService.PermissionCheck => {
   switch (request._tag) {
     case "RpbGetReq":
       return { permission: "riak_kv.get", target: { type: request.type ?? defaultTypeName, bucket: request.bucket } }
@@ -239,6 +244,7 @@ export const make: Effect.Effect<PbService.PbService, never, KvStore> = Effect.g
     name: "riak_kv",
     init: () => null,
     decode: (code, body) => {
+      if (!KvMessages.isRequestCode(code)) return PbService.decoded<Req>({ _tag: "ReplyCodeAsRequest", code })
       const result = KvMessages.decodeRequest(code, body)
       return result._tag === "Decoded" ? PbService.decoded(result.message, permissionOf(result.message)) : result
     },
@@ -255,6 +261,9 @@ export const make: Effect.Effect<PbService.PbService, never, KvStore> = Effect.g
           return listBuckets(request, state)
         case "RpbListKeysReq":
           return listKeys(request, state)
+        case "ReplyCodeAsRequest":
+          // riak's process/2 has no clause for a reply: its crash text, then the connection closes.
+          return Effect.succeed(PbService.unexpected(state))
       }
     }
   })

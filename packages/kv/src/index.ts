@@ -21,3 +21,9 @@ export * as EmbeddedBackend from "./EmbeddedBackend.js"
 
 /** The Riak KV PB service (codes 9..18) over the store. @since 0.1.0 */
 export * as KvService from "./KvService.js"
+
+/** The PostgreSQL backend: one store shared by several servers. @since 0.1.0 */
+export * as PgBackend from "./PgBackend.js"
+
+/** Which backend the store runs on (`WARREN_KV_URL`, `--store`). @since 0.1.0 */
+export * as StoreConfig from "./StoreConfig.js"

@@ -291,14 +291,19 @@ describe("KvService over the PB server", () => {
       )
     }))
 
-  it.scopedLive("a reply code sent as a request is a decoding error", () =>
+  it.scopedLive("a reply code sent as a request gets riak's crash text and the connection closes; a bad body is a decoding error", () =>
     Effect.gen(function*() {
-      const { conn } = yield* setup
-      yield* conn.send(Uint8Array.of(10))
-      const reply = decodeReply(yield* conn.next)
-      assert.match(errorText(reply), /^Message decoding error: /)
+      const { server, conn } = yield* setup
       yield* conn.send(Uint8Array.of(9, 0xff))
       assert.match(errorText(decodeReply(yield* conn.next)), /^Message decoding error: /)
+      expectTag(yield* call(conn, getReq("b", "k")), "RpbGetResp")
+      for (const code of [10, 12, 14, 16, 18]) {
+        const other = yield* connect(server.port)
+        yield* other.send(Uint8Array.of(code))
+        assert.strictEqual(errorText(decodeReply(yield* other.next)), "Error processing incoming message")
+        yield* other.closed
+      }
+      // the server and the first connection go on
       expectTag(yield* call(conn, getReq("b", "k")), "RpbGetResp")
     }))
 

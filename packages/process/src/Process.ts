@@ -36,7 +36,9 @@ import type {
   StartOptions
 } from "./internal/model.js"
 import { ProcessRefTypeId } from "./internal/model.js"
+import type { ProcessInfo, ReplaceStateFailed } from "./internal/model.js"
 import * as internal from "./internal/process.js"
+import * as sys from "./internal/sys.js"
 
 export * from "./internal/model.js"
 
@@ -181,5 +183,44 @@ export const exitReason = <Reason>(ref: ProcessRef<never, unknown, never, never,
 
 /** True until the process has exited (it is still alive while `terminate` runs). */
 export const isAlive = (ref: AnyProcessRef): boolean => impl(ref).exitReason === undefined
+
+// ---------------------------------------------------------------------------
+// Introspection (OTP's `sys`): system messages go through the mailbox in order, so they run between two
+// messages; a suspended process still answers them. They are not meant for a process's own callbacks
+// (calling them on itself is a defect, as `calling_self` is in OTP).
+// ---------------------------------------------------------------------------
+
+/**
+ * The process's state (`sys:get_state`), read from its Ref after the messages sent before this request.
+ * Typed `unknown`: a handle does not carry its behaviour's state type (a pid does not either).
+ * Fails like `call` (default timeout 5 seconds).
+ */
+export const getState = (ref: AnyProcessRef, options?: CallOptions): Effect.Effect<unknown, CallTimeout | ProcessExited<unknown>> =>
+  internal.notFromItself(impl(ref), "getState", () => sys.getState(impl(ref), options))
+
+/**
+ * Replace the process's state with `f(state)` between two messages (`sys:replace_state`) and return the new
+ * state. If `f` throws, the process keeps its state and this fails with `ReplaceStateFailed`.
+ */
+export const replaceState = (
+  ref: AnyProcessRef,
+  f: (state: unknown) => unknown,
+  options?: CallOptions
+): Effect.Effect<unknown, CallTimeout | ProcessExited<unknown> | ReplaceStateFailed> =>
+  internal.notFromItself(impl(ref), "replaceState", () => sys.replaceState(impl(ref), f, options))
+
+/**
+ * Suspend the process (`sys:suspend`) once the messages sent before have been handled: from then on it handles
+ * only system messages; calls, casts and infos queue up (calls still time out) until `resume`.
+ */
+export const suspend = (ref: AnyProcessRef, options?: CallOptions): Effect.Effect<void, CallTimeout | ProcessExited<unknown>> =>
+  internal.notFromItself(impl(ref), "suspend", () => sys.suspend(impl(ref), options))
+
+/** Resume a suspended process (`sys:resume`): the messages that queued up meanwhile are handled in order. */
+export const resume = (ref: AnyProcessRef, options?: CallOptions): Effect.Effect<void, CallTimeout | ProcessExited<unknown>> =>
+  internal.notFromItself(impl(ref), "resume", () => sys.resume(impl(ref), options))
+
+/** A snapshot of the process now (no message): status, messages waiting, messages handled so far. */
+export const info = (ref: AnyProcessRef): Effect.Effect<ProcessInfo> => Effect.sync(() => sys.info(impl(ref)))
 
 const normalReason: ExitReason<never> = { _tag: "Normal" }

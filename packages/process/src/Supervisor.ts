@@ -1,5 +1,7 @@
 /**
- * One-for-one supervisors on Effect: named children, each restarted per a `Schedule` when it ends.
+ * Supervisors on Effect: named children, restarted per a `Schedule` when they end, with OTP's strategies
+ * (`one_for_one`, the default: only that child; `one_for_all`: every child; `rest_for_one`: that child and
+ * the ones started after it; the others are stopped in reverse start order, then started again in order).
  *
  * A child runs in its own Scope; when it ends (a process exits, a task's effect completes or fails, a
  * start fails) its Scope closes and the supervisor consults the child's restart schedule (the Schedule's
@@ -39,6 +41,8 @@ export {
   type Restart,
   /** Counter of restarts, tagged with the child's name. */
   restartsTotal,
+  /** Which children restart together: `one_for_one`, `one_for_all`, `rest_for_one`. */
+  type Strategy,
   /** A running supervisor. */
   type Supervisor,
   /** The supervisor gave up on a child; carries its last failure. */
@@ -151,7 +155,7 @@ export const supervisor = <R, R2 = never>(
   child({ name, start: start(options), await: await_, ...childOptions })
 
 /**
- * Start a one-for-one supervisor in the current Scope. Children start in order, each one's first start
+ * Start a supervisor in the current Scope. Children start in order, each one's first start
  * finishing (successfully or not) before the next; a failed first start is restarted per its schedule.
  * Fails with `SupervisorGaveUp` if it already gave up while starting.
  */

@@ -1,4 +1,6 @@
-/** Erlang-style processes (gen_server behaviours) and one-for-one supervisors on Effect. */
+/** Erlang-style processes (gen_server behaviours), one-for-one supervisors and reconnect policies on Effect. */
+export * as Deadlines from "./Deadlines.js"
 export * as DynamicSupervisor from "./DynamicSupervisor.js"
 export * as Process from "./Process.js"
 export * as Supervisor from "./Supervisor.js"
+export * as Reconnect from "./Reconnect.js"

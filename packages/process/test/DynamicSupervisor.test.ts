@@ -193,6 +193,8 @@ describe("DynamicSupervisor", () => {
       const sup = yield* DynamicSupervisor.make({ run: body(events) })
       const handler = yield* Effect.fork(DynamicSupervisor.startChild(sup, hold("conn")))
       const child = yield* Fiber.join(handler)
+      // active as soon as startChild returned
+      assert.deepStrictEqual(yield* DynamicSupervisor.count(sup), { active: 1, specs: 1, workers: 1 })
       yield* settle
       assert.deepStrictEqual(events, ["conn start"])
       assert.deepStrictEqual((yield* DynamicSupervisor.which(sup)).map((c) => c.id), [child.id])
@@ -210,5 +212,18 @@ describe("DynamicSupervisor", () => {
         yield* DynamicSupervisor.startChild(sup, "x")
         assert.strictEqual(yield* Deferred.await(seen), "hello x")
       }))
+    }))
+
+  it.effect("made in an uninterruptible region (a layer, an acquire), its children can still be terminated", () =>
+    Effect.gen(function*() {
+      const events: Array<string> = []
+      const scope = yield* Scope.make()
+      const sup = yield* Effect.uninterruptible(Scope.extend(DynamicSupervisor.make({ run: body(events) }), scope))
+      const a = yield* DynamicSupervisor.startChild(sup, hold("a"))
+      yield* DynamicSupervisor.startChild(sup, hold("b"))
+      yield* settle
+      yield* DynamicSupervisor.terminateChild(sup, a)
+      yield* Scope.close(scope, Exit.void)
+      assert.deepStrictEqual(events, ["a start", "b start", "a closed interrupted", "b closed interrupted"])
     }))
 })

@@ -309,6 +309,34 @@ describe("Process", () => {
         assert.deepStrictEqual(probe.abandoned, [])
       }))
 
+    it.scoped("a queued call abandoned by Effect.timeout (the caller loses a race) is skipped", () =>
+      Effect.gen(function*() {
+        const probe = makeProbe()
+        const ref = yield* Process.start(recorder(probe), [])
+        const gate = yield* Deferred.make<void>()
+        yield* Effect.addFinalizer(() => Deferred.succeed(gate, undefined))
+        const blocker = yield* Effect.fork(Process.call(ref, { _tag: "Block", until: gate } satisfies Block))
+        yield* settle
+        const raced = yield* Effect.fork(
+          Process.call(ref, { _tag: "Echo", text: "never" } satisfies Echo).pipe(Effect.timeout("1 second"))
+        )
+        yield* settle
+        yield* TestClock.adjust("1 second")
+        const exit = yield* Fiber.await(raced)
+        assert.isTrue(Exit.isFailure(exit) && Cause.failureOption(exit.cause).pipe(Option.exists((e) => e._tag === "TimeoutException")))
+        // a caller that timed out can go on calling
+        const again = yield* Effect.fork(Effect.gen(function*() {
+          yield* Effect.exit(Process.call(ref, { _tag: "Echo", text: "first" } satisfies Echo).pipe(Effect.timeout("1 second")))
+          return yield* Process.call(ref, { _tag: "Echo", text: "second" } satisfies Echo)
+        }))
+        yield* settle
+        yield* TestClock.adjust("1 second")
+        yield* Deferred.succeed(gate, undefined)
+        assert.strictEqual(yield* Fiber.join(blocker), "unblocked")
+        assert.strictEqual(yield* Fiber.join(again), "second")
+        assert.deepStrictEqual(probe.handled, ["Block", "Echo"])
+      }))
+
     it.scoped("a caller that gives up while its handler runs is reported if the handler keeps it", () =>
       Effect.gen(function*() {
         const abandoned: Array<number> = []
@@ -676,6 +704,132 @@ describe("Process", () => {
         }
         const ref = yield* Process.start(behaviour, undefined).pipe(Effect.provideService(Greeting, { text: "hi" }))
         assert.strictEqual(yield* Process.call(ref, "get"), "hi hi")
+      }))
+  })
+
+  describe("sys (introspection)", () => {
+    it.scoped("getState and replaceState run between messages, in mailbox order", () =>
+      Effect.gen(function*() {
+        const ref = yield* Process.start(recorder(makeProbe()), ["start"])
+        yield* Process.cast(ref, { _tag: "Log", entry: "a" })
+        const before = yield* Effect.fork(Process.getState(ref))
+        yield* settle
+        const replaced = yield* Effect.fork(
+          Process.replaceState(ref, (s) => ({ ...(s as State), log: [...(s as State).log, "replaced"] }))
+        )
+        yield* settle
+        yield* Process.cast(ref, { _tag: "Log", entry: "b" })
+        assert.deepStrictEqual(((yield* Fiber.join(before)) as State).log, ["start", "a"])
+        assert.deepStrictEqual(((yield* Fiber.join(replaced)) as State).log, ["start", "a", "replaced"])
+        assert.deepStrictEqual(yield* Process.call(ref, get), ["start", "a", "replaced", "b"])
+        assert.deepStrictEqual(((yield* Process.getState(ref)) as State).log, ["start", "a", "replaced", "b"])
+      }))
+
+    it.scoped("a replaceState function that throws leaves the state alone and fails with ReplaceStateFailed", () =>
+      Effect.gen(function*() {
+        const ref = yield* Process.start(recorder(makeProbe()), ["kept"])
+        const error = yield* Effect.flip(Process.replaceState(ref, () => {
+          throw new Error("nope")
+        }))
+        assert.strictEqual(error._tag, "ReplaceStateFailed")
+        assert.deepStrictEqual(yield* Process.call(ref, get), ["kept"])
+        assert.isTrue(Process.isAlive(ref))
+      }))
+
+    it.scoped("a suspended process queues messages and handles them in order on resume", () =>
+      Effect.gen(function*() {
+        const probe = makeProbe()
+        const ref = yield* Process.start(recorder(probe), [])
+        yield* Process.cast(ref, { _tag: "Log", entry: "before" })
+        yield* Process.suspend(ref)
+        assert.strictEqual((yield* Process.info(ref)).status, "suspended")
+        yield* Process.cast(ref, { _tag: "Log", entry: "1" })
+        yield* Process.send(ref, { _tag: "Log", entry: "2" })
+        const caller = yield* Effect.fork(Process.call(ref, get))
+        yield* settle
+        yield* Process.cast(ref, { _tag: "Log", entry: "3" })
+        yield* settle
+        // system messages are still handled: the state has only the message sent before suspending
+        assert.deepStrictEqual(((yield* Process.getState(ref)) as State).log, ["before"])
+        const info = yield* Process.info(ref)
+        assert.strictEqual(info.mailbox, 4)
+        assert.strictEqual(info.handled, 1)
+        assert.isTrue(Option.isNone(yield* Fiber.poll(caller)))
+        yield* Process.resume(ref)
+        assert.deepStrictEqual(yield* Fiber.join(caller), ["before", "1", "2"])
+        assert.deepStrictEqual(yield* Process.call(ref, get), ["before", "1", "2", "3"])
+        const after = yield* Process.info(ref)
+        assert.strictEqual(after.mailbox, 0)
+        assert.strictEqual(after.handled, 6)
+        assert.strictEqual(after.status, "waiting")
+      }))
+
+    it.scoped("a call to a suspended process still times out, and is skipped after resume", () =>
+      Effect.gen(function*() {
+        const probe = makeProbe()
+        const ref = yield* Process.start(recorder(probe), [])
+        yield* Process.suspend(ref)
+        const caller = yield* Effect.fork(Process.call(ref, { _tag: "Echo", text: "late" } satisfies Echo, { timeout: "1 second" }))
+        yield* settle
+        yield* TestClock.adjust("1 second")
+        const exit = yield* Fiber.await(caller)
+        assert.isTrue(Exit.isFailure(exit) && Cause.failureOption(exit.cause).pipe(Option.exists((e) => e._tag === "CallTimeout")))
+        yield* Process.resume(ref)
+        assert.deepStrictEqual(yield* Process.call(ref, get), [])
+        assert.deepStrictEqual(probe.handled, ["Get"])
+      }))
+
+    it.scoped("stopping a suspended process fails the callers that queued up", () =>
+      Effect.gen(function*() {
+        const ref = yield* Process.start(recorder(makeProbe()), [])
+        yield* Process.suspend(ref)
+        const caller = yield* Effect.fork(Process.call(ref, get))
+        yield* settle
+        assert.deepStrictEqual(yield* Process.exit(ref, "bye"), Process.stopped("bye"))
+        assert.deepStrictEqual(exitedReason(yield* Fiber.await(caller)), Process.stopped("bye"))
+      }))
+
+    it.scoped("info counts handled messages and reports waiting, running and exited", () =>
+      Effect.gen(function*() {
+        const ref = yield* Process.start(recorder(makeProbe()), [])
+        yield* settle
+        const idle = yield* Process.info(ref)
+        assert.deepStrictEqual(idle, { id: ref.id, name: ref.name, status: "waiting", mailbox: 0, handled: 0 })
+        const gate = yield* Deferred.make<void>()
+        // a failed assertion must not leave the process blocked (its Scope waits for the message in hand)
+        yield* Effect.addFinalizer(() => Deferred.succeed(gate, undefined))
+        const blocked = yield* Effect.fork(Process.call(ref, { _tag: "Block", until: gate } satisfies Block))
+        yield* settle
+        yield* Process.cast(ref, { _tag: "Log", entry: "x" })
+        yield* Process.send(ref, { _tag: "Log", entry: "y" })
+        yield* settle
+        const busy = yield* Process.info(ref)
+        assert.strictEqual(busy.status, "running")
+        assert.strictEqual(busy.mailbox, 2)
+        assert.strictEqual(busy.handled, 1)
+        yield* Deferred.succeed(gate, undefined)
+        yield* Fiber.join(blocked)
+        assert.deepStrictEqual(yield* Process.call(ref, get), ["x", "y"])
+        assert.strictEqual((yield* Process.info(ref)).handled, 4)
+        yield* Process.exit(ref)
+        assert.strictEqual((yield* Process.info(ref)).status, "exited")
+        const exited = yield* Effect.flip(Process.getState(ref))
+        assert.strictEqual(exited._tag, "ProcessExited")
+      }))
+
+    it.scoped("sys calls on itself are a defect, not a hang", () =>
+      Effect.gen(function*() {
+        const ref = yield* Process.start(
+          {
+            init: () => Process.ok(0),
+            handleCall: (_: "peek", _from: Process.From<unknown>, n: number, self) =>
+              Effect.map(Process.getState(self), (s) => Process.reply(s, n))
+          },
+          undefined
+        )
+        const exit = yield* Effect.exit(Process.call(ref, "peek"))
+        assert.isTrue(Exit.isFailure(exit))
+        assert.strictEqual(Option.getOrThrow(Process.exitReason(ref))._tag, "Crashed")
       }))
   })
 })

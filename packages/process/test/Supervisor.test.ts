@@ -268,4 +268,202 @@ describe("Supervisor", () => {
       )
       assert.isTrue(Exit.isFailure(exit) && Cause.isDie(exit.cause))
     }))
+
+  describe("one_for_all and rest_for_one", () => {
+    const three = (events: Array<string>, options?: Supervisor.ChildOptions<never>) => {
+      const a = Supervisor.process("a", worker("a", events), undefined, options)
+      const b = Supervisor.process("b", worker("b", events), undefined, options)
+      const c = Supervisor.process("c", worker("c", events), undefined, options)
+      return [a, b, c] as const
+    }
+
+    it.scoped("one_for_all: a crash stops the others in reverse order, then restarts all in order", () =>
+      Effect.gen(function*() {
+        const events: Array<string> = []
+        const [a, b, c] = three(events)
+        const sup = yield* Supervisor.start({ children: [a, b, c], strategy: "one_for_all" })
+        const before = [yield* currentRef(sup, a), yield* currentRef(sup, b), yield* currentRef(sup, c)]
+        yield* Process.cast(before[1]!, "crash")
+        yield* settle
+        assert.deepStrictEqual(events, [
+          "a init",
+          "b init",
+          "c init",
+          "b terminate Crashed",
+          "c terminate Shutdown",
+          "a terminate Shutdown",
+          "a init",
+          "b init",
+          "c init"
+        ])
+        const after = [yield* currentRef(sup, a), yield* currentRef(sup, b), yield* currentRef(sup, c)]
+        for (let i = 0; i < 3; i++) assert.notStrictEqual(after[i]!.id, before[i]!.id)
+        assert.deepStrictEqual(yield* Supervisor.which(sup), [
+          { name: "a", restarts: 1, running: true },
+          { name: "b", restarts: 1, running: true },
+          { name: "c", restarts: 1, running: true }
+        ])
+        assert.strictEqual(yield* Process.call(after[2]!, "ping"), "c pong")
+      }))
+
+    it.scoped("rest_for_one: the failed child and those started after it restart, in order; earlier ones stay", () =>
+      Effect.gen(function*() {
+        const events: Array<string> = []
+        const [a, b, c] = three(events)
+        const sup = yield* Supervisor.start({ children: [a, b, c], strategy: "rest_for_one" })
+        const a1 = yield* currentRef(sup, a)
+        yield* Process.cast(yield* currentRef(sup, b), "crash")
+        yield* settle
+        assert.deepStrictEqual(events, [
+          "a init",
+          "b init",
+          "c init",
+          "b terminate Crashed",
+          "c terminate Shutdown",
+          "b init",
+          "c init"
+        ])
+        assert.strictEqual((yield* currentRef(sup, a)).id, a1.id)
+        assert.deepStrictEqual((yield* Supervisor.which(sup)).map((i) => i.restarts), [0, 1, 1])
+        // the last child restarts alone
+        events.length = 0
+        yield* Process.cast(yield* currentRef(sup, c), "crash")
+        yield* settle
+        assert.deepStrictEqual(events, ["c terminate Crashed", "c init"])
+      }))
+
+    it.scoped("group strategies: a normal end of a transient child and any end of a temporary one restart nobody", () =>
+      Effect.gen(function*() {
+        const events: Array<string> = []
+        const t = Supervisor.process("t", worker("t", events), undefined, { restart: "transient" })
+        const tmp = Supervisor.process("tmp", worker("tmp", events), undefined, { restart: "temporary" })
+        const p = Supervisor.process("p", worker("p", events), undefined)
+        const sup = yield* Supervisor.start({ children: [t, tmp, p], strategy: "one_for_all" })
+        yield* Process.exit(yield* currentRef(sup, t))
+        yield* Process.cast(yield* currentRef(sup, tmp), "crash")
+        yield* settle
+        assert.deepStrictEqual(events, [
+          "t init",
+          "tmp init",
+          "p init",
+          "t terminate Normal",
+          "tmp terminate Crashed"
+        ])
+        assert.deepStrictEqual((yield* Supervisor.which(sup)).map((i) => i.running), [false, false, true])
+      }))
+
+    it.scoped("one_for_all: a temporary sibling stopped by a restart stays down; a transient one that ended starts again", () =>
+      Effect.gen(function*() {
+        const events: Array<string> = []
+        const tmp = Supervisor.process("tmp", worker("tmp", events), undefined, { restart: "temporary" })
+        const t = Supervisor.process("t", worker("t", events), undefined, { restart: "transient" })
+        const p = Supervisor.process("p", worker("p", events), undefined)
+        const sup = yield* Supervisor.start({ children: [tmp, t, p], strategy: "one_for_all" })
+        yield* Process.exit(yield* currentRef(sup, t))
+        yield* settle
+        yield* Process.cast(yield* currentRef(sup, p), "crash")
+        yield* settle
+        assert.deepStrictEqual(events, [
+          "tmp init",
+          "t init",
+          "p init",
+          "t terminate Normal",
+          "p terminate Crashed",
+          "tmp terminate Shutdown",
+          "t init",
+          "p init"
+        ])
+        assert.deepStrictEqual((yield* Supervisor.which(sup)).map((i) => i.running), [false, true, true])
+      }))
+
+    it.scoped("group strategies: the failed child's schedule ending stops every child and fails await", () =>
+      Effect.gen(function*() {
+        const events: Array<string> = []
+        const [a, b, c] = three(events)
+        const sup = yield* Supervisor.start({
+          children: [a, b, c],
+          strategy: "rest_for_one",
+          schedule: Supervisor.intensity(1, "10 seconds")
+        })
+        yield* Process.cast(yield* currentRef(sup, b), "crash")
+        yield* settle
+        yield* Process.cast(yield* currentRef(sup, b), "crash")
+        const error = yield* Effect.flip(Supervisor.await(sup))
+        assert.strictEqual(error.child, "b")
+        assert.strictEqual(error.restarts, 1)
+        assert.deepStrictEqual(events, [
+          "a init",
+          "b init",
+          "c init",
+          "b terminate Crashed",
+          "c terminate Shutdown",
+          "b init",
+          "c init",
+          "b terminate Crashed",
+          "c terminate Shutdown",
+          "a terminate Shutdown"
+        ])
+        assert.deepStrictEqual((yield* Supervisor.which(sup)).map((i) => i.running), [false, false, false])
+      }))
+
+    it.scoped("group strategies: restarts wait for the schedule's delay", () =>
+      Effect.gen(function*() {
+        const events: Array<string> = []
+        const [a, b] = three(events)
+        const sup = yield* Supervisor.start({ children: [a, b], strategy: "one_for_all", schedule: Schedule.spaced("1 second") })
+        yield* Process.cast(yield* currentRef(sup, a), "crash")
+        yield* settle
+        yield* TestClock.adjust("999 millis")
+        yield* settle
+        assert.deepStrictEqual(events, ["a init", "b init", "a terminate Crashed"])
+        yield* TestClock.adjust("1 millis")
+        yield* settle
+        assert.deepStrictEqual(events, ["a init", "b init", "a terminate Crashed", "b terminate Shutdown", "a init", "b init"])
+      }))
+
+    it.scoped("group strategies: start fails with SupervisorGaveUp when a child cannot even start once", () =>
+      Effect.gen(function*() {
+        const ok = Supervisor.task("ok", Effect.never)
+        const never = Supervisor.task("never", Effect.fail("nope"), { schedule: Schedule.stop })
+        const error = yield* Effect.flip(Supervisor.start({ children: [ok, never], strategy: "one_for_all" }))
+        assert.strictEqual(error.child, "never")
+        assert.strictEqual(Supervisor.finalFailure(error), "nope")
+      }))
+
+    it.effect("group strategies: closing the Scope stops children in reverse start order", () =>
+      Effect.gen(function*() {
+        const events: Array<string> = []
+        const scope = yield* Scope.make()
+        const [a, b, c] = three(events)
+        const sup = yield* Supervisor.start({ children: [a, b, c], strategy: "one_for_all" }).pipe(Scope.extend(scope))
+        yield* Process.cast(yield* currentRef(sup, a), "crash")
+        yield* settle
+        events.length = 0
+        yield* Scope.close(scope, Exit.void)
+        yield* Supervisor.await(sup)
+        assert.deepStrictEqual(events, ["c terminate Shutdown", "b terminate Shutdown", "a terminate Shutdown"])
+      }))
+
+    for (const strategy of ["one_for_one", "rest_for_one"] as const) {
+      it.effect(`${strategy}: started in an uninterruptible region (a layer), the supervisor still restarts and stops`, () =>
+        Effect.gen(function*() {
+          const events: Array<string> = []
+          const scope = yield* Scope.make()
+          const [a, b] = three(events)
+          const sup = yield* Effect.uninterruptible(Scope.extend(Supervisor.start({ children: [a, b], strategy }), scope))
+          yield* Process.cast(yield* currentRef(sup, b), "crash")
+          yield* settle
+          assert.strictEqual(yield* Supervisor.restarts(sup, b), 1)
+          yield* Scope.close(scope, Exit.void)
+          assert.deepStrictEqual(events, [
+            "a init",
+            "b init",
+            "b terminate Crashed",
+            "b init",
+            "b terminate Shutdown",
+            "a terminate Shutdown"
+          ])
+        }))
+    }
+  })
 })

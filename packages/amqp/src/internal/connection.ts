@@ -9,15 +9,17 @@ import * as Exit from "effect/Exit"
 import { identity } from "effect/Function"
 import * as Metric from "effect/Metric"
 import * as Option from "effect/Option"
-import * as ParseResult from "effect/ParseResult"
-import * as Runtime from "effect/Runtime"
-import * as Schema from "effect/Schema"
+import * as FiberSet from "effect/FiberSet"
 import * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import * as SubscriptionRef from "effect/SubscriptionRef"
-import * as Reconnect from "../Reconnect.js"
 import { AmqpError, describe } from "./amqpError.js"
-import * as Backoff from "./backoff.js"
+import { Reconnect as Backoff } from "@warren/process"
+import { type AmqpConnectError, classify, connectError, detail, timedOut } from "./connectError.js"
+import { type ConnectionOptions, resolveConfig, type Target } from "./connectionConfig.js"
+
+export type { ConnectionOptions, TlsOptions } from "./connectionConfig.js"
+export { redact } from "./connectionConfig.js"
 
 /** Connection lifecycle as seen by channel owners. */
 export type ConnectionState =
@@ -25,28 +27,6 @@ export type ConnectionState =
   | { readonly _tag: "Connected"; readonly generation: number; readonly url: string }
   | { readonly _tag: "Disconnected"; readonly error: AmqpError; readonly retryIn: Option.Option<Duration.Duration> }
   | { readonly _tag: "Closed" }
-
-/** Options of `AmqpConnection.make` / `layer`. */
-export interface ConnectionOptions {
-  /** Broker URL(s), `amqp://` or `amqps://`; each attempt tries them in order and takes the first that works. */
-  readonly urls: string | readonly [string, ...ReadonlyArray<string>]
-  /** AMQP heartbeat, rounded up to whole seconds; 0 disables it. Default 10 s. Overrides a `heartbeat` URL parameter. */
-  readonly heartbeat?: Duration.DurationInput
-  /** Time allowed for one URL's TCP connect plus AMQP handshake. Default 10 s. */
-  readonly connectTimeout?: Duration.DurationInput
-  /** Time allowed for a clean close (connection.close / close-ok) before the socket is destroyed. Default 5 s. */
-  readonly closeTimeout?: Duration.DurationInput
-  /** Waits between attempts; the connection gives up (state Closed) when it ends. Default `Reconnect.defaultPolicy`. */
-  readonly reconnect?: Reconnect.Policy
-  /** TCP_NODELAY on the socket. Default true (with Nagle on, a request/reply round trip costs ~40 ms). */
-  readonly noDelay?: boolean
-  /** The `connection_name` client property (shown by the broker's management tools, used by tests to find it). */
-  readonly connectionName?: string
-  /** Maximum AMQP frame size in bytes (at least 4096). Default: amqplib's (128 KiB). Overrides a `frameMax` URL parameter. */
-  readonly frameMax?: number
-  /** Extra client properties sent in connection.start-ok. */
-  readonly clientProperties?: Readonly<Record<string, unknown>>
-}
 
 /** The service: the connection state and a way to get channels on whatever connection is current. */
 export interface AmqpConnectionShape {
@@ -71,96 +51,6 @@ export interface OpenChannel {
   (options?: { readonly confirm?: false | undefined }): Effect.Effect<Amqp.Channel, AmqpError, Scope.Scope>
   (options?: { readonly confirm?: boolean | undefined }): Effect.Effect<Amqp.Channel | Amqp.ConfirmChannel, AmqpError, Scope.Scope>
 }
-
-// ---------------------------------------------------------------------------------------------------------------
-// Configuration
-
-const isAmqpUrl = (input: string): boolean | string => {
-  try {
-    const url = new URL(input)
-    return url.protocol === "amqp:" || url.protocol === "amqps:" || `expected an amqp:// or amqps:// URL, got ${url.protocol}//`
-  } catch {
-    return "not a URL"
-  }
-}
-
-const AmqpUrl = Schema.String.pipe(Schema.filter(isAmqpUrl, { identifier: "AmqpUrl" }))
-
-const StaticOptions = Schema.Struct({
-  urls: Schema.Union(AmqpUrl, Schema.NonEmptyArray(AmqpUrl)),
-  noDelay: Schema.optional(Schema.Boolean),
-  connectionName: Schema.optional(Schema.String),
-  frameMax: Schema.optional(Schema.Int.pipe(Schema.greaterThanOrEqualTo(4096))),
-  clientProperties: Schema.optional(Schema.Record({ key: Schema.String, value: Schema.Unknown }))
-})
-
-interface Target {
-  /** The URL given to amqplib (with heartbeat / frameMax parameters). */
-  readonly connectUrl: string
-  /** The URL as given, password redacted: for states, logs and errors. */
-  readonly display: string
-}
-
-interface Config {
-  readonly targets: ReadonlyArray<Target>
-  readonly connectTimeout: Duration.Duration
-  readonly closeTimeout: Duration.Duration
-  readonly reconnect: Reconnect.Policy
-  readonly socketOptions: Amqp.SocketOptions
-  readonly connectionName: string | undefined
-}
-
-const configError = (message: string, cause?: unknown) =>
-  new AmqpError({ reason: "Config", message: `invalid AMQP connection options: ${message}`, cause })
-
-const duration = (name: string, input: Duration.DurationInput | undefined, fallback: Duration.DurationInput) =>
-  Option.match(Duration.decodeUnknown(input ?? fallback), {
-    onNone: () => Effect.fail(configError(`${name} is not a duration`)),
-    onSome: (value) => Effect.succeed(value)
-  })
-
-/** The URL with its password replaced by `***`. */
-export const redact = (input: string): string => {
-  const url = new URL(input)
-  if (url.password !== "") url.password = "***"
-  return url.toString()
-}
-
-const resolveConfig = (options: ConnectionOptions): Effect.Effect<Config, AmqpError> =>
-  Effect.gen(function*() {
-    const decoded = yield* Schema.decodeUnknown(StaticOptions)(options).pipe(
-      Effect.mapError((error) => configError(ParseResult.TreeFormatter.formatErrorSync(error), error))
-    )
-    const heartbeat = yield* duration("heartbeat", options.heartbeat, "10 seconds")
-    const connectTimeout = yield* duration("connectTimeout", options.connectTimeout, "10 seconds")
-    const closeTimeout = yield* duration("closeTimeout", options.closeTimeout, "5 seconds")
-    if (!Duration.isFinite(heartbeat)) return yield* configError("heartbeat must be finite")
-    if (Duration.toMillis(connectTimeout) <= 0) return yield* configError("connectTimeout must be positive")
-    const heartbeatSeconds = Math.ceil(Duration.toSeconds(heartbeat))
-    const urls: ReadonlyArray<string> = typeof decoded.urls === "string" ? [decoded.urls] : decoded.urls
-    const targets = urls.map((raw): Target => {
-      const url = new URL(raw)
-      url.searchParams.set("heartbeat", String(heartbeatSeconds))
-      if (decoded.frameMax !== undefined) url.searchParams.set("frameMax", String(decoded.frameMax))
-      return { connectUrl: url.toString(), display: redact(raw) }
-    })
-    const clientProperties: Record<string, unknown> = { ...decoded.clientProperties }
-    if (decoded.connectionName !== undefined) clientProperties["connection_name"] = decoded.connectionName
-    return {
-      targets,
-      connectTimeout,
-      closeTimeout,
-      reconnect: options.reconnect ?? Reconnect.defaultPolicy,
-      // amqplib's own socket timeout (real time, idle socket until the handshake completes) backs up the
-      // Effect-level timeout: it destroys the socket of an attempt we gave up on while it was still pending.
-      socketOptions: {
-        noDelay: decoded.noDelay ?? true,
-        clientProperties,
-        ...(Duration.isFinite(connectTimeout) ? { timeout: Math.max(1, Math.ceil(Duration.toMillis(connectTimeout))) } : {})
-      },
-      connectionName: decoded.connectionName
-    }
-  })
 
 // ---------------------------------------------------------------------------------------------------------------
 // Connections and channels as amqplib objects plus what their events told us
@@ -310,21 +200,23 @@ const stateCode = (state: ConnectionState): number =>
 export const make = (options: ConnectionOptions): Effect.Effect<AmqpConnectionShape, AmqpError, Scope.Scope> =>
   Effect.gen(function*() {
     const config = yield* resolveConfig(options)
-    const runFork = Runtime.runFork(yield* Effect.runtime<never>())
+    // Work started from amqplib callbacks (logs, releasing a channel nobody waits for) runs in fibers of a
+    // FiberSet in the connection's scope: supervised by it, interrupted when the connection closes.
+    const forkSupervised = yield* FiberSet.makeRuntime<never>()
     const tag = config.connectionName ?? "default"
-    const connects = Metric.counter("amqp_connection_connects_total", {
+    const connects = Metric.counter("warren_amqp_connection_connects_total", {
       description: "Successful AMQP connects (including reconnects)",
       incremental: true
     }).pipe(Metric.tagged("connection", tag))
-    const connectFailures = Metric.counter("amqp_connection_connect_failures_total", {
+    const connectFailures = Metric.counter("warren_amqp_connection_connect_failures_total", {
       description: "Failed AMQP connect attempts (every URL of an attempt failed)",
       incremental: true
     }).pipe(Metric.tagged("connection", tag))
-    const disconnects = Metric.counter("amqp_connection_disconnects_total", {
+    const disconnects = Metric.counter("warren_amqp_connection_disconnects_total", {
       description: "Established AMQP connections that were lost",
       incremental: true
     }).pipe(Metric.tagged("connection", tag))
-    const connectedGauge = Metric.gauge("amqp_connection_connected", {
+    const connectedGauge = Metric.gauge("warren_amqp_connection_connected", {
       description: "1 while the AMQP connection is up, else 0"
     }).pipe(Metric.tagged("connection", tag))
 
@@ -349,7 +241,7 @@ export const make = (options: ConnectionOptions): Effect.Effect<AmqpConnectionSh
       })
 
     const logFromCallback = (message: string, cause: unknown) =>
-      runFork(
+      forkSupervised(
         Effect.logWarning(message, describe(cause)).pipe(Effect.annotateLogs("amqp.connection", tag))
       )
 
@@ -384,22 +276,22 @@ export const make = (options: ConnectionOptions): Effect.Effect<AmqpConnectionSh
      * Opens a resource with a Promise-returning amqplib call so that it is never leaked: if the caller has gone
      * (interrupted, or `guard` failed it, e.g. a timeout) by the time the resource arrives, it is released at once.
      */
-    const openReleasing = <A>(
+    const openReleasing = <A, E>(
       open: () => Promise<A>,
       release: (resource: A) => Effect.Effect<void>,
-      onError: (cause: unknown) => AmqpError,
-      guard: (opening: Effect.Effect<A, AmqpError>) => Effect.Effect<A, AmqpError>
-    ): Effect.Effect<A, AmqpError> => {
+      onError: (cause: unknown) => E,
+      guard: (opening: Effect.Effect<A, E>) => Effect.Effect<A, E>
+    ): Effect.Effect<A, E> => {
       const box: { opened: { readonly resource: A } | undefined; abandoned: boolean } = {
         opened: undefined,
         abandoned: false
       }
       return Effect.uninterruptibleMask((restore) =>
-        restore(guard(Effect.async<A, AmqpError>((resume) => {
+        restore(guard(Effect.async<A, E>((resume) => {
           open().then(
             (resource) => {
               if (box.abandoned) {
-                runFork(release(resource))
+                forkSupervised(release(resource))
                 return
               }
               box.opened = { resource }
@@ -419,32 +311,38 @@ export const make = (options: ConnectionOptions): Effect.Effect<AmqpConnectionSh
       )
     }
 
-    const connectOne = (target: Target): Effect.Effect<Live, AmqpError> =>
+    /** One URL: the connection, or why not (a timeout is probed once to tell a dead host from a silent port). */
+    const connectOne = (target: Target): Effect.Effect<Live, AmqpConnectError> =>
       Effect.flatMap(Deferred.make<AmqpError>(), (lost) =>
         openReleasing(
           () => amqp.connect(target.connectUrl, config.socketOptions).then((model) => attach(model, target, lost)),
           (live) => closeModel(live.model, config.closeTimeout),
-          (cause) => new AmqpError({ reason: "Connect", message: `${target.display}: ${describe(cause)}`, cause }),
+          (cause) => connectError(target.display, classify(cause), detail(target, cause), cause),
           Effect.timeoutFail({
             duration: config.connectTimeout,
-            onTimeout: () =>
-              new AmqpError({
-                reason: "Connect",
-                message: `${target.display}: no connection within ${Duration.format(config.connectTimeout)}`
-              })
+            onTimeout: () => connectError(target.display, "Timeout", undefined)
           })
-        ))
+        )).pipe(
+          Effect.catchIf(
+            (error) => error.reason === "Timeout",
+            (error) =>
+              Effect.flatMap(timedOut(target.connectUrl, target.display, config.connectTimeout, error.cause), Effect.fail)
+          )
+        )
 
+    /** Every URL in order until one connects; else an AmqpError "Connect" naming each failure (cause: the last). */
     const connectAny: Effect.Effect<Live, AmqpError> = Effect.gen(function*() {
-      const failures: Array<string> = []
-      let lastCause: unknown
+      const failures: Array<AmqpConnectError> = []
       for (const target of config.targets) {
         const result = yield* Effect.either(connectOne(target))
         if (Either.isRight(result)) return result.right
-        failures.push(result.left.message)
-        lastCause = result.left.cause
+        failures.push(result.left)
       }
-      return yield* new AmqpError({ reason: "Connect", message: failures.join("; "), cause: lastCause })
+      return yield* new AmqpError({
+        reason: "Connect",
+        message: failures.map((failure) => failure.message).join("; "),
+        cause: failures[failures.length - 1]
+      })
     })
 
     /** Publishes a fresh connection, waits until it is lost; closes it cleanly if interrupted. */
@@ -460,9 +358,7 @@ export const make = (options: ConnectionOptions): Effect.Effect<AmqpConnectionSh
             Effect.zipRight(Metric.increment(connects)),
             Effect.zipRight(Effect.logInfo(`AMQP connected to ${live.display}`)),
             Effect.zipRight(Deferred.await(live.lost)),
-            Effect.tap((error) =>
-              Metric.increment(disconnects).pipe(Effect.zipRight(Effect.logWarning("AMQP connection lost", error.message)))
-            )
+            Effect.tap(() => Metric.increment(disconnects))
           ),
         () =>
           Effect.suspend(() => {
@@ -495,12 +391,18 @@ export const make = (options: ConnectionOptions): Effect.Effect<AmqpConnectionSh
         }
         lastError = error
         const retryIn = yield* backoff.next(error)
+        // One WARN per failure, with the reason and what happens next: a person watching the logs can act on it.
+        const what = error.reason === "Connect"
+          ? `AMQP connect attempt ${attempt} failed: ${error.message}`
+          : `AMQP connection lost: ${error.message}`
         if (Option.isNone(retryIn)) {
           gaveUp = true
-          yield* Effect.logWarning("AMQP connection gave up reconnecting", error.message)
+          yield* Effect.logWarning(`${what}; giving up (the reconnect schedule ended)`)
           yield* setState({ _tag: "Closed" })
           return
         }
+        const delay = Duration.format(Duration.millis(Math.round(Duration.toMillis(retryIn.value))))
+        yield* Effect.logWarning(`${what}; next attempt in ${delay}`)
         yield* setState({ _tag: "Disconnected", error, retryIn })
         yield* Effect.sleep(retryIn.value)
       }

@@ -1,196 +1,18 @@
 /**
- * Data model of the RPC client: options and their Schema, callback results, errors, the client handle type.
- * Leaf module (effect, amqplib types and @warren/process types only); re-exported by `RpcClient.ts`.
+ * Data model of the RPC client: requests, callback results and callbacks, the client's state and handle.
+ * Leaf module; re-exported by `RpcClient.ts` (with the options and errors modules it re-exports).
  */
 import type * as Amqp from "amqplib"
-import * as Data from "effect/Data"
 import * as Duration from "effect/Duration"
 import type * as Effect from "effect/Effect"
-import * as Either from "effect/Either"
-import * as Option from "effect/Option"
-import * as ParseResult from "effect/ParseResult"
-import * as Schedule from "effect/Schedule"
-import * as Schema from "effect/Schema"
 import type * as SubscriptionRef from "effect/SubscriptionRef"
 import type { Process } from "@warren/process"
-import * as Reconnect from "../Reconnect.js"
-import type { AmqpError } from "./amqpError.js"
+import type { ChannelStatus } from "./channelOwner.js"
+import type { RequestExchange } from "./rpcClientOptions.js"
+import type { RequestError } from "./rpcClientErrors.js"
 
-// ---------------------------------------------------------------------------------------------------------------
-// Options
-
-/** The options of the exchange requests are published to (Hare's `exchange:` config, `DeclareExchange`). */
-export interface ExchangeOptions {
-  readonly durable?: boolean | undefined
-  readonly autoDelete?: boolean | undefined
-  readonly internal?: boolean | undefined
-  readonly alternateExchange?: string | undefined
-  readonly arguments?: Readonly<Record<string, unknown>> | undefined
-}
-
-/**
- * The request exchange. An absent exchange, an empty object or the name `""` mean the default exchange (the
- * routing key is then the server's queue name) and nothing is declared.
- */
-export interface ExchangeConfig {
-  /** Exchange name; `""` (the default) is the default exchange. */
-  readonly name?: string | undefined
-  /** Exchange type: direct (default), fanout, topic, headers, or a plugin type. */
-  readonly type?: string | undefined
-  /** Declaration arguments (durable, autoDelete, ...), used on every (re)declaration. */
-  readonly options?: ExchangeOptions | undefined
-  /**
-   * Only check that the exchange exists (`exchange.declare` passive) instead of declaring it: calls an exchange
-   * that another program declared, whatever its arguments. A missing exchange fails the channel setup.
-   */
-  readonly passive?: boolean | undefined
-}
-
-/** Where replies come back: a server-named exclusive queue per channel (Hare) or RabbitMQ's direct reply-to. */
-export type ReplyMode = "queue" | "direct"
-
-/** Options of `RpcClient.start` / `make` / `layer`. Validated when the client starts. */
-export interface Options {
-  /** The request exchange (Hare's config). Default: the default exchange. */
-  readonly exchange?: ExchangeConfig | undefined
-  /** Name in errors, logs, spans and metric tags. Default `rpc-client`. */
-  readonly name?: string | undefined
-  /** Default timeout of `request` (one clock from the call to the reply). Default 5 s. */
-  readonly timeout?: Duration.DurationInput | undefined
-  /**
-   * Waits between channel reopen attempts after a loss or a failed setup, fed with the error. When it ends the
-   * client stops (crashed with that error). Default `Reconnect.defaultPolicy` (exponential from 100 ms,
-   * jittered, capped at 30 s, forever). Restarts from its first delay after every successful setup.
-   */
-  readonly reconnect?: Reconnect.Policy | undefined
-  /** Publisher confirms: a request the broker nacks fails at once with `RpcNacked`. Default false. */
-  readonly confirm?: boolean | undefined
-  /**
-   * At most this many requests published and awaiting replies; further callers wait (within their timeout)
-   * for a slot. Default: no limit.
-   */
-  readonly maxInFlight?: number | undefined
-  /** `"queue"` (default, Hare's): a server-named exclusive reply queue; `"direct"`: `amq.rabbitmq.reply-to`. */
-  readonly replyMode?: ReplyMode | undefined
-  /** How long a graceful stop waits for the replies of requests in flight. Default 5 s. */
-  readonly drainTimeout?: Duration.DurationInput | undefined
-  /**
-   * A tracing span per request (`RpcClient.request`, kind client). Default: on when a tracer is installed (e.g.
-   * `@effect/opentelemetry`) in the context that starts the client, off with Effect's built-in tracer, which
-   * exports nothing (a span costs more CPU than the rest of the client's work per request).
-   */
-  readonly spans?: boolean | undefined
-}
-
-const ExchangeOptionsSchema = Schema.Struct({
-  durable: Schema.optional(Schema.Boolean),
-  autoDelete: Schema.optional(Schema.Boolean),
-  internal: Schema.optional(Schema.Boolean),
-  alternateExchange: Schema.optional(Schema.String),
-  arguments: Schema.optional(Schema.Record({ key: Schema.String, value: Schema.Unknown }))
-})
-
-const ExchangeConfigSchema = Schema.Struct({
-  name: Schema.optional(Schema.String),
-  type: Schema.optional(Schema.NonEmptyString),
-  options: Schema.optional(ExchangeOptionsSchema),
-  passive: Schema.optional(Schema.Boolean)
-})
-
-const StaticOptionsSchema = Schema.Struct({
-  exchange: Schema.optional(ExchangeConfigSchema),
-  name: Schema.optional(Schema.NonEmptyString),
-  confirm: Schema.optional(Schema.Boolean),
-  maxInFlight: Schema.optional(Schema.Int.pipe(Schema.positive())),
-  replyMode: Schema.optional(Schema.Literal("queue", "direct")),
-  spans: Schema.optional(Schema.Boolean)
-})
-
-/** The request exchange once resolved (what `connected` / `handleReady` see as `meta.requestExchange`). */
-export interface RequestExchange {
-  /** `""` for the default exchange. */
-  readonly name: string
-  readonly type: string
-  readonly options: ExchangeOptions
-  readonly passive: boolean
-}
-
-/** Options after validation and defaults. */
-export interface ResolvedOptions {
-  readonly exchange: RequestExchange
-  readonly name: string
-  readonly timeout: Duration.Duration
-  readonly reconnect: Reconnect.Policy
-  readonly confirm: boolean
-  readonly maxInFlight: number
-  readonly replyMode: ReplyMode
-  readonly drainTimeout: Duration.Duration
-  /** `undefined`: decided at start from the installed tracer. */
-  readonly spans: boolean | undefined
-}
-
-/** The client's options are invalid; `start` fails with this before anything runs. */
-export class RpcConfigError extends Data.TaggedError("RpcConfigError")<{
-  readonly message: string
-  readonly cause?: unknown
-}> {}
-
-const duration = (
-  field: string,
-  input: unknown,
-  fallback: Duration.DurationInput
-): Either.Either<Duration.Duration, RpcConfigError> =>
-  Option.match(Duration.decodeUnknown(input === undefined ? fallback : input), {
-    onNone: () => Either.left(new RpcConfigError({ message: `invalid RPC client options: ${field} is not a duration` })),
-    onSome: (value) =>
-      Duration.toMillis(value) > 0
-        ? Either.right(value)
-        : Either.left(new RpcConfigError({ message: `invalid RPC client options: ${field} must be positive` }))
-  })
-
-/**
- * Validates options given as anything (e.g. parsed from a file): a malformed option (an exchange that is not an
- * object, a non-positive limit, an unknown reply mode, ...) gives an `RpcConfigError` saying which.
- */
-export const resolveOptions = (input: unknown): Either.Either<ResolvedOptions, RpcConfigError> => {
-  const raw = input === undefined ? {} : input
-  const decoded = Schema.decodeUnknownEither(StaticOptionsSchema)(raw, { onExcessProperty: "ignore" })
-  if (Either.isLeft(decoded)) {
-    return Either.left(
-      new RpcConfigError({
-        message: `invalid RPC client options: ${ParseResult.TreeFormatter.formatErrorSync(decoded.left)}`,
-        cause: decoded.left
-      })
-    )
-  }
-  const record = raw as Readonly<Record<string, unknown>>
-  const timeout = duration("timeout", record["timeout"], "5 seconds")
-  if (Either.isLeft(timeout)) return Either.left(timeout.left)
-  const drainTimeout = duration("drainTimeout", record["drainTimeout"], "5 seconds")
-  if (Either.isLeft(drainTimeout)) return Either.left(drainTimeout.left)
-  const reconnect = record["reconnect"]
-  if (reconnect !== undefined && !Schedule.isSchedule(reconnect)) {
-    return Either.left(new RpcConfigError({ message: "invalid RPC client options: reconnect is not a Schedule" }))
-  }
-  const options = decoded.right
-  const exchange = options.exchange ?? {}
-  return Either.right({
-    exchange: {
-      name: exchange.name ?? "",
-      type: exchange.type ?? "direct",
-      options: exchange.options ?? {},
-      passive: exchange.passive ?? false
-    },
-    name: options.name ?? "rpc-client",
-    timeout: timeout.right,
-    reconnect: (reconnect as Reconnect.Policy | undefined) ?? Reconnect.defaultPolicy,
-    confirm: options.confirm ?? false,
-    maxInFlight: options.maxInFlight ?? Number.POSITIVE_INFINITY,
-    replyMode: options.replyMode ?? "queue",
-    drainTimeout: drainTimeout.right,
-    spans: options.spans
-  })
-}
+export * from "./rpcClientErrors.js"
+export * from "./rpcClientOptions.js"
 
 // ---------------------------------------------------------------------------------------------------------------
 // Requests
@@ -286,114 +108,13 @@ export interface Callbacks<in Arg, State, Info = never, Reason = never, R = neve
 }
 
 // ---------------------------------------------------------------------------------------------------------------
-// Errors of a request
-
-/** No reply within the request's timeout (one clock, from the call to the reply). */
-export class RpcTimeout extends Data.TaggedError("RpcTimeout")<{
-  readonly client: string
-  readonly routingKey: string
-  readonly timeout: Duration.Duration
-}> {
-  override get message(): string {
-    return `RPC request to "${this.routingKey}" got no reply within ${Duration.format(this.timeout)}`
-  }
-}
-
-/**
- * The channel (or the whole connection) the request was published on died before the reply came: the reply can
- * no longer arrive, so the request fails at once. It may or may not have been processed by the server.
- */
-export class RpcChannelLost extends Data.TaggedError("RpcChannelLost")<{
-  readonly client: string
-  readonly routingKey: string
-  readonly cause: AmqpError
-}> {
-  override get message(): string {
-    return `RPC request to "${this.routingKey}" lost its channel: ${this.cause.message}`
-  }
-}
-
-/** A `mandatory` request that no queue was bound for came back (basic.return): nobody will answer it. */
-export class RpcUnroutable extends Data.TaggedError("RpcUnroutable")<{
-  readonly client: string
-  readonly exchange: string
-  readonly routingKey: string
-  readonly replyCode: number
-  readonly replyText: string
-}> {
-  override get message(): string {
-    const exchange = this.exchange === "" ? "the default exchange" : `exchange "${this.exchange}"`
-    return `RPC request to "${this.routingKey}" on ${exchange} is unroutable (${this.replyCode} ${this.replyText})`
-  }
-}
-
-/** With publisher confirms on, the broker refused the request (basic.nack). */
-export class RpcNacked extends Data.TaggedError("RpcNacked")<{
-  readonly client: string
-  readonly routingKey: string
-}> {
-  override get message(): string {
-    return `RPC request to "${this.routingKey}" was nacked by the broker`
-  }
-}
-
-/**
- * The client is stopping or has stopped (graceful stop, a `stop` result, a crash, its scope closed, or its
- * reconnect schedule ended): the request was not sent, or its reply will never be awaited.
- */
-export class RpcClientStopped extends Data.TaggedError("RpcClientStopped")<{
-  readonly client: string
-  readonly reason: Process.ExitReason<unknown> | "Stopping"
-}> {
-  override get message(): string {
-    const reason = this.reason
-    const text = reason === "Stopping"
-      ? "it is stopping"
-      : reason._tag === "Crashed"
-      ? `it crashed: ${describeCause(reason)}`
-      : reason._tag === "Stopped"
-      ? `it stopped: ${String(reason.reason)}`
-      : `it stopped (${reason._tag})`
-    return `RPC client ${this.client} cannot answer: ${text}`
-  }
-}
-
-const describeCause = (reason: Process.Crashed): string => {
-  // The first failure or defect, as a one-line message.
-  const failures: Array<string> = []
-  const visit = (cause: unknown): void => {
-    if (typeof cause !== "object" || cause === null || !("_tag" in cause)) return
-    const node = cause as { readonly _tag: string; readonly error?: unknown; readonly defect?: unknown; readonly left?: unknown; readonly right?: unknown }
-    if (node._tag === "Fail") failures.push(messageOf(node.error))
-    else if (node._tag === "Die") failures.push(messageOf(node.defect))
-    else if (node._tag === "Sequential" || node._tag === "Parallel") {
-      visit(node.left)
-      visit(node.right)
-    }
-  }
-  visit(reason.cause)
-  return failures[0] ?? "interrupted"
-}
-
-const messageOf = (error: unknown): string =>
-  error instanceof Error ? error.message : typeof error === "string" ? error : String(error)
-
-/** Every way a request can fail. */
-export type RequestError = RpcTimeout | RpcChannelLost | RpcUnroutable | RpcNacked | RpcClientStopped
-
-// ---------------------------------------------------------------------------------------------------------------
 // Client state and handle
 
-/** The client's channel as seen from outside (for monitoring and tests). */
-export type ClientState =
-  /** Opening a channel (waiting for the connection if it is down) and setting it up. `attempt` counts from 1. */
-  | { readonly _tag: "Connecting"; readonly attempt: number }
-  /** Channel set up and reply consumer confirmed: requests flow. */
-  | { readonly _tag: "Ready"; readonly meta: Meta }
-  /** The channel was lost or its setup failed; the next attempt is in `retryIn`. */
-  | { readonly _tag: "Reconnecting"; readonly error: AmqpError; readonly retryIn: Duration.Duration }
-  /** Stopping or stopped: no more requests. */
-  | { readonly _tag: "Stopped" }
+/**
+ * The client's channel as seen from outside (for monitoring and tests): the channel owner's status (Connecting,
+ * Ready, Reconnecting, Stopped; the same names as the server's), Ready carrying the `meta`.
+ */
+export type ClientState = ChannelStatus<{ readonly meta: Meta }>
 
 /** Counters of one client since it started (also exported as metrics, tagged with the client name). */
 export interface Stats {

@@ -5,62 +5,48 @@
 import { KvService, KvStore } from "@warren/kv"
 import { BasicService } from "@warren/pb"
 import type { ServiceRegistry } from "@warren/pb"
-import * as ConfigProvider from "effect/ConfigProvider"
 import * as Effect from "effect/Effect"
-import type * as Scope from "effect/Scope"
 import * as NodeFs from "node:fs"
 import * as NodePath from "node:path"
+import { CliFailure } from "../internal/common.js"
+
+/** The KV store's settings from the command line (each flag falls back to its environment variable). */
+export interface KvSettings extends KvStore.Options {
+  /**
+   * When a write is durable: `always` (fsync before the reply), `interval` (every `syncInterval`), `none` (the OS
+   * decides). The store's `sync` option of the durable store (h/kv); ignored by a store without it.
+   */
+  readonly sync?: "always" | "interval" | "none" | undefined
+  readonly syncInterval?: KvStore.Options["snapshotInterval"]
+}
 
 /**
- * The Riak KV service (codes 9..18) over an in-memory store configured from the environment (`KvStore.config`:
- * `WARREN_DATA_FILE`, `WARREN_KV_MAX_BYTES`, `WARREN_KV_SNAPSHOT_INTERVAL`). The store lives in the server's scope,
- * so stopping the server writes the snapshot. A store that cannot start (bad setting, damaged snapshot) stops the
- * command with that reason.
+ * The Riak KV service (codes 9..18) over a store with `settings`. The store lives in the server's scope, so stopping
+ * the server writes the snapshot. A store that cannot start (damaged snapshot, ...) fails with its typed error.
  */
-const kvRegistrations = (
-  overrides: PbServicesOptions
-): Effect.Effect<ReadonlyArray<ServiceRegistry.Registration>, never, Scope.Scope> =>
+const kvRegistrations = (settings: KvSettings) =>
   Effect.gen(function*() {
-    // `--data-file` acts exactly as WARREN_DATA_FILE would (so the snapshot interval rules stay KvStore.config's).
-    const options = yield* overrides.dataFile === undefined
-      ? KvStore.config
-      : Effect.withConfigProvider(
-        KvStore.config,
-        ConfigProvider.orElse(
-          ConfigProvider.fromMap(new Map([["WARREN_DATA_FILE", overrides.dataFile]])),
-          () => ConfigProvider.fromEnv()
-        )
-      )
-    const dataFile = options.dataFile
+    const dataFile = settings.dataFile
     if (dataFile !== undefined) {
       // The snapshot is written on stop: create its directory now, so a missing one fails the start, not the stop.
       yield* Effect.try({
         try: () => NodeFs.mkdirSync(NodePath.dirname(NodePath.resolve(dataFile)), { recursive: true }),
-        catch: (cause) => new Error(`cannot create the directory of ${dataFile}: ${String(cause)}`)
+        catch: (cause) => new CliFailure({ message: `cannot create the directory of ${dataFile}`, cause })
       })
     }
-    const store = yield* KvStore.make(options)
+    const store = yield* KvStore.make(settings)
     yield* Effect.logInfo(
-      options.dataFile === undefined
-        ? "KV store: in memory only (set WARREN_DATA_FILE to keep objects across restarts)"
-        : `KV store: snapshot file ${options.dataFile}`
+      dataFile === undefined
+        ? "KV store: in memory only (--data-file or WARREN_DATA_FILE keeps objects across restarts)"
+        : `KV store: snapshot file ${dataFile}`
     )
     const service = yield* Effect.provideService(KvService.make, KvStore.KvStore, store)
     return KvService.registrations(service)
-  }).pipe(
-  Effect.orDieWith((error) =>
-    new Error(`KV store could not start: ${error instanceof Error ? error.message : String(error)}`)
-  )
-)
-
-/** Settings of the served services that the command line may override. */
-export interface PbServicesOptions {
-  /** The KV snapshot file (overrides `WARREN_DATA_FILE`). */
-  readonly dataFile?: string
-}
+  })
 
 /** The registrations of every service the command serves (built when the server starts). */
-export const pbServices = (
-  options: PbServicesOptions = {}
-): Effect.Effect<ReadonlyArray<ServiceRegistry.Registration>, never, Scope.Scope> =>
-  Effect.map(kvRegistrations(options), (kv) => [...BasicService.registrations(BasicService.make()), ...kv])
+export const pbServices = (settings: KvSettings = {}) =>
+  Effect.map(
+    kvRegistrations(settings),
+    (kv): ReadonlyArray<ServiceRegistry.Registration> => [...BasicService.registrations(BasicService.make()), ...kv]
+  )

@@ -1,9 +1,11 @@
 /**
  * Dynamic supervision (`simple_one_for_one`): a table of children of one spec, each one fiber that runs the
- * spec's body in a fresh Scope and restarts it per its restart type and the supervisor's intensity.
+ * spec's body in its own Scope and restarts it (in a fresh Scope) per its restart type and the supervisor's
+ * intensity.
  */
 import * as Cause from "effect/Cause"
 import * as Clock from "effect/Clock"
+import * as Context from "effect/Context"
 import * as Data from "effect/Data"
 import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
@@ -13,10 +15,11 @@ import * as Fiber from "effect/Fiber"
 import * as FiberId from "effect/FiberId"
 import * as Metric from "effect/Metric"
 import * as Runtime from "effect/Runtime"
+import * as RuntimeFlags from "effect/RuntimeFlags"
 import type * as Schedule from "effect/Schedule"
 import * as ScheduleDecision from "effect/ScheduleDecision"
 import * as ScheduleIntervals from "effect/ScheduleIntervals"
-import type * as Scope from "effect/Scope"
+import * as Scope from "effect/Scope"
 import { type ChildDown, defaultSchedule, type Restart, restartsTotal, SupervisorGaveUp } from "./supervisor.js"
 
 /** What every child of a dynamic supervisor runs. */
@@ -80,6 +83,7 @@ export class DynamicSupervisorImpl implements DynamicSupervisor<unknown> {
   readonly lock = Effect.unsafeMakeSemaphore(1)
   readonly done: Deferred.Deferred<void, SupervisorGaveUp> = Deferred.unsafeMake(FiberId.none)
   readonly restartsMetric: Metric.Metric.Counter<number>
+  readonly runtimeFlags: RuntimeFlags.RuntimeFlags
 
   constructor(
     readonly spec: ChildSpec<unknown, unknown, never>,
@@ -90,16 +94,33 @@ export class DynamicSupervisorImpl implements DynamicSupervisor<unknown> {
     readonly runtime: Runtime.Runtime<never>
   ) {
     this.scheduleState = intensity.initial
+    // `make` may run in an uninterruptible region (a layer, an acquire): children must stay interruptible.
+    this.runtimeFlags = RuntimeFlags.enable(runtime.runtimeFlags, RuntimeFlags.Interruption)
     this.restartsMetric = Metric.tagged(restartsTotal, "child", name)
   }
 
-  /** Register a child and fork its fiber; the fiber is supervised by this table (see `shutdown`). */
-  start(arg: unknown): ChildRecord {
+  /**
+   * Register a child and fork its fiber, whose context is the supervisor's plus the child's Scope: the first
+   * incarnation needs no `provideService` (a copy of the fiber's FiberRefs), which keeps an idle child small.
+   */
+  start(arg: unknown, scope: Scope.CloseableScope): ChildRecord {
     const record = new ChildRecord(++this.nextId, arg)
+    // Active from now on, as an OTP child is once `start_child` returned (its body starts on the next tick).
+    record.running = true
     this.children.set(record.id, record)
+    const runtime = Runtime.make({
+      context: Context.add(this.runtime.context, Scope.Scope, scope),
+      fiberRefs: this.runtime.fiberRefs,
+      runtimeFlags: this.runtimeFlags
+    })
     // Detached on purpose: the child outlives the fiber that started it; `shutdown` (run by the owner's
-    // Scope) and `terminate` interrupt it, and it removes itself from the table when it ends.
-    record.fiber = Runtime.runFork(this.runtime)(childLoop(this, record))
+    // Scope) and `terminateChild` interrupt it, and the observer takes it out of the table when it ends.
+    const fiber = Runtime.runFork(runtime)(incarnation(this, record, scope))
+    record.fiber = fiber
+    fiber.addObserver(() => {
+      record.running = false
+      if (this.children.get(record.id) === record) this.children.delete(record.id)
+    })
     return record
   }
 
@@ -140,27 +161,42 @@ export class DynamicSupervisorImpl implements DynamicSupervisor<unknown> {
   }
 }
 
-/** A child's fiber: run the body in a fresh Scope; on its end restart or leave, per the restart type. */
-const childLoop = (sup: DynamicSupervisorImpl, record: ChildRecord): Effect.Effect<void> => {
-  const body = Effect.scoped(Effect.suspend(() => {
-    record.running = true
-    return sup.spec.run(record.arg)
-  }))
-  const loop: Effect.Effect<void> = Effect.flatMap(Effect.exit(body), (exit) => {
-    record.running = false
+/** One run of the child's body in `scope`, closed when the body ends or the fiber is interrupted. */
+const incarnation = (
+  sup: DynamicSupervisorImpl,
+  record: ChildRecord,
+  scope: Scope.CloseableScope
+): Effect.Effect<void, never, Scope.Scope> =>
+  Effect.matchCauseEffect(
+    Effect.onExit(
+      Effect.suspend(() => {
+        record.running = true
+        return sup.spec.run(record.arg)
+      }),
+      (exit) => {
+        record.running = false
+        return Scope.close(scope, exit)
+      }
+    ),
+    {
+      onFailure: (cause) => afterEnd(sup, record, Exit.failCause(cause)),
+      onSuccess: () => afterEnd(sup, record, Exit.void)
+    }
+  )
+
+/** The body ended by itself: leave (the observer removes the record) or restart, per the restart type. */
+const afterEnd = (sup: DynamicSupervisorImpl, record: ChildRecord, exit: Exit.Exit<unknown, unknown>): Effect.Effect<void> => {
+  if (sup.stopped) return Effect.void
+  if (sup.restart === "temporary" || (sup.restart === "transient" && Exit.isSuccess(exit))) return Effect.void
+  return Effect.flatMap(sup.allowRestart(record, exit), (allowed) => {
+    if (!allowed) return sup.giveUp(record, exit)
     if (sup.stopped) return Effect.void
-    if (sup.restart === "temporary" || (sup.restart === "transient" && Exit.isSuccess(exit))) return Effect.void
-    return Effect.flatMap(sup.allowRestart(record, exit), (allowed) => {
-      if (!allowed) return sup.giveUp(record, exit)
-      if (sup.stopped) return Effect.void
-      record.restarts++
-      return Effect.zipRight(Metric.increment(sup.restartsMetric), loop)
-    })
+    record.restarts++
+    return Effect.zipRight(
+      Metric.increment(sup.restartsMetric),
+      Effect.flatMap(Scope.make(), (scope) => Effect.provideService(incarnation(sup, record, scope), Scope.Scope, scope))
+    )
   })
-  return Effect.ensuring(loop, Effect.sync(() => {
-    record.running = false
-    sup.children.delete(record.id)
-  }))
 }
 
 let nextSupervisor = 0
@@ -185,10 +221,10 @@ export const make = <Arg, E, R>(
   })
 
 export const startChild = (sup: DynamicSupervisorImpl, arg: unknown): Effect.Effect<Child, MaxChildrenReached> =>
-  Effect.suspend((): Effect.Effect<Child, MaxChildrenReached> => {
+  Effect.flatMap(Scope.make(), (scope): Effect.Effect<Child, MaxChildrenReached> => {
     if (sup.stopped) return Effect.dieMessage(`dynamic supervisor ${sup.name} is stopped`)
     if (sup.children.size >= sup.maxChildren) return Effect.fail(new MaxChildrenReached({ maxChildren: sup.maxChildren }))
-    return Effect.succeed(sup.start(arg))
+    return Effect.succeed(sup.start(arg, scope))
   })
 
 export const terminateChild = (sup: DynamicSupervisorImpl, child: Child): Effect.Effect<void> =>

@@ -338,3 +338,35 @@ export interface CallOptions {
   /** How long to wait for the reply; default 5 seconds. `Duration.infinity` waits for ever. */
   readonly timeout?: Duration.DurationInput | undefined
 }
+
+// ---------------------------------------------------------------------------
+// Introspection (OTP's `sys`)
+// ---------------------------------------------------------------------------
+
+/** `replaceState`'s function threw: the process keeps its state (OTP's `callback_failed`). */
+export class ReplaceStateFailed extends Data.TaggedError("ReplaceStateFailed")<{
+  readonly process: string
+  /** What the function threw. */
+  readonly error: unknown
+}> {
+  override get message(): string {
+    return `replaceState on process ${this.process} failed: ${String(this.error)}`
+  }
+}
+
+/**
+ * What a process is doing: `waiting` for messages, `running` a callback (or about to), `suspended` (handles only
+ * system messages), `exited`.
+ */
+export type ProcessStatus = "waiting" | "running" | "suspended" | "exited"
+
+/** A snapshot of a process (`erlang:process_info` plus `sys` status). */
+export interface ProcessInfo {
+  readonly id: number
+  readonly name: string
+  readonly status: ProcessStatus
+  /** Messages waiting: queued, and put aside while suspended. */
+  readonly mailbox: number
+  /** Messages handed to a callback so far (calls, casts, infos, abandoned notices; not system messages). */
+  readonly handled: number
+}

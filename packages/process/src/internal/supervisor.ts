@@ -1,6 +1,8 @@
 /**
- * One-for-one supervision: one fiber per named child runs it in its own Scope, waits for it to end,
- * and restarts it per a Schedule; when a schedule ends the supervisor gives up and stops every child.
+ * Static supervision with OTP's three strategies. One-for-one: one fiber per named child runs it in its own
+ * Scope, waits for it to end, and restarts it per a Schedule. One-for-all and rest-for-one: one manager fiber
+ * receives every child's end and restarts the affected children together (see `group.ts`). When a schedule
+ * ends the supervisor gives up and stops every child.
  */
 import * as Cause from "effect/Cause"
 import * as Data from "effect/Data"
@@ -9,12 +11,14 @@ import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as ExecutionStrategy from "effect/ExecutionStrategy"
 import * as Exit from "effect/Exit"
+import type * as Fiber from "effect/Fiber"
 import * as Metric from "effect/Metric"
 import * as Option from "effect/Option"
 import * as Schedule from "effect/Schedule"
 import * as ScheduleDecision from "effect/ScheduleDecision"
 import * as ScheduleInterval from "effect/ScheduleInterval"
 import * as Scope from "effect/Scope"
+import { runGroup } from "./group.js"
 
 /**
  * When a child is restarted (OTP's restart types): `permanent` always, `transient` only after an abnormal
@@ -64,18 +68,30 @@ export interface ChildInfo {
   readonly running: boolean
 }
 
+/**
+ * Which children restart when one must (OTP's strategies): `one_for_one` only that child; `one_for_all` every
+ * child (the others are stopped in reverse start order, then all start again in order); `rest_for_one` that
+ * child and those started after it.
+ */
+export type Strategy = "one_for_one" | "one_for_all" | "rest_for_one"
+
 /** Options of `start`. */
 export interface SupervisorOptions<R> {
+  /** Default `one_for_one`. The failed child's schedule decides whether and when the restart happens. */
+  readonly strategy?: Strategy | undefined
   /** Children, started in order (each one's first start completes before the next begins), stopped in reverse. */
   readonly children: ReadonlyArray<Child<unknown, R>>
   /** Default restart schedule for children without their own (default: `intensity(3, "5 seconds")`, OTP's default). */
   readonly schedule?: Schedule.Schedule<unknown, ChildDown, R> | undefined
 }
 
-class ChildState {
+export class ChildState {
   current: Option.Option<unknown> = Option.none()
   restarts = 0
   running = false
+  /** Group strategies: the fiber of the current incarnation, and a counter that makes stale ends ignorable. */
+  fiber: Fiber.RuntimeFiber<void> | undefined = undefined
+  generation = 0
   constructor(readonly child: Child<unknown, unknown>) {}
 }
 
@@ -119,6 +135,27 @@ export const restartsTotal = Metric.counter("warren_supervisor_restarts_total", 
   incremental: true
 })
 
+/** Log and signal that the supervisor gives up on `state`'s child, which last ended with `exit`. */
+export const gaveUp = (
+  giveUp: Deferred.Deferred<never, SupervisorGaveUp>,
+  state: ChildState,
+  exit: Exit.Exit<unknown, unknown>
+): Effect.Effect<void> => {
+  const cause = Exit.isFailure(exit) ? exit.cause : Cause.empty
+  return Effect.logError("supervisor gives up on child", cause).pipe(
+    Effect.annotateLogs({ child: state.child.name, restarts: state.restarts }),
+    Effect.zipRight(
+      Deferred.fail(giveUp, new SupervisorGaveUp({ child: state.child.name, restarts: state.restarts, cause }))
+    ),
+    Effect.asVoid
+  )
+}
+
+/** Is an end of the child final (no restart) whatever the strategy? */
+export const isFinal = (child: Child<unknown, unknown>, exit: Exit.Exit<void | "ignored", unknown>): boolean =>
+  (Exit.isSuccess(exit) && exit.value === "ignored") || child.restart === "temporary" ||
+  (child.restart === "transient" && Exit.isSuccess(exit))
+
 const runChild = <R>(
   state: ChildState,
   child: Child<unknown, R>,
@@ -140,28 +177,23 @@ const runChild = <R>(
         })))
       )
       Deferred.unsafeDone(firstAttempt, Exit.void)
-      if (Exit.isSuccess(exit) && exit.value === "ignored") return
-      if (child.restart === "temporary") return
-      if (child.restart === "transient" && Exit.isSuccess(exit)) return
+      if (isFinal(child, exit)) return
       const next = yield* Effect.either(driver.next({ child: child.name, exit, restarts: state.restarts }))
-      if (next._tag === "Left") {
-        yield* Effect.logError("supervisor gives up on child", Exit.isFailure(exit) ? exit.cause : Cause.empty).pipe(
-          Effect.annotateLogs({ child: child.name, restarts: state.restarts })
-        )
-        yield* Deferred.fail(
-          giveUp,
-          new SupervisorGaveUp({
-            child: child.name,
-            restarts: state.restarts,
-            cause: Exit.isFailure(exit) ? exit.cause : Cause.empty
-          })
-        )
-        return
-      }
+      if (next._tag === "Left") return yield* gaveUp(giveUp, state, exit)
       state.restarts++
       yield* Metric.increment(Metric.tagged(restartsTotal, "child", child.name))
     }
   })
+
+/**
+ * Wait until `signal` is done or the supervisor gave up. Interruptible even when `start` runs in an
+ * uninterruptible region (a layer): the race interrupts its loser, which must let it.
+ */
+const waitFor = (signal: Deferred.Deferred<void>, giveUp: Deferred.Deferred<never, SupervisorGaveUp>) =>
+  Effect.raceFirst(
+    Effect.interruptible(Deferred.await(signal)),
+    Effect.interruptible(Effect.exit(Deferred.await(giveUp)))
+  )
 
 export const start = <R>(
   options: SupervisorOptions<R>
@@ -179,7 +211,9 @@ export const start = <R>(
     // Finalizers run in reverse: the owner closing us stops the children, then completes `done`.
     yield* Effect.addFinalizer(() => Deferred.succeed(done, undefined))
     const childrenScope = yield* Scope.fork(outer, ExecutionStrategy.sequential)
+    // The fibers forked here are made interruptible: `start` may run in an uninterruptible region (a layer).
     yield* Deferred.await(giveUp).pipe(
+      Effect.interruptible,
       Effect.exit,
       Effect.flatMap((exit) => Effect.zipRight(Scope.close(childrenScope, exit), Deferred.done(done, exit))),
       Effect.forkIn(outer)
@@ -188,15 +222,27 @@ export const start = <R>(
     for (const child of options.children) {
       states.set(child.name, new ChildState(child))
     }
-    for (const child of options.children) {
+    const strategy = options.strategy ?? "one_for_one"
+    if (strategy !== "one_for_one") {
+      const ready = yield* Deferred.make<void>()
+      yield* Effect.forkIn(
+        runGroup(strategy, Array.from(states.values()), options, childrenScope, ready, giveUp).pipe(
+          Effect.ensuring(Deferred.succeed(ready, undefined)),
+          Effect.interruptible
+        ),
+        childrenScope
+      )
+      yield* waitFor(ready, giveUp)
+    }
+    for (const child of strategy === "one_for_one" ? options.children : []) {
       if (yield* Deferred.isDone(giveUp)) break
       const firstAttempt = yield* Deferred.make<void>()
       yield* Effect.forkIn(
         runChild(states.get(child.name)!, child, child.schedule ?? options.schedule ?? defaultSchedule, firstAttempt, giveUp)
-          .pipe(Effect.ensuring(Deferred.succeed(firstAttempt, undefined))),
+          .pipe(Effect.ensuring(Deferred.succeed(firstAttempt, undefined)), Effect.interruptible),
         childrenScope
       )
-      yield* Effect.raceFirst(Deferred.await(firstAttempt), Effect.exit(Deferred.await(giveUp)))
+      yield* waitFor(firstAttempt, giveUp)
     }
     if (yield* Deferred.isDone(giveUp)) yield* Deferred.await(done)
     const supervisor: Supervisor = { [SupervisorTypeId]: SupervisorTypeId, states, done }

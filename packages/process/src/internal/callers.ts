@@ -1,0 +1,181 @@
+/**
+ * Callers of a process: one object per call that is at once the queued envelope, the `From` handed to
+ * `handleCall` and the call's deadline entry. An interrupted caller is noticed through its fiber's exit (one
+ * observer per caller fiber, for its life), not through a canceler on each call: Effect wraps a canceler in an
+ * interruption region (a mask, a match, two runtime-flag updates) that would cost every call.
+ */
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Fiber from "effect/Fiber"
+import type { DeadlineList, Entry } from "./deadlines.js"
+import type { ProcessImpl } from "./engine.js"
+import type { CALL, SYSTEM } from "./mailbox.js"
+import * as M from "./model.js"
+
+/** Errors a call can fail with. */
+export type CallError = M.CallTimeout | M.ProcessExited<unknown>
+
+export const PENDING = 0
+export const REPLIED = 1
+export const ABANDONED = 2
+
+/** A waiting caller. */
+export class FromImpl implements M.From<unknown>, Entry {
+  declare readonly _A: (_: unknown) => void
+  status: typeof PENDING | typeof REPLIED | typeof ABANDONED = PENDING
+  /** The handler returned `noreply`: the caller is in `unanswered` until `replyTo` or exit. */
+  awaitingLater = false
+  deadline = 0
+  list: DeadlineList | undefined = undefined
+  prev: Entry | undefined = undefined
+  next: Entry | undefined = undefined
+  /** The call's timeout in millis (for `CallTimeout`). */
+  timeoutMillis = 0
+  /** The caller fiber's slot while this call is what it waits for. */
+  slot: CallerSlot | undefined = undefined
+  constructor(
+    readonly kind: typeof CALL | typeof SYSTEM,
+    readonly id: number,
+    readonly process: ProcessImpl,
+    readonly request: unknown,
+    readonly resume: (effect: Effect.Effect<unknown, unknown>) => void
+  ) {}
+
+  /** The caller no longer waits for this call: empty its slot. */
+  leaveSlot(): void {
+    const slot = this.slot
+    if (slot !== undefined) {
+      if (slot.from === this) slot.from = undefined
+      this.slot = undefined
+    }
+  }
+
+  /** Answer once; false if already answered or the caller gave up. */
+  settle(result: Effect.Effect<unknown, unknown>): boolean {
+    if (this.status !== PENDING) return false
+    this.status = REPLIED
+    if (this.slot !== undefined) this.leaveSlot()
+    if (this.list !== undefined) this.list.unlink(this)
+    if (this.awaitingLater) {
+      this.awaitingLater = false
+      this.process.unanswered.delete(this)
+    }
+    this.resume(result)
+    return true
+  }
+
+  /** The caller gave up (timeout or interruption): forget it, and tell the behaviour if it kept it. */
+  abandon(): void {
+    if (this.status !== PENDING) return
+    this.status = ABANDONED
+    if (this.slot !== undefined) this.leaveSlot()
+    if (this.list !== undefined) this.list.unlink(this)
+    if (this.awaitingLater) {
+      this.awaitingLater = false
+      this.process.unanswered.delete(this)
+      this.process.notifyAbandoned(this)
+    }
+  }
+
+  /** The deadline passed (called by the timer fiber, already unlinked). */
+  expire(): void {
+    if (this.status !== PENDING) return
+    this.abandon()
+    this.resume(Effect.fail(new M.CallTimeout({ process: this.process.name, timeout: Duration.millis(this.timeoutMillis) })))
+  }
+
+  /** The handler did not answer: the caller waits for `replyTo` or fails at exit. */
+  keepUnanswered(): void {
+    if (this.status === PENDING && !this.awaitingLater) {
+      this.awaitingLater = true
+      this.process.unanswered.add(this)
+    }
+  }
+}
+
+/**
+ * The call a fiber waits for. A fiber waits in one call at a time, so one slot and one exit observer per caller
+ * fiber are enough: when the fiber ends with a call still in its slot (it was interrupted: `Fiber.interrupt`,
+ * the losing side of a timeout or race, a closed scope), the observer abandons that call.
+ */
+class CallerSlot {
+  from: FromImpl | undefined = undefined
+  abandonHeld(): void {
+    const from = this.from
+    if (from !== undefined) from.abandon()
+  }
+}
+
+/** Every fiber that made a call, with its slot (weakly held: an entry goes with its fiber). */
+const slots = new WeakMap<Fiber.RuntimeFiber<unknown, unknown>, CallerSlot>()
+
+let lastCaller: Fiber.RuntimeFiber<unknown, unknown> | undefined = undefined
+let lastSlot: CallerSlot | undefined = undefined
+
+/** Put `from` in the current fiber's slot (the register function of a call runs on the caller's fiber). */
+const watchCaller = (from: FromImpl): void => {
+  const current = Fiber.getCurrentFiber()
+  if (current._tag === "None") return
+  const caller = current.value
+  // A caller in a loop calls from the same fiber every time: skip the WeakMap lookup then.
+  let slot = caller === lastCaller ? lastSlot : slots.get(caller)
+  if (slot === undefined) {
+    const created = new CallerSlot()
+    slots.set(caller, created)
+    caller.addObserver(() => created.abandonHeld())
+    slot = created
+  }
+  lastCaller = caller
+  lastSlot = slot
+  if (slot.from !== undefined) {
+    // The fiber left that call without its answer (it was interrupted and now calls again, in a finalizer).
+    slot.abandonHeld()
+  }
+  slot.from = from
+  from.slot = slot
+}
+
+const DEFAULT_TIMEOUT_MILLIS = 5000
+
+// The last timeout decoded: callers usually pass the same value on every call (a constant or a config field),
+// so a call decodes nothing.
+let lastTimeout: unknown = undefined
+let lastTimeoutMillis = DEFAULT_TIMEOUT_MILLIS
+
+const timeoutMillis = (options: M.CallOptions | undefined): number => {
+  const timeout = options?.timeout
+  if (timeout === undefined) return DEFAULT_TIMEOUT_MILLIS
+  if (timeout === lastTimeout) return lastTimeoutMillis
+  const millis = Duration.toMillis(Duration.decode(timeout))
+  lastTimeout = timeout
+  lastTimeoutMillis = millis
+  return millis
+}
+
+/**
+ * Send a call or system request and wait for the answer. One `Effect.async` registration without a canceler,
+ * no fork: the caller object is the envelope and the deadline entry, and the caller's fiber exit abandons it.
+ */
+export const request = (
+  proc: ProcessImpl,
+  kind: typeof CALL | typeof SYSTEM,
+  payload: unknown,
+  options: M.CallOptions | undefined
+): Effect.Effect<unknown, CallError> => {
+  let millis: number
+  try {
+    millis = timeoutMillis(options)
+  } catch (error) {
+    return Effect.die(error)
+  }
+  return Effect.async<unknown, unknown>((resume) => {
+    if (proc.exitReason !== undefined) {
+      resume(Effect.fail(proc.exitedError(proc.exitReason)))
+      return
+    }
+    const from = new FromImpl(kind, proc.nextFromId++, proc, payload, resume)
+    watchCaller(from)
+    if (millis !== Infinity) proc.arm(from, millis)
+    proc.push(from)
+  }) as Effect.Effect<unknown, CallError>
+}
