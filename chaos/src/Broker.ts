@@ -97,7 +97,7 @@ export const startBroker = async (): Promise<ChaosBroker> => {
       execFile(
         CTL,
         ["-n", nodename, "-q", ...args],
-        { env, timeout: 30_000, encoding: "utf8" },
+        { cwd: dir, env, timeout: 30_000, encoding: "utf8" },
         (error, stdout, stderr) =>
           error === null
             ? resolve(stdout)
@@ -107,7 +107,8 @@ export const startBroker = async (): Promise<ChaosBroker> => {
 
   const launch = async () => {
     output = []
-    const spawned = spawn(SERVER, [], { env, detached: true, stdio: ["ignore", "pipe", "pipe"] })
+    // In its own directory: an Erlang crash dump (erl_crash.dump) lands there, not in the caller's.
+    const spawned = spawn(SERVER, [], { cwd: dir, env, detached: true, stdio: ["ignore", "pipe", "pipe"] })
     child = spawned
     exited = false
     spawned.stdout?.on("data", (chunk: Buffer) => output.push(chunk.toString("utf8")))
