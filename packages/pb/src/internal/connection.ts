@@ -426,7 +426,7 @@ export class Connection implements ConnectionLink {
     this.waiter = undefined // whatever wait was interrupted, the fiber is serving now
     this.lastActivity = this.server.clock.unsafeCurrentTimeMillis()
     const flushBytes = this.server.config.flushBytes
-    while (this.hasFrames() && this.state.streaming === undefined) {
+    while (this.hasFrames() && this.state.streaming === undefined && !this.closed) {
       const step = handleFrame(this, this.takeFrame())
       if (step !== "Continue") return step
       if (this.out.size >= flushBytes) return "Continue"

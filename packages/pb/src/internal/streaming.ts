@@ -75,7 +75,9 @@ export const streamStep = (conn: Connection): Effect.Effect<Next> =>
     }
     const flushBytes = conn.server.config.flushBytes
     for (const envelope of batch) {
-      if (conn.state.streaming !== streaming) break // the stream ended: the rest is dropped
+      // The stream ended, or the peer is gone (its close interrupts this fiber, but only at its next yield): the
+      // rest is dropped instead of encoded for nobody.
+      if (conn.state.streaming !== streaming || conn.closed) break
       const step = handleEnvelope(conn, streaming, envelope)
       const next = typeof step === "string" ? step : yield* step
       if (next === "Close") return next
