@@ -50,6 +50,11 @@ const loadWorkloads = [
  * generator on one CPU), but on a shared machine a pinned process cannot move away from a busy CPU.
  */
 export const runPb = async (options) => {
+  // `--engine <pb dist dir>` adds "base": the same server on another build of @warren/pb (an A/B in one run).
+  const all = options.engine === undefined ? contenders : [
+    ...contenders,
+    { id: "base", label: "warren (--engine build)", script: here("./warren-server.mjs") }
+  ]
   const chosen = (c) => options.only === undefined || options.only.includes(c.id)
   const workloads = loadWorkloads
     .filter((w) => options.workloads === undefined || options.workloads.includes(w.id))
@@ -59,7 +64,7 @@ export const runPb = async (options) => {
       params: { connections: w.connections, depth: w.depth, code: w.code, replyCode: w.replyCode, bodySize: w.bodySize },
       pinned: options.pin === true,
       primary: "throughput",
-      contenders: contenders.filter(chosen),
+      contenders: all.filter(chosen),
       fields: loadColumns.map((c) => c.field),
       columns: loadColumns,
       describe: (r) =>
@@ -76,7 +81,7 @@ export const runPb = async (options) => {
       params: { connections: n },
       primary: "rssPerConnKB",
       higherIsBetter: false,
-      contenders: contenders.filter(chosen),
+      contenders: all.filter(chosen),
       fields: idleColumns.map((c) => c.field),
       columns: idleColumns,
       describe: (r) => `${r.rssPerConnKB.toFixed(2)} KiB RSS/conn  ${r.heapPerConnKB.toFixed(2)} KiB heap/conn`,
@@ -99,7 +104,8 @@ const startServer = async (contender, options, workload, ulimit) => {
   if (options.profile) {
     execArgv.push("--cpu-prof", `--cpu-prof-dir=${options.profileDir}`, `--cpu-prof-name=pb-${workload.id}-${contender.id}-${Date.now()}.cpuprofile`)
   }
-  const server = start(contender.script, { port: 0 }, { execArgv, ulimit, cpu: workload.pinned ? 0 : undefined })
+  const engine = contender.id === "base" ? options.engine : undefined
+  const server = start(contender.script, { port: 0, engine }, { execArgv, ulimit, cpu: workload.pinned ? 0 : undefined })
   try {
     const { port } = await server.next("ready", 30_000)
     return { server, port }

@@ -1,13 +1,15 @@
 // warren's PB server (@warren/pb PbServer, default options but maxConnections, raised for the idle workload) with the basic service (ping) and a tiny
 // echo service registered through the PB service API on the spare codes 200 (request) / 201 (reply).
+import { pathToFileURL } from "node:url"
 import { childArgs, failChild, NotAvailable } from "../lib/child.mjs"
 import { ECHO_REQ, ECHO_RESP } from "./frames.mjs"
 import { serveStats } from "./stats-endpoint.mjs"
 
-const { port = 0 } = childArgs()
+const { port = 0, engine } = childArgs()
 
 try {
-  const pb = await import("@warren/pb").catch((error) => {
+  // `engine`: another build's dist directory of @warren/pb (bench.mjs --engine), for an A/B in one run
+  const pb = await import(engine === undefined ? "@warren/pb" : pathToFileURL(`${engine}/index.js`).href).catch((error) => {
     throw new NotAvailable(`@warren/pb could not be loaded (${error.message}); run tsc -b`)
   })
   const { BasicService, PbServer, PbService, ServiceRegistry } = pb
