@@ -5,7 +5,7 @@ import { fileURLToPath } from "node:url"
 import { start } from "../lib/child.mjs"
 import { runWorkloads } from "../lib/runner.mjs"
 import { cpuMicros } from "../lib/stats.mjs"
-import { ECHO_REQ, ECHO_RESP, PING_REQ, PING_RESP } from "./frames.mjs"
+import { ECHO_EFFECT_REQ, ECHO_EFFECT_RESP, ECHO_REQ, ECHO_RESP, PING_REQ, PING_RESP } from "./frames.mjs"
 
 const here = (p) => fileURLToPath(new URL(p, import.meta.url))
 
@@ -42,42 +42,11 @@ const throughputGoal = (id) => ({
 
 /** The workloads, each run against every contender. */
 const loadWorkloads = [
-  {
-    id: "ping-1x1",
-    title: "ping, 1 connection, 1 in flight (sequential)",
-    connections: 1,
-    depth: 1,
-    code: PING_REQ,
-    replyCode: PING_RESP,
-    bodySize: 0
-  },
-  {
-    id: "ping-64x8",
-    title: "ping, 64 connections x 8 in flight",
-    connections: 64,
-    depth: 8,
-    code: PING_REQ,
-    replyCode: PING_RESP,
-    bodySize: 0
-  },
-  {
-    id: "ping-pipelined-8x16",
-    title: "ping pipelined, 8 connections x depth 16",
-    connections: 8,
-    depth: 16,
-    code: PING_REQ,
-    replyCode: PING_RESP,
-    bodySize: 0
-  },
-  {
-    id: "echo-1k-8x8",
-    title: "1 KiB echo (code 200 -> 201), 8 connections x 8 in flight",
-    connections: 8,
-    depth: 8,
-    code: ECHO_REQ,
-    replyCode: ECHO_RESP,
-    bodySize: 1024
-  }
+  { id: "ping-1x1", title: "ping, 1 connection, 1 in flight (sequential)", connections: 1, depth: 1, code: PING_REQ, replyCode: PING_RESP, bodySize: 0 },
+  { id: "ping-64x8", title: "ping, 64 connections x 8 in flight", connections: 64, depth: 8, code: PING_REQ, replyCode: PING_RESP, bodySize: 0 },
+  { id: "ping-pipelined-8x16", title: "ping pipelined, 8 connections x depth 16", connections: 8, depth: 16, code: PING_REQ, replyCode: PING_RESP, bodySize: 0 },
+  { id: "echo-1k-8x8", title: "1 KiB echo (code 200 -> 201), 8 connections x 8 in flight", connections: 8, depth: 8, code: ECHO_REQ, replyCode: ECHO_RESP, bodySize: 1024 },
+  { id: "echo-effect-64x1", title: "256 B echo from an effectful service (process returns an Effect; 202 -> 203), 64 connections x 1 in flight", connections: 64, depth: 1, code: ECHO_EFFECT_REQ, replyCode: ECHO_EFFECT_RESP, bodySize: 256 }
 ]
 
 /**
@@ -87,6 +56,11 @@ const loadWorkloads = [
  * generator on one CPU), but on a shared machine a pinned process cannot move away from a busy CPU.
  */
 export const runPb = async (options) => {
+  // `--engine <pb dist dir>` adds "base": the same server on another build of @warren/pb (an A/B in one run).
+  const all = options.engine === undefined ? contenders : [
+    ...contenders,
+    { id: "base", label: "warren (--engine build)", script: here("./warren-server.mjs") }
+  ]
   const chosen = (c) => options.only === undefined || options.only.includes(c.id)
   const workloads = loadWorkloads
     .filter((w) => options.workloads === undefined || options.workloads.includes(w.id))
@@ -102,7 +76,7 @@ export const runPb = async (options) => {
       },
       pinned: options.pin === true,
       primary: "throughput",
-      contenders: contenders.filter(chosen),
+      contenders: all.filter(chosen),
       fields: loadColumns.map((c) => c.field),
       columns: loadColumns,
       describe: (r) =>
@@ -121,7 +95,7 @@ export const runPb = async (options) => {
       params: { connections: n },
       primary: "rssPerConnKB",
       higherIsBetter: false,
-      contenders: contenders.filter(chosen),
+      contenders: all.filter(chosen),
       fields: idleColumns.map((c) => c.field),
       columns: idleColumns,
       describe: (r) => `${r.rssPerConnKB.toFixed(2)} KiB RSS/conn  ${r.heapPerConnKB.toFixed(2)} KiB heap/conn`,
@@ -155,7 +129,8 @@ const startServer = async (contender, options, workload, ulimit) => {
       `--cpu-prof-name=pb-${workload.id}-${contender.id}-${Date.now()}.cpuprofile`
     )
   }
-  const server = start(contender.script, { port: 0 }, { execArgv, ulimit, cpu: workload.pinned ? 0 : undefined })
+  const engine = contender.id === "base" ? options.engine : undefined
+  const server = start(contender.script, { port: 0, engine }, { execArgv, ulimit, cpu: workload.pinned ? 0 : undefined })
   try {
     const { port } = await server.next("ready", 30_000)
     return { server, port }

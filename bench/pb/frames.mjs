@@ -5,6 +5,9 @@ export const PING_RESP = 2
 /** Spare codes the bench uses for its 1 KiB echo service (unused by Riak). */
 export const ECHO_REQ = 200
 export const ECHO_RESP = 201
+// the same echo from a service whose `process` returns an Effect (the path of KV and other effectful services)
+export const ECHO_EFFECT_REQ = 202
+export const ECHO_EFFECT_RESP = 203
 
 /** One frame. */
 export const frame = (code, body = Buffer.alloc(0)) => {

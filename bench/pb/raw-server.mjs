@@ -2,7 +2,7 @@
 // bench's echo code, replies of one read coalesced into one write. TCP_NODELAY on, like riak_api.
 import * as Net from "node:net"
 import { childArgs, failChild } from "../lib/child.mjs"
-import { ECHO_REQ, ECHO_RESP, errorFrame, frame, frameReader, PING_REQ, PING_RESP } from "./frames.mjs"
+import { ECHO_EFFECT_REQ, ECHO_EFFECT_RESP, ECHO_REQ, ECHO_RESP, errorFrame, frame, frameReader, PING_REQ, PING_RESP } from "./frames.mjs"
 import { serveStats } from "./stats-endpoint.mjs"
 
 const { port = 0 } = childArgs()
@@ -16,10 +16,10 @@ try {
     const out = []
     const read = frameReader((code, body) => {
       if (code === PING_REQ) out.push(pong)
-      else if (code === ECHO_REQ) {
+      else if (code === ECHO_REQ || code === ECHO_EFFECT_REQ) {
         const header = Buffer.allocUnsafe(5)
         header.writeUInt32BE(1 + body.length, 0)
-        header[4] = ECHO_RESP
+        header[4] = code === ECHO_REQ ? ECHO_RESP : ECHO_EFFECT_RESP
         out.push(header, body) // a view into the received chunk (Node never reuses them); copied once by concat
       } else out.push(errorFrame(`Unknown message code: ${code}`))
     })

@@ -1,13 +1,15 @@
 // warren's PB server (@warren/pb PbServer, default options but maxConnections, raised for the idle workload) with the basic service (ping) and a tiny
 // echo service registered through the PB service API on the spare codes 200 (request) / 201 (reply).
+import { pathToFileURL } from "node:url"
 import { childArgs, failChild, NotAvailable } from "../lib/child.mjs"
-import { ECHO_REQ, ECHO_RESP } from "./frames.mjs"
+import { ECHO_EFFECT_REQ, ECHO_EFFECT_RESP, ECHO_REQ, ECHO_RESP } from "./frames.mjs"
 import { serveStats } from "./stats-endpoint.mjs"
 
-const { port = 0 } = childArgs()
+const { port = 0, engine } = childArgs()
 
 try {
-  const pb = await import("@warren/pb").catch((error) => {
+  // `engine`: another build's dist directory of @warren/pb (bench.mjs --engine), for an A/B in one run
+  const pb = await import(engine === undefined ? "@warren/pb" : pathToFileURL(`${engine}/index.js`).href).catch((error) => {
     throw new NotAvailable(`@warren/pb could not be loaded (${error.message}); run tsc -b`)
   })
   const { BasicService, PbServer, PbService, ServiceRegistry } = pb
@@ -29,6 +31,16 @@ try {
     process: (body, state) => PbService.reply(body, state)
   })
 
+  // The same echo, its result returned as an Effect (as KV's and any effectful service's are).
+  const effectCode = Uint8Array.of(ECHO_EFFECT_RESP)
+  const echoEffect = PbService.make({
+    name: "bench_echo_effect",
+    init: () => undefined,
+    decode: (_code, body) => PbService.decoded(body),
+    encode: (body) => Either.right([effectCode, body]),
+    process: (body, state) => Effect.succeed(PbService.reply(body, state))
+  })
+
   const program = Effect.gen(function*() {
     const server = yield* PbServer.PbServer
     process.send({ type: "ready", port: server.address.port })
@@ -37,7 +49,8 @@ try {
     Effect.provide(PbServer.layer({ port, maxConnections: 100_000 })),
     Effect.provide(ServiceRegistry.registered([
       ...BasicService.registrations(BasicService.make()),
-      ServiceRegistry.registration(echo, ECHO_REQ)
+      ServiceRegistry.registration(echo, ECHO_REQ),
+      ServiceRegistry.registration(echoEffect, ECHO_EFFECT_REQ)
     ])),
     Effect.provide(ServiceRegistry.layer)
   )

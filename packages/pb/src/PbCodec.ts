@@ -139,6 +139,9 @@ interface Entry {
   readonly type: protobuf.Type | undefined
   /** The encoding of a code-only message (the same bytes every time: only read, never modified). */
   readonly codeOnly: Uint8Array
+  /** A code-only message decodes to, and encodes from, the same values every time: built once. */
+  readonly decodedCodeOnly: PbService.DecodeResult<unknown>
+  readonly encodedCodeOnly: Either.Either<Uint8Array, string>
 }
 
 const conversion: protobuf.IConversionOptions = { arrays: true, longs: Number }
@@ -162,7 +165,15 @@ export const make = <M>(root: ProtoRoot, table: CodeTable<M>): Codec<M> => {
     }
     if (byCode.has(code)) throw new RangeError(`PbCodec: code ${code} is used by ${byCode.get(code)!.name} and ${name}`)
     const type = typeof spec === "number" ? root.lookupType(name) : undefined
-    const entry: Entry = { name, code, type, codeOnly: Uint8Array.of(code) }
+    const codeOnly = Uint8Array.of(code)
+    const entry: Entry = {
+      name,
+      code,
+      type,
+      codeOnly,
+      decodedCodeOnly: PbService.decoded(Object.freeze({ _tag: name })),
+      encodedCodeOnly: Either.right(codeOnly)
+    }
     byCode.set(code, entry)
     byName.set(name, entry)
     codes[name] = code
@@ -171,7 +182,7 @@ export const make = <M>(root: ProtoRoot, table: CodeTable<M>): Codec<M> => {
   const decode = (code: number, body: Uint8Array): PbService.DecodeResult<AnyMessage<M>> => {
     const entry = byCode.get(code)
     if (entry === undefined) return PbService.decodeFailed(`no message with code ${code}`)
-    if (entry.type === undefined) return PbService.decoded({ _tag: entry.name } as AnyMessage<M>)
+    if (entry.type === undefined) return entry.decodedCodeOnly as PbService.DecodeResult<AnyMessage<M>>
     let fields: { [k: string]: unknown }
     try {
       fields = entry.type.toObject(entry.type.decode(body), conversion)
@@ -184,7 +195,7 @@ export const make = <M>(root: ProtoRoot, table: CodeTable<M>): Codec<M> => {
   const encode = (message: AnyMessage<M>): Either.Either<Uint8Array, string> => {
     const entry = byName.get(message._tag as string)
     if (entry === undefined) return Either.left(`no message named ${String(message._tag)}`)
-    if (entry.type === undefined) return Either.right(entry.codeOnly)
+    if (entry.type === undefined) return entry.encodedCodeOnly
     const invalid = entry.type.verify(message)
     if (invalid !== null) return Either.left(`${entry.name}: ${invalid}`)
     let body: Uint8Array

@@ -66,6 +66,8 @@ export class Connection implements ConnectionLink {
   writeBlocked = false
   private readPaused = false
   private waiter: ((effect: Effect.Effect<void>) => void) | undefined = undefined
+  /** What the waiter is resumed with. */
+  private resumeWith: Effect.Effect<void> = Effect.void
   /** Clock time (ms) of the last request or drained write, for the idle sweep. */
   lastActivity: number
   private idleExpired = false
@@ -278,7 +280,7 @@ export class Connection implements ConnectionLink {
     const waiter = this.waiter
     if (waiter !== undefined) {
       this.waiter = undefined
-      waiter(Effect.void)
+      waiter(this.resumeWith)
     }
   }
 
@@ -298,6 +300,17 @@ export class Connection implements ConnectionLink {
    */
   readonly waitForWork: Effect.Effect<void> = Effect.async<void>((resume) => {
     if (this.hasWork()) return resume(Effect.void)
+    this.resumeWith = Effect.void
+    this.waiter = resume
+  })
+
+  /**
+   * The serving loop's wait: resumed with the loop's next step itself, so a wake-up costs the fiber two run-loop
+   * steps (the step, then the next wait) and no continuation of ours.
+   */
+  private readonly waitThenStep: Effect.Effect<void> = Effect.async<void>((resume) => {
+    if (this.hasWork()) return resume(this.step)
+    this.resumeWith = this.step
     this.waiter = resume
   })
 
@@ -308,6 +321,7 @@ export class Connection implements ConnectionLink {
       this.writeBlocked = false
       return resume(Effect.void)
     }
+    this.resumeWith = Effect.void
     this.waiter = resume
   })
 
@@ -387,38 +401,45 @@ export class Connection implements ConnectionLink {
 
   /** Serves the connection until it is over. */
   loop(): Effect.Effect<void> {
-    return Effect.gen(this, function*() {
-      const config = this.server.config
-      while (!this.closed) {
-        // The same rule after every step, synchronous or not: write once `flushBytes` are ready, and serve nothing
-        // more until the socket has drained what was written.
-        if (this.out.size >= config.flushBytes) this.writeOut()
-        if (this.writeBlocked) {
-          yield* this.awaitDrain
-          if (this.idleExpired) return
-          continue
-        }
-        if (this.state.streaming !== undefined) {
-          if ((yield* streamStep(this)) === "Close") return yield* this.flush()
-          continue
-        }
-        // Messages for a stream that is over (or that never started): dropped, as riak drops them.
-        if (this.inbox !== undefined && this.inbox.size > 0) this.inbox.takeAll()
-        if (this.hasFrames()) {
-          const step = this.serveFrames()
-          const next = typeof step === "string" ? step : yield* step
-          if (next === "Close") return yield* this.flush()
-          continue
-        }
-        this.recordCounts()
-        this.writeOut()
-        this.updateReading()
-        if (this.writeBlocked) continue
-        if (this.problem !== undefined) return yield* this.handleProblem(this.problem)
-        if (this.eof || this.idleExpired) return
-        yield* this.waitForWork
+    return this.step
+  }
+
+  /**
+   * The loop as a chain of Effects built once per connection (no generator): `step` runs `next()`, which serves
+   * synchronously what it can and returns the Effect to run next (a wait that resumes into `step`, an effectful
+   * request followed by `step`, or the end). A wake-up thus costs two run-loop steps.
+   */
+  private readonly step: Effect.Effect<void> = Effect.suspend(() => this.next())
+
+  private readonly afterStep = (next: Next): Effect.Effect<void> => next === "Close" ? this.flush() : this.step
+
+  private readonly afterDrain: Effect.Effect<void> = Effect.suspend(() => this.idleExpired ? Effect.void : this.next())
+
+  private next(): Effect.Effect<void> {
+    const config = this.server.config
+    while (!this.closed) {
+      // The same rule after every step, synchronous or not: write once `flushBytes` are ready, and serve nothing
+      // more until the socket has drained what was written.
+      if (this.out.size >= config.flushBytes) this.writeOut()
+      if (this.writeBlocked) return Effect.zipRight(this.awaitDrain, this.afterDrain)
+      if (this.state.streaming !== undefined) return Effect.flatMap(streamStep(this), this.afterStep)
+      // Messages for a stream that is over (or that never started): dropped, as riak drops them.
+      if (this.inbox !== undefined && this.inbox.size > 0) this.inbox.takeAll()
+      if (this.hasFrames()) {
+        const step = this.serveFrames()
+        if (typeof step !== "string") return Effect.flatMap(step, this.afterStep)
+        if (step === "Close") return this.flush()
+        continue
       }
-    })
+      this.recordCounts()
+      this.writeOut()
+      this.updateReading()
+      if (this.writeBlocked) continue
+      if (this.problem !== undefined) return this.handleProblem(this.problem)
+      if (this.eof || this.idleExpired) return Effect.void
+      return this.waitThenStep
+    }
+    return Effect.void
   }
 
   /** Serves pending frames while their results are known synchronously (one batch). */

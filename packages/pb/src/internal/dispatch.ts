@@ -104,10 +104,14 @@ const processStage = (conn: Connection, instance: ServiceInstance, message: unkn
   }
   // A plain result (checked by tag first: cheaper than isEffect, and no Effect has these tags).
   if (isProcessResult(result) || !Effect.isEffect(result)) return afterProcess(conn, result, instance, code)
-  return Effect.flatMap(Effect.exit(result), (exit) =>
-    Exit.isFailure(exit)
-      ? handleFailure(conn, exit.cause, instance, code, false)
-      : toEffect(afterProcess(conn, exit.value, instance, code)))
+  // One continuation for both outcomes (not `exit` then `flatMap`), the instance's state kept in it.
+  return Effect.matchCauseEffect(result, {
+    onFailure: (cause) => handleFailure(conn, cause, instance, code, false),
+    onSuccess: (value) => {
+      instance.keepState(value)
+      return toEffect(afterProcess(conn, value, instance, code))
+    }
+  })
 }
 
 const afterProcess = (

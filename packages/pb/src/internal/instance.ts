@@ -38,7 +38,12 @@ export interface ServiceInstance {
   readonly streams: boolean
   decode(code: number, body: Uint8Array): DecodeResult<unknown>
   encode(reply: unknown): Either.Either<Encoded, unknown>
+  /**
+   * A plain result's state is kept at once; for an Effect, the caller keeps the state of its success with
+   * `keepState` (one continuation fewer than mapping the Effect).
+   */
   process(message: unknown): Result<ProcessResult<unknown, unknown, unknown>>
+  keepState(result: { readonly state: unknown }): void
   processStream(info: unknown, reqId: unknown): Result<StreamResult<unknown, unknown>>
 }
 
@@ -129,7 +134,13 @@ class Instance<Req, Resp, State, Info, ReqId> implements ServiceInstance {
   }
 
   process(message: unknown): Result<ProcessResult<unknown, unknown, unknown>> {
-    return this.keep(this.definition.process(message as Req, this.state, this.ctx))
+    const result = this.definition.process(message as Req, this.state, this.ctx)
+    if (isPlain(result)) this.state = result.state
+    return result
+  }
+
+  keepState(result: { readonly state: unknown }): void {
+    this.state = result.state as State
   }
 
   processStream(info: unknown, reqId: unknown): Result<StreamResult<unknown, unknown>> {

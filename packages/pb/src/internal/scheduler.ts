@@ -11,6 +11,14 @@ import * as Scheduler from "effect/Scheduler"
 
 const BATCH = 256
 
+/**
+ * Effect's default `shouldYield` reads two FiberRefs (the op budget and the priority) on every run-loop step; the
+ * connections' fibers yield after the default budget of 2,048 steps, read from a constant.
+ */
+const MAX_OPS = 2048
+const shouldYield = (fiber: { readonly currentOpCount: number }): number | false =>
+  fiber.currentOpCount > MAX_OPS ? 0 : false
+
 export const makeEagerScheduler = (): Scheduler.Scheduler => {
   const queue: Array<() => void> = []
   let head = 0
@@ -40,5 +48,5 @@ export const makeEagerScheduler = (): Scheduler.Scheduler => {
   return Scheduler.make((task) => {
     queue.push(task)
     if (!running && !deferred) drain()
-  })
+  }, shouldYield)
 }

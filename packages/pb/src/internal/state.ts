@@ -46,6 +46,8 @@ export type Next = "Continue" | "Close"
  */
 export type Step = Next | Effect.Effect<Next>
 
-export const toEffect = (step: Step): Effect.Effect<Next> => (typeof step === "string" ? Effect.succeed(step) : step)
-
 export const CONTINUE: Effect.Effect<Next> = Effect.succeed("Continue")
+const CLOSE: Effect.Effect<Next> = Effect.succeed("Close")
+
+export const toEffect = (step: Step): Effect.Effect<Next> =>
+  typeof step !== "string" ? step : step === "Continue" ? CONTINUE : CLOSE
