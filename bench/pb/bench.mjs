@@ -42,11 +42,51 @@ const throughputGoal = (id) => ({
 
 /** The workloads, each run against every contender. */
 const loadWorkloads = [
-  { id: "ping-1x1", title: "ping, 1 connection, 1 in flight (sequential)", connections: 1, depth: 1, code: PING_REQ, replyCode: PING_RESP, bodySize: 0 },
-  { id: "ping-64x8", title: "ping, 64 connections x 8 in flight", connections: 64, depth: 8, code: PING_REQ, replyCode: PING_RESP, bodySize: 0 },
-  { id: "ping-pipelined-8x16", title: "ping pipelined, 8 connections x depth 16", connections: 8, depth: 16, code: PING_REQ, replyCode: PING_RESP, bodySize: 0 },
-  { id: "echo-1k-8x8", title: "1 KiB echo (code 200 -> 201), 8 connections x 8 in flight", connections: 8, depth: 8, code: ECHO_REQ, replyCode: ECHO_RESP, bodySize: 1024 },
-  { id: "echo-effect-64x1", title: "256 B echo from an effectful service (process returns an Effect; 202 -> 203), 64 connections x 1 in flight", connections: 64, depth: 1, code: ECHO_EFFECT_REQ, replyCode: ECHO_EFFECT_RESP, bodySize: 256 }
+  {
+    id: "ping-1x1",
+    title: "ping, 1 connection, 1 in flight (sequential)",
+    connections: 1,
+    depth: 1,
+    code: PING_REQ,
+    replyCode: PING_RESP,
+    bodySize: 0
+  },
+  {
+    id: "ping-64x8",
+    title: "ping, 64 connections x 8 in flight",
+    connections: 64,
+    depth: 8,
+    code: PING_REQ,
+    replyCode: PING_RESP,
+    bodySize: 0
+  },
+  {
+    id: "ping-pipelined-8x16",
+    title: "ping pipelined, 8 connections x depth 16",
+    connections: 8,
+    depth: 16,
+    code: PING_REQ,
+    replyCode: PING_RESP,
+    bodySize: 0
+  },
+  {
+    id: "echo-1k-8x8",
+    title: "1 KiB echo (code 200 -> 201), 8 connections x 8 in flight",
+    connections: 8,
+    depth: 8,
+    code: ECHO_REQ,
+    replyCode: ECHO_RESP,
+    bodySize: 1024
+  },
+  {
+    id: "echo-effect-64x1",
+    title: "256 B echo from an effectful service (process returns an Effect; 202 -> 203), 64 connections x 1 in flight",
+    connections: 64,
+    depth: 1,
+    code: ECHO_EFFECT_REQ,
+    replyCode: ECHO_EFFECT_RESP,
+    bodySize: 256
+  }
 ]
 
 /**
@@ -130,7 +170,11 @@ const startServer = async (contender, options, workload, ulimit) => {
     )
   }
   const engine = contender.id === "base" ? options.engine : undefined
-  const server = start(contender.script, { port: 0, engine }, { execArgv, ulimit, cpu: workload.pinned ? 0 : undefined })
+  const server = start(contender.script, { port: 0, engine }, {
+    execArgv,
+    ulimit,
+    cpu: workload.pinned ? 0 : undefined
+  })
   try {
     const { port } = await server.next("ready", 30_000)
     return { server, port }

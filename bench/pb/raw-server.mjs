@@ -2,7 +2,17 @@
 // bench's echo code, replies of one read coalesced into one write. TCP_NODELAY on, like riak_api.
 import * as Net from "node:net"
 import { childArgs, failChild } from "../lib/child.mjs"
-import { ECHO_EFFECT_REQ, ECHO_EFFECT_RESP, ECHO_REQ, ECHO_RESP, errorFrame, frame, frameReader, PING_REQ, PING_RESP } from "./frames.mjs"
+import {
+  ECHO_EFFECT_REQ,
+  ECHO_EFFECT_RESP,
+  ECHO_REQ,
+  ECHO_RESP,
+  errorFrame,
+  frame,
+  frameReader,
+  PING_REQ,
+  PING_RESP
+} from "./frames.mjs"
 import { serveStats } from "./stats-endpoint.mjs"
 
 const { port = 0 } = childArgs()

@@ -9,9 +9,11 @@ const { port = 0, engine } = childArgs()
 
 try {
   // `engine`: another build's dist directory of @warren/pb (bench.mjs --engine), for an A/B in one run
-  const pb = await import(engine === undefined ? "@warren/pb" : pathToFileURL(`${engine}/index.js`).href).catch((error) => {
-    throw new NotAvailable(`@warren/pb could not be loaded (${error.message}); run tsc -b`)
-  })
+  const pb = await import(engine === undefined ? "@warren/pb" : pathToFileURL(`${engine}/index.js`).href).catch(
+    (error) => {
+      throw new NotAvailable(`@warren/pb could not be loaded (${error.message}); run tsc -b`)
+    }
+  )
   const { BasicService, PbServer, PbService, ServiceRegistry } = pb
   if (PbServer?.layer === undefined || BasicService?.make === undefined) {
     throw new NotAvailable("@warren/pb does not export PbServer.layer and BasicService.make yet")
