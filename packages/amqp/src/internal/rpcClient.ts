@@ -330,14 +330,18 @@ export const start = <Arg, State, Info, Reason, R>(
     const defaultCallOptions: Process.CallOptions = { timeout: defaultTimeout }
     const request: Client<Info, Reason>["request"] = (payload, routingKey = "", publishOptions, timeout) => {
       const duration = timeout === undefined ? defaultTimeout : Duration.decode(timeout)
-      const message = new Request(toBuffer(payload), routingKey, publishOptions ?? noOptions)
-      const call: Effect.Effect<Buffer, RequestError> = Effect.matchEffect(
-        Process.call(ref, message, timeout === undefined ? defaultCallOptions : { timeout: duration }),
-        {
+      const body = toBuffer(payload)
+      const given = publishOptions ?? noOptions
+      const callOptions = timeout === undefined ? defaultCallOptions : { timeout: duration }
+      // The returned Effect may be run many times (and concurrently): each run is a request of its own, with
+      // its own `Request` (it carries the run's correlation id, `From` and `published` flag).
+      const call: Effect.Effect<Buffer, RequestError> = Effect.suspend(() => {
+        const message = new Request(body, routingKey, given)
+        return Effect.matchEffect(Process.call(ref, message, callOptions), {
           onFailure: (error) => Effect.fail(failed(error, message, duration)),
           onSuccess: (value: ReplyValue) => Buffer.isBuffer(value) ? Effect.succeed(value) : Effect.fail(value)
-        }
-      )
+        })
+      })
       return spans
         ? Effect.withSpan(call, "RpcClient.request", {
           kind: "client",
