@@ -131,14 +131,39 @@ const makePool = (spawn: (worker: Effect.Effect<never>) => void) => {
   const park = Effect.async<Task>((resume) => {
     idle.push(resume)
   })
-  const serveTask = (task: Task): Effect.Effect<void> =>
-    Effect.exit(task.effect).pipe(
-      Effect.map((exit) => exit._tag === "Success" ? task.resolve(exit.value) : task.reject(errorOf(exit.cause))),
-      // interrupted (the runtime is disposed) while running a request: the Promise still settles
-      Effect.onInterrupt(() => Effect.sync(() => task.reject(errorOf(Cause.interrupt(FiberId.none)))))
+  // A worker serves one task after another: per task, one match node around the request (no Exit, no
+  // interruption region: the worker's single onInterrupt settles the task in hand if the runtime is disposed).
+  const worker = (first: Task): Effect.Effect<never> => {
+    let current: Task | undefined = undefined
+    const take = (): Task => {
+      const task = current!
+      current = undefined
+      return task
+    }
+    const handlers = {
+      onFailure: (cause: Cause.Cause<RequestError>): Effect.Effect<never> => {
+        take().reject(errorOf(cause))
+        return next
+      },
+      onSuccess: (reply: Buffer): Effect.Effect<never> => {
+        take().resolve(reply)
+        return next
+      }
+    }
+    const serve = (task: Task): Effect.Effect<never> => {
+      current = task
+      return Effect.matchCauseEffect(task.effect, handlers)
+    }
+    const next: Effect.Effect<never> = Effect.flatMap(park, serve)
+    // interrupted (the runtime is disposed) while running a request: the Promise still settles
+    return Effect.onInterrupt(
+      Effect.suspend(() => serve(first)),
+      () =>
+        Effect.sync(() => {
+          if (current !== undefined) take().reject(errorOf(Cause.interrupt(FiberId.none)))
+        })
     )
-  const worker = (first: Task): Effect.Effect<never> =>
-    Effect.flatMap(serveTask(first), () => Effect.forever(Effect.flatMap(park, serveTask)))
+  }
   return (task: Task): void => {
     const wake = idle.pop()
     if (wake !== undefined) wake(Effect.succeed(task))
