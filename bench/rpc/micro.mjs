@@ -3,7 +3,7 @@
 // the replies back (as the reply consumer does) and the process answers them with replyTo. The baseline is the
 // raw amqplib client's shape (a Map of Promise resolvers); `floor` is a bare Effect.async run with runPromise per
 // request (what any Effect library pays per request from Promise code), `floorMicro` the same on a runtime whose
-// scheduler is one shared microtask queue, `floorSync` a runPromise of a completed Effect plus a Promise request.
+// scheduler is one shared microtask queue, `callPromise` Process.unsafeCallPromise (no fiber), `floorSync` a runPromise of a completed Effect plus a Promise request.
 // Usage (after tsc -b): node bench/rpc/micro.mjs [ms per run] [contenders, comma-separated]. CPU per request is
 // the figure to read; throughput here is not the broker bench's (no I/O).
 import { performance } from "node:perf_hooks"
@@ -54,7 +54,8 @@ const startWarren = async () => {
   const ref = await runtime.runPromise(Scope.extend(Process.start(behaviour, 0), scope))
   const options = { timeout: "30 seconds" }
   const request = (payload) => Process.call(ref, payload, options)
-  return { runtime, request }
+  const requestPromise = (payload) => Process.unsafeCallPromise(ref, payload, options)
+  return { runtime, request, requestPromise }
 }
 
 const contenders = {
@@ -134,6 +135,15 @@ const contenders = {
       while (!control.stopping) {
         await run(eff)
         await request(1)
+        control.completed++
+      }
+    }))
+  },
+  callPromise: async (c, control) => {
+    const { requestPromise } = await startWarren()
+    await Promise.all(Array.from({ length: c }, async () => {
+      while (!control.stopping) {
+        await requestPromise(1)
         control.completed++
       }
     }))
