@@ -6,7 +6,7 @@ import * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
 import * as ManagedRuntime from "effect/ManagedRuntime"
 import * as Option from "effect/Option"
-import * as Runtime from "effect/Runtime"
+import type * as Runtime from "effect/Runtime"
 import * as Stream from "effect/Stream"
 // Only the public modules: the Promise API is a client of the Effect API, whatever its internals become.
 import { AmqpConnectError, AmqpError, type ConnectionOptions, make as makeConnection } from "../AmqpConnection.js"
