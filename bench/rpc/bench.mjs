@@ -12,6 +12,7 @@ export const contenders = [
   { id: "warren-promise", label: "warren RpcClient, runPromise per request" },
   { id: "warren-promise-api", label: "warren Promise API (@warren/amqp/promise)" },
   { id: "amqplib", label: "raw amqplib" },
+  { id: "amqplib-runpromise", label: "raw amqplib, runPromise per request (reference)" },
   { id: "rabbitmq-client", label: "rabbitmq-client" }
 ]
 

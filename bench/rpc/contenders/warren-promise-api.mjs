@@ -1,5 +1,6 @@
 // warren's Promise API (@warren/amqp/promise, the module): `connect(url)`, then `await rpc.request(payload, queue)` from plain
-// async loops, the way a Node program without Effect calls it (one fiber per request inside the client's runtime).
+// async loops, the way a Node program without Effect calls it (each request is the client's Process.call with the
+// Promise as its caller: no fiber per request).
 // Defaults except a 30 s request timeout, as the `warren` contender.
 import { NotAvailable } from "../../lib/child.mjs"
 

@@ -2,7 +2,8 @@
  * warren's AMQP RPC for Node programs without Effect: Promises in, Promises out.
  *
  * A thin layer over the Effect `RpcClient` / `RpcServer` (same reconnects, same typed errors): each client or
- * server owns a ManagedRuntime holding its connection, and each request runs on a pooled worker fiber in it.
+ * server owns a ManagedRuntime holding its connection; each request is the client's `Process.call` with the
+ * returned Promise as its caller (no fiber per request).
  * Errors are the Effect API's own classes: real `Error` subclasses, usable with `instanceof`, with a `_tag`.
  *
  * @example

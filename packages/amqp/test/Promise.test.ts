@@ -3,7 +3,15 @@
  * amqplib program would (instanceof + `_tag`), close, the server form, a failing first connect.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { AmqpConnectError, AmqpError, connect, RpcClientStopped, RpcTimeout, serve } from "@warren/amqp/promise"
+import {
+  AmqpConnectError,
+  AmqpError,
+  connect,
+  RpcClientStopped,
+  RpcTimeout,
+  RpcUnroutable,
+  serve
+} from "@warren/amqp/promise"
 import * as net from "node:net"
 import { amqpUrl } from "./support/faults.js"
 
@@ -43,6 +51,28 @@ describe("@warren/amqp/promise (real broker)", () => {
       assert.strictEqual((await rpc.request("after", queue)).toString(), `${queue}:AFTER`)
     } finally {
       await rpc.close()
+      await server.close()
+    }
+  })
+
+  it("an error reply rejects with the typed error itself (unroutable), and spans on take the runtime path", async () => {
+    const queue = uniqueQueue("spans")
+    const server = await serve(amqpUrl(), { queue }, (payload) => payload)
+    const plain = await connect(amqpUrl())
+    // spans: true makes a request run in the client's runtime (a span needs a fiber): same results
+    const traced = await connect(amqpUrl(), { spans: true })
+    try {
+      for (const rpc of [plain, traced]) {
+        const unroutable = await rpc.request("x", uniqueQueue("nobody"), { mandatory: true }).then(
+          () => undefined,
+          (error: unknown) => error
+        )
+        assert.instanceOf(unroutable, RpcUnroutable)
+        assert.strictEqual((await rpc.request("same", queue)).toString(), "same")
+      }
+    } finally {
+      await plain.close()
+      await traced.close()
       await server.close()
     }
   })

@@ -113,6 +113,19 @@ export const call = <Call, Reply, Reason, Q extends Call>(
     CallTimeout | ProcessExited<Reason>
   >
 
+/**
+ * `call` for Promise code: the same call (the process's mailbox, `From`, deadline and `replyTo`), but the caller
+ * is a Promise, settled directly by the reply, so no fiber is created or resumed per call (from Promise code a
+ * `runPromise(call(...))` costs a fiber, its scheduling and two promises more). Rejects with `CallTimeout` or
+ * `ProcessExited` (the error itself). A Promise cannot be interrupted: the caller gives up only at its timeout.
+ */
+export const unsafeCallPromise = <Call, Reply, Reason, Q extends Call>(
+  ref: ProcessRef<Call, Reply, never, never, Reason>,
+  request: Q,
+  options?: CallOptions
+): Promise<ReplyFor<Q, Call, Reply>> =>
+  internal.unsafeCallPromise(impl(ref as AnyProcessRef), request, options) as Promise<ReplyFor<Q, Call, Reply>>
+
 /** Queue a cast (`gen_server:cast`); never waits for the handler, and is dropped if the process has exited. */
 export const cast = <Cast>(ref: ProcessRef<never, unknown, Cast, never, unknown>, message: Cast): Effect.Effect<void> =>
   Effect.sync(() => {

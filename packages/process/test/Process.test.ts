@@ -849,4 +849,56 @@ describe("Process", () => {
         assert.strictEqual(Option.getOrThrow(Process.exitReason(ref))._tag, "Crashed")
       }))
   })
+
+  describe("unsafeCallPromise: a call whose caller is a Promise", () => {
+    /** The Promise's outcome as a value: the reply, or the rejection's error. */
+    const outcome = <A>(promise: Promise<A>) =>
+      Effect.promise(() => promise.then((value) => ({ ok: true as const, value }), (error: unknown) => ({ ok: false as const, error })))
+
+    it.scoped("resolves with the reply, also one given later with replyTo", () =>
+      Effect.gen(function*() {
+        const ref = yield* Process.start(recorder(makeProbe()), [])
+        assert.strictEqual(yield* Effect.promise(() => Process.unsafeCallPromise(ref, { _tag: "Echo", text: "hi" } satisfies Echo)), "hi")
+        const later = Process.unsafeCallPromise(ref, { _tag: "Later" } satisfies Later)
+        yield* settle
+        yield* Process.send(ref, { _tag: "Answer", text: "now" })
+        assert.deepStrictEqual(yield* outcome(later), { ok: true, value: "now" })
+      }))
+
+    it.scoped("rejects with CallTimeout at its timeout, and the process is told it was abandoned", () =>
+      Effect.gen(function*() {
+        const probe = makeProbe()
+        const ref = yield* Process.start(recorder(probe), [])
+        const later = outcome(Process.unsafeCallPromise(ref, { _tag: "Later" } satisfies Later, { timeout: "2 seconds" }))
+        const waiting = yield* Effect.fork(later)
+        yield* settle
+        yield* TestClock.adjust("1999 millis")
+        yield* settle
+        assert.isTrue(Option.isNone(yield* Fiber.poll(waiting)))
+        yield* TestClock.adjust("1 millis")
+        const result = yield* Fiber.join(waiting)
+        assert.isFalse(result.ok)
+        if (!result.ok) {
+          assert.instanceOf(result.error, Error)
+          assert.strictEqual((result.error as unknown as { readonly _tag: string })._tag, "CallTimeout")
+        }
+        yield* settle
+        assert.strictEqual(probe.abandoned.length, 1)
+        // a late answer is dropped, and the process keeps working
+        yield* Process.send(ref, { _tag: "Answer", text: "too late" })
+        assert.strictEqual(yield* Effect.promise(() => Process.unsafeCallPromise(ref, { _tag: "Echo", text: "alive" } satisfies Echo)), "alive")
+      }))
+
+    it.scoped("rejects with ProcessExited when the process exits before replying, or had exited", () =>
+      Effect.gen(function*() {
+        const ref = yield* Process.start(recorder(makeProbe()), [])
+        const later = Process.unsafeCallPromise(ref, { _tag: "Later" } satisfies Later)
+        yield* settle
+        yield* Process.exit(ref, "done")
+        const first = yield* outcome(later)
+        assert.isTrue(!first.ok && (first.error as { readonly _tag: string })._tag === "ProcessExited")
+        const after = yield* outcome(Process.unsafeCallPromise(ref, { _tag: "Echo", text: "x" } satisfies Echo))
+        assert.isTrue(!after.ok && (after.error as { readonly _tag: string })._tag === "ProcessExited")
+      }))
+  })
 })

@@ -7,9 +7,11 @@
  */
 import type * as Amqp from "amqplib"
 import { Process } from "@warren/process"
+import * as Cause from "effect/Cause"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
+import * as Runtime from "effect/Runtime"
 import type * as Scope from "effect/Scope"
 import * as SubscriptionRef from "effect/SubscriptionRef"
 import { AmqpConnection } from "../AmqpConnection.js"
@@ -365,10 +367,40 @@ export const start = <Arg, State, Info, Reason, R>(
         : call
     }
 
+    const runtime = yield* Effect.runtime<never>()
+    const isCallError = (error: unknown): error is Process.CallTimeout | Process.ProcessExited<Reason> =>
+      typeof error === "object" && error !== null && "_tag" in error &&
+      (error._tag === "CallTimeout" || error._tag === "ProcessExited")
+    const unsafeRequestPromise: Client<Info, Reason>["unsafeRequestPromise"] = (
+      payload,
+      routingKey = "",
+      publishOptions,
+      timeout
+    ) => {
+      if (spans) {
+        return Runtime.runPromiseExit(runtime, request(payload, routingKey, publishOptions, timeout)).then((exit) =>
+          exit._tag === "Success" ? exit.value : Promise.reject(Cause.squash(exit.cause))
+        )
+      }
+      let duration: Duration.Duration
+      try {
+        duration = timeout === undefined ? defaultTimeout : Duration.decode(timeout)
+      } catch (error) {
+        return Promise.reject(error)
+      }
+      const message = new Request(toBuffer(payload), routingKey, publishOptions ?? noOptions)
+      return Process.unsafeCallPromise(ref, message, timeout === undefined ? defaultCallOptions : { timeout: duration })
+        .then(
+          (value: ReplyValue) => Buffer.isBuffer(value) ? value : Promise.reject(value),
+          (error: unknown) => Promise.reject(isCallError(error) ? failed(error, message, duration) : error)
+        )
+    }
+
     const client: Client<Info, Reason> = {
       name,
       ref: publicRef,
       request,
+      unsafeRequestPromise,
       send: (message) => Process.send(publicRef, message),
       stop: (...reason: [] | [Reason]) =>
         Effect.suspend(() => {

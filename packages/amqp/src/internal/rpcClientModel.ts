@@ -152,7 +152,8 @@ export interface Client<in Info = never, Reason = never> {
   /**
    * Publishes `payload` to the request exchange with `routingKey` (default `""`), `reply_to` = this client's
    * reply queue and a fresh `correlation_id`, and waits for the reply body: at most `timeout` (default the
-   * client's, 5 s) from the call to the reply, including any wait for a channel or an in-flight slot.
+   * client's, 5 s) from the call to the reply, including any wait for a channel or an in-flight slot. The
+   * returned Effect is a description: each run of it (also concurrent runs) is a request of its own.
    */
   readonly request: (
     payload: Payload,
@@ -160,6 +161,18 @@ export interface Client<in Info = never, Reason = never> {
     options?: PublishOptions,
     timeout?: Duration.DurationInput
   ) => Effect.Effect<Buffer, RequestError>
+  /**
+   * `request` for Promise code (what `@warren/amqp/promise` uses): the same `Process.call` into the client, but
+   * its caller is the returned Promise, settled directly by the reply (`Process.unsafeCallPromise`): no fiber per
+   * request. Rejects with the `RequestError` itself. Not interruptible: a request gives up at its timeout. With
+   * spans on, it runs `request` in the client's runtime instead (the span needs a fiber).
+   */
+  readonly unsafeRequestPromise: (
+    payload: Payload,
+    routingKey?: string,
+    options?: PublishOptions,
+    timeout?: Duration.DurationInput
+  ) => Promise<Buffer>
   /** Sends a message to `handleInfo`. */
   readonly send: (message: Info) => Effect.Effect<void>
   /**

@@ -5,11 +5,13 @@
  * interruption region (a mask, a match, two runtime-flag updates) that would cost every call.
  */
 import * as Duration from "effect/Duration"
+import * as Cause from "effect/Cause"
 import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import type { DeadlineList, Entry } from "./deadlines.js"
 import type { ProcessImpl } from "./engine.js"
-import type { CALL, SYSTEM } from "./mailbox.js"
+import { CALL, type SYSTEM } from "./mailbox.js"
 import * as M from "./model.js"
 
 /** Errors a call can fail with. */
@@ -81,9 +83,7 @@ export class FromImpl implements M.From<unknown>, Entry {
   expire(): void {
     if (this.status !== PENDING) return
     this.abandon()
-    this.resume(
-      Effect.fail(new M.CallTimeout({ process: this.process.name, timeout: Duration.millis(this.timeoutMillis) }))
-    )
+    this.resume(Exit.fail(new M.CallTimeout({ process: this.process.name, timeout: Duration.millis(this.timeoutMillis) })))
   }
 
   /** The handler did not answer: the caller waits for `replyTo` or fails at exit. */
@@ -181,3 +181,29 @@ export const request = (
     proc.push(from)
   }) as Effect.Effect<unknown, CallError>
 }
+
+/**
+ * A call whose caller is a Promise instead of a fiber: the same caller object (envelope, `From`, deadline entry),
+ * mailbox and replies, but answering settles the Promise directly, so no fiber is created or resumed per call.
+ * Every answer is an Exit (`Exit.succeed` from a reply, `Exit.fail` from a timeout or the exit); a typed failure
+ * rejects with the error itself. A Promise cannot be interrupted: its caller gives up only at the timeout.
+ */
+export const requestPromise = (
+  proc: ProcessImpl,
+  payload: unknown,
+  options: M.CallOptions | undefined
+): Promise<unknown> =>
+  new Promise((resolve, reject) => {
+    const millis = timeoutMillis(options)
+    if (proc.exitReason !== undefined) {
+      reject(proc.exitedError(proc.exitReason))
+      return
+    }
+    const from = new FromImpl(CALL, proc.nextFromId++, proc, payload, (result) => {
+      if (!Exit.isExit(result)) reject(new Error("Process call answered with an Effect that is not an Exit"))
+      else if (result._tag === "Success") resolve(result.value)
+      else reject(Cause.squash(result.cause))
+    })
+    if (millis !== Infinity) proc.arm(from, millis)
+    proc.push(from)
+  })

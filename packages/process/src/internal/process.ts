@@ -10,7 +10,7 @@ import * as ExecutionStrategy from "effect/ExecutionStrategy"
 import * as Exit from "effect/Exit"
 import * as Option from "effect/Option"
 import * as Scope from "effect/Scope"
-import { type CallError, type FromImpl, request } from "./callers.js"
+import { type CallError, type FromImpl, request, requestPromise } from "./callers.js"
 import { type AnyBehaviour, ProcessImpl, runProcess, toEffect } from "./engine.js"
 import { CALL, CAST, INFO, STOP } from "./mailbox.js"
 import * as M from "./model.js"
@@ -91,6 +91,12 @@ export const call = (
   payload: unknown,
   options: M.CallOptions | undefined
 ): Effect.Effect<unknown, CallError> => request(proc, CALL, payload, options)
+
+export const unsafeCallPromise = (
+  proc: ProcessImpl,
+  payload: unknown,
+  options: M.CallOptions | undefined
+): Promise<unknown> => requestPromise(proc, payload, options)
 
 export const unsafeCast = (proc: ProcessImpl, message: unknown): boolean => proc.push({ kind: CAST, message })
 
