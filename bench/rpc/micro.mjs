@@ -67,11 +67,12 @@ const contenders = {
       pending.delete(id)
       resolve(payload)
     })
-    const request = (payload) => new Promise((resolve) => {
-      const id = String(next++)
-      pending.set(id, resolve)
-      replies([id, payload])
-    })
+    const request = (payload) =>
+      new Promise((resolve) => {
+        const id = String(next++)
+        pending.set(id, resolve)
+        replies([id, payload])
+      })
     await Promise.all(Array.from({ length: c }, async () => {
       while (!control.stopping) {
         await request(1)
@@ -87,7 +88,9 @@ const contenders = {
         control.completed++
       }
     })
-    await runtime.runPromise(Effect.forEach(Array.from({ length: c }), () => worker, { concurrency: "unbounded", discard: true }))
+    await runtime.runPromise(
+      Effect.forEach(Array.from({ length: c }), () => worker, { concurrency: "unbounded", discard: true })
+    )
   },
   managed: async (c, control) => {
     const { runtime, request } = await startWarren()
@@ -178,7 +181,11 @@ for (const round of [1, 2]) {
       control.stopping = true
       await done
       const cpu = cpu1.user + cpu1.system - cpu0.user - cpu0.system
-      console.log(`r${round} c${c} ${name.padEnd(9)} ${(n / dt * 1000).toFixed(0).padStart(8)} req/s  ${(cpu / n).toFixed(2).padStart(6)} µs CPU/req`)
+      console.log(
+        `r${round} c${c} ${name.padEnd(9)} ${(n / dt * 1000).toFixed(0).padStart(8)} req/s  ${
+          (cpu / n).toFixed(2).padStart(6)
+        } µs CPU/req`
+      )
     }
   }
 }

@@ -10,8 +10,9 @@ export const open = async (args) => {
   const { Effect, Runtime } = await import("effect")
   const client = await openAmqplib(args)
   const runPromise = Runtime.runPromise(Runtime.defaultRuntime)
-  const request = (payload) => Effect.async((resume) => {
-    client.request(payload).then((reply) => resume(Effect.succeed(reply)))
-  })
+  const request = (payload) =>
+    Effect.async((resume) => {
+      client.request(payload).then((reply) => resume(Effect.succeed(reply)))
+    })
   return { request: (payload) => runPromise(request(payload)), close: client.close }
 }

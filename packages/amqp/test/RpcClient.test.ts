@@ -758,22 +758,25 @@ describe("RpcClient: beyond the original", () => {
       ))
 
     it.scopedLive(`one request Effect run many times at once: each run is its own request (${path.label})`, () =>
-      withConnection("rerun", Effect.gen(function*() {
-        const server = yield* startServer({ mode: "echo" })
-        // maxInFlight 2 parks some runs, so both the direct publish and the parked path are exercised.
-        const client = yield* path.start({ timeout: "10 seconds", maxInFlight: 2 })
-        yield* awaitState(client, "Ready")
-        // An Effect is a description: running the same one again must make a new request (the CLI's load test
-        // runs one `request` Effect --count times).
-        const send = client.request("same", server.queue)
-        const replies = yield* Effect.forEach(Array.from({ length: 40 }), () => send, { concurrency: 4 })
-        assert.deepStrictEqual(replies.map(text), Array.from({ length: 40 }, () => "same"))
-        assert.strictEqual(new Set(server.received.map((message) => message.properties.correlationId)).size, 40)
-        const stats = yield* client.stats
-        assert.strictEqual(stats.replies, 40)
-        assert.strictEqual(stats.lateReplies, 0)
-        assert.strictEqual(stats.inFlight, 0)
-      })))
+      withConnection(
+        "rerun",
+        Effect.gen(function*() {
+          const server = yield* startServer({ mode: "echo" })
+          // maxInFlight 2 parks some runs, so both the direct publish and the parked path are exercised.
+          const client = yield* path.start({ timeout: "10 seconds", maxInFlight: 2 })
+          yield* awaitState(client, "Ready")
+          // An Effect is a description: running the same one again must make a new request (the CLI's load test
+          // runs one `request` Effect --count times).
+          const send = client.request("same", server.queue)
+          const replies = yield* Effect.forEach(Array.from({ length: 40 }), () => send, { concurrency: 4 })
+          assert.deepStrictEqual(replies.map(text), Array.from({ length: 40 }, () => "same"))
+          assert.strictEqual(new Set(server.received.map((message) => message.properties.correlationId)).size, 40)
+          const stats = yield* client.stats
+          assert.strictEqual(stats.replies, 40)
+          assert.strictEqual(stats.lateReplies, 0)
+          assert.strictEqual(stats.inFlight, 0)
+        })
+      ))
 
     it.scopedLive(`a request made while the channel is down waits and is answered (${path.label})`, () =>
       withConnection(

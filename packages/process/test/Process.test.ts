@@ -853,12 +853,17 @@ describe("Process", () => {
   describe("unsafeCallPromise: a call whose caller is a Promise", () => {
     /** The Promise's outcome as a value: the reply, or the rejection's error. */
     const outcome = <A>(promise: Promise<A>) =>
-      Effect.promise(() => promise.then((value) => ({ ok: true as const, value }), (error: unknown) => ({ ok: false as const, error })))
+      Effect.promise(() =>
+        promise.then((value) => ({ ok: true as const, value }), (error: unknown) => ({ ok: false as const, error }))
+      )
 
     it.scoped("resolves with the reply, also one given later with replyTo", () =>
       Effect.gen(function*() {
         const ref = yield* Process.start(recorder(makeProbe()), [])
-        assert.strictEqual(yield* Effect.promise(() => Process.unsafeCallPromise(ref, { _tag: "Echo", text: "hi" } satisfies Echo)), "hi")
+        assert.strictEqual(
+          yield* Effect.promise(() => Process.unsafeCallPromise(ref, { _tag: "Echo", text: "hi" } satisfies Echo)),
+          "hi"
+        )
         const later = Process.unsafeCallPromise(ref, { _tag: "Later" } satisfies Later)
         yield* settle
         yield* Process.send(ref, { _tag: "Answer", text: "now" })
@@ -869,7 +874,9 @@ describe("Process", () => {
       Effect.gen(function*() {
         const probe = makeProbe()
         const ref = yield* Process.start(recorder(probe), [])
-        const later = outcome(Process.unsafeCallPromise(ref, { _tag: "Later" } satisfies Later, { timeout: "2 seconds" }))
+        const later = outcome(
+          Process.unsafeCallPromise(ref, { _tag: "Later" } satisfies Later, { timeout: "2 seconds" })
+        )
         const waiting = yield* Effect.fork(later)
         yield* settle
         yield* TestClock.adjust("1999 millis")
@@ -886,7 +893,10 @@ describe("Process", () => {
         assert.strictEqual(probe.abandoned.length, 1)
         // a late answer is dropped, and the process keeps working
         yield* Process.send(ref, { _tag: "Answer", text: "too late" })
-        assert.strictEqual(yield* Effect.promise(() => Process.unsafeCallPromise(ref, { _tag: "Echo", text: "alive" } satisfies Echo)), "alive")
+        assert.strictEqual(
+          yield* Effect.promise(() => Process.unsafeCallPromise(ref, { _tag: "Echo", text: "alive" } satisfies Echo)),
+          "alive"
+        )
       }))
 
     it.scoped("rejects with ProcessExited when the process exits before replying, or had exited", () =>

@@ -107,7 +107,8 @@ export const connect = async (
   const { dispose, runtime } = await startRuntime(urls, connection, RpcClientModule.layer(clientOptions))
   const client = Context.get(runtime.context, RpcClientModule.RpcClient)
   let closing = false
-  const stopped = () => new RpcClientModule.RpcClientStopped({ client: clientOptions.name ?? "rpc-client", reason: "Stopping" })
+  const stopped = () =>
+    new RpcClientModule.RpcClientStopped({ client: clientOptions.name ?? "rpc-client", reason: "Stopping" })
   const request = (payload: Payload, routingKey?: string, options?: RequestOptions): Promise<Buffer> => {
     if (closing) return Promise.reject(stopped())
     if (options === undefined) return client.unsafeRequestPromise(payload, routingKey)

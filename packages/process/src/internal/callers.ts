@@ -83,7 +83,9 @@ export class FromImpl implements M.From<unknown>, Entry {
   expire(): void {
     if (this.status !== PENDING) return
     this.abandon()
-    this.resume(Exit.fail(new M.CallTimeout({ process: this.process.name, timeout: Duration.millis(this.timeoutMillis) })))
+    this.resume(
+      Exit.fail(new M.CallTimeout({ process: this.process.name, timeout: Duration.millis(this.timeoutMillis) }))
+    )
   }
 
   /** The handler did not answer: the caller waits for `replyTo` or fails at exit. */
