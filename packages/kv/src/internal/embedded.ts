@@ -312,12 +312,7 @@ const build = (
   })
 
 const toRow = (entry: snapshotFile.SnapshotEntry): Row => {
-  const content: KvStore.Content = {
-    ...entry.content,
-    vtag: entry.content.vtag ?? new Uint8Array(0),
-    lastMod: entry.content.lastMod ?? 0,
-    lastModUsecs: entry.content.lastModUsecs ?? 0
-  }
+  const content = snapshotFile.toStoreContent(entry.content)
   return { ...entry, content, size: recordSize(entry, entry.vclock, content) }
 }
 

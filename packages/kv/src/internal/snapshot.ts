@@ -2,6 +2,7 @@ import { createHash, randomBytes } from "node:crypto"
 import * as fs from "node:fs/promises"
 import * as path from "node:path"
 import protobuf from "protobufjs"
+import type * as KvStore from "../KvStore.js"
 import { snapshotProto } from "./schema.js"
 
 /**
@@ -21,7 +22,8 @@ const root: protobuf.Root = protobuf.parse(snapshotProto).root
 export const snapshotTypes = {
   header: root.lookupType("warren.kv.snapshot.Header"),
   entry: root.lookupType("warren.kv.snapshot.Entry"),
-  logRecord: root.lookupType("warren.kv.snapshot.LogRecord")
+  logRecord: root.lookupType("warren.kv.snapshot.LogRecord"),
+  content: root.lookupType("warren.kv.snapshot.Content")
 } as const
 
 const magic = Buffer.from("WKVSNAP1", "latin1")
@@ -191,6 +193,26 @@ export const decodeEntry = (object: { readonly [k: string]: unknown }): Snapshot
     content: copyContent(raw.content)
   }
 }
+
+/** Stored content as the store serves it: an absent vtag or timestamp reads as empty or zero. */
+export const toStoreContent = (content: SnapshotContent): KvStore.Content => ({
+  ...content,
+  vtag: content.vtag ?? new Uint8Array(0),
+  lastMod: content.lastMod ?? 0,
+  lastModUsecs: content.lastModUsecs ?? 0
+})
+
+/** One object's content as a `Content` record (riak_pb's `RpbContent` layout), e.g. for another backend's rows. */
+export const encodeContent = (content: KvStore.Content): Uint8Array => snapshotTypes.content.encode(content).finish()
+
+/** A `Content` record's bytes back to content, copied out of `bytes`; absent optional fields stay absent. */
+export const decodeContent = (bytes: Uint8Array): KvStore.Content =>
+  toStoreContent(copyContent(
+    snapshotTypes.content.toObject(snapshotTypes.content.decode(bytes), {
+      defaults: false,
+      arrays: false
+    }) as unknown as SnapshotContent
+  ))
 
 const copyContent = (c: SnapshotContent): SnapshotContent => {
   const out: {
