@@ -55,7 +55,8 @@ export const redact = (text: string): string => text.replace(/([a-z][a-z0-9+.-]*
 /** Writes `text` to stderr, redacted. */
 export const printError = (text: string): Effect.Effect<void> =>
   Effect.sync(() => {
-    process.stderr.write(redact(text).endsWith("\n") ? redact(text) : `${redact(text)}\n`)
+    const line = redact(text)
+    process.stderr.write(line.endsWith("\n") ? line : `${line}\n`)
   })
 
 /**
