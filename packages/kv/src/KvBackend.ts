@@ -12,6 +12,7 @@ import * as Context from "effect/Context"
 import type * as Effect from "effect/Effect"
 import type * as Option from "effect/Option"
 import type * as Stream from "effect/Stream"
+import type * as BucketProps from "./BucketProps.js"
 import type { MemoryLimitExceeded, SnapshotError, StorageError } from "./KvError.js"
 import type { Content, Usage } from "./KvStore.js"
 
@@ -29,7 +30,8 @@ export interface Address {
 }
 
 /**
- * What a backend keeps for one key: the content and its opaque causal context.
+ * What a backend keeps for one key: the content (with `siblings`, every value concurrent writes left) and
+ * its opaque causal context.
  *
  * @since 0.1.0
  * @category models
@@ -37,7 +39,10 @@ export interface Address {
 export interface StoredObject {
   /** Unique per write (`KvStore` makes them); compare-and-set compares these bytes. */
   readonly vclock: Uint8Array
+  /** The newest value. */
   readonly content: Content
+  /** The other siblings, newest first (absent or empty: one value). Stored and returned as given. */
+  readonly siblings?: ReadonlyArray<Content> | undefined
 }
 
 /**
@@ -72,6 +77,20 @@ export interface Backend {
   readonly listBuckets: (type: Uint8Array) => Stream.Stream<ReadonlyArray<Uint8Array>, StorageError>
   /** Keys of a bucket in bounded batches (never an empty batch), without copying the whole bucket. */
   readonly listKeys: (type: Uint8Array, bucket: Uint8Array) => Stream.Stream<ReadonlyArray<Uint8Array>, StorageError>
+  /** The properties set on a bucket (`None`: none set, the type's defaults apply). */
+  readonly getBucketProps: (
+    type: Uint8Array,
+    bucket: Uint8Array
+  ) => Effect.Effect<Option.Option<BucketProps.Overrides>, StorageError>
+  /**
+   * Replaces the properties set on a bucket (`None`: removes them, back to the type's defaults). Durable
+   * like `compareAndSet`, and seen by every store on this backend.
+   */
+  readonly setBucketProps: (
+    type: Uint8Array,
+    bucket: Uint8Array,
+    props: Option.Option<BucketProps.Overrides>
+  ) => Effect.Effect<void, StorageError>
   /** Current object count and size. */
   readonly usage: Effect.Effect<Usage, StorageError>
   /**

@@ -136,3 +136,21 @@ export class StoreLocked extends Data.TaggedError("StoreLocked")<{
       `stop that server first, or give this one another data file`
   }
 }
+
+/**
+ * Bucket properties a client tried to set that warren refuses: an invalid value (`n_val` 0, both
+ * `allow_mult` and `last_write_wins`) or a property warren does not implement (commit hooks, data types,
+ * strong consistency, search). Nothing was changed.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class InvalidBucketProps extends Data.TaggedError("InvalidBucketProps")<{
+  readonly property: string
+  readonly detail: string
+}> {
+  /** @since 0.1.0 */
+  override get message(): string {
+    return `Invalid bucket property ${this.property}: ${this.detail}`
+  }
+}

@@ -1,5 +1,6 @@
 /**
- * Riak KV's Protocol Buffers messages (codes 9..18) and their codec, built with `@warren/pb`'s `PbCodec` on the
+ * Riak KV's Protocol Buffers messages (objects and listings, codes 9..18; bucket properties, 19..22 and
+ * 29..30) and their codec, built with `@warren/pb`'s `PbCodec` on the
  * shared riak_pb schema (`RiakPb`), so the message shapes are the same as everywhere else in warren: riak_pb's
  * field names as written in the .proto files (`content_type`, `return_body`), tagged with the message name.
  *
@@ -27,6 +28,12 @@ export interface Messages {
   readonly RpbListBucketsResp: RiakPb.RpbListBucketsResp
   readonly RpbListKeysReq: RiakPb.RpbListKeysReq
   readonly RpbListKeysResp: RiakPb.RpbListKeysResp
+  readonly RpbGetBucketReq: RiakPb.RpbGetBucketReq
+  readonly RpbGetBucketResp: RiakPb.RpbGetBucketResp
+  readonly RpbSetBucketReq: RiakPb.RpbSetBucketReq
+  readonly RpbSetBucketResp: {}
+  readonly RpbResetBucketReq: RiakPb.RpbResetBucketReq
+  readonly RpbResetBucketResp: {}
 }
 
 /**
@@ -49,6 +56,9 @@ export type KvRequest =
   | Message<"RpbDelReq">
   | Message<"RpbListBucketsReq">
   | Message<"RpbListKeysReq">
+  | Message<"RpbGetBucketReq">
+  | Message<"RpbSetBucketReq">
+  | Message<"RpbResetBucketReq">
 
 /**
  * Every reply the KV service sends.
@@ -62,10 +72,13 @@ export type KvResponse =
   | Message<"RpbDelResp">
   | Message<"RpbListBucketsResp">
   | Message<"RpbListKeysResp">
+  | Message<"RpbGetBucketResp">
+  | Message<"RpbSetBucketResp">
+  | Message<"RpbResetBucketResp">
 
 /**
  * Decoder and encoder of all KV messages (requests and replies, for servers, clients and tests).
- * `RpbDelResp` is code-only on the wire.
+ * `RpbDelResp`, `RpbSetBucketResp` and `RpbResetBucketResp` are code-only on the wire.
  *
  * @since 0.1.0
  * @category codec
@@ -80,7 +93,13 @@ export const codec: PbCodec.Codec<Messages> = PbCodec.make<Messages>(RiakPb.sche
   RpbListBucketsReq: RiakPb.MessageCode.RpbListBucketsReq,
   RpbListBucketsResp: RiakPb.MessageCode.RpbListBucketsResp,
   RpbListKeysReq: RiakPb.MessageCode.RpbListKeysReq,
-  RpbListKeysResp: RiakPb.MessageCode.RpbListKeysResp
+  RpbListKeysResp: RiakPb.MessageCode.RpbListKeysResp,
+  RpbGetBucketReq: RiakPb.MessageCode.RpbGetBucketReq,
+  RpbGetBucketResp: RiakPb.MessageCode.RpbGetBucketResp,
+  RpbSetBucketReq: RiakPb.MessageCode.RpbSetBucketReq,
+  RpbSetBucketResp: PbCodec.codeOnly(RiakPb.MessageCode.RpbSetBucketResp),
+  RpbResetBucketReq: RiakPb.MessageCode.RpbResetBucketReq,
+  RpbResetBucketResp: PbCodec.codeOnly(RiakPb.MessageCode.RpbResetBucketResp)
 })
 
 const requestCodes: ReadonlySet<number> = new Set([
@@ -88,15 +107,19 @@ const requestCodes: ReadonlySet<number> = new Set([
   RiakPb.MessageCode.RpbPutReq,
   RiakPb.MessageCode.RpbDelReq,
   RiakPb.MessageCode.RpbListBucketsReq,
-  RiakPb.MessageCode.RpbListKeysReq
+  RiakPb.MessageCode.RpbListKeysReq,
+  RiakPb.MessageCode.RpbGetBucketReq,
+  RiakPb.MessageCode.RpbSetBucketReq,
+  RiakPb.MessageCode.RpbResetBucketReq
 ])
 
 const isRequest = (message: PbCodec.AnyMessage<Messages>): message is KvRequest =>
   message._tag === "RpbGetReq" || message._tag === "RpbPutReq" || message._tag === "RpbDelReq" ||
-  message._tag === "RpbListBucketsReq" || message._tag === "RpbListKeysReq"
+  message._tag === "RpbListBucketsReq" || message._tag === "RpbListKeysReq" || message._tag === "RpbGetBucketReq" ||
+  message._tag === "RpbSetBucketReq" || message._tag === "RpbResetBucketReq"
 
 /**
- * True for the request codes of the KV range (9, 11, 13, 15, 17); false for its reply codes.
+ * True for the request codes of the KV ranges (9, 11, 13, 15, 17, 19, 21, 29); false for their reply codes.
  *
  * @since 0.1.0
  * @category codec
@@ -120,9 +143,13 @@ export const decodeRequest = (code: number, body: Uint8Array): PbService.DecodeR
 }
 
 /**
- * The first and last code served by the KV service (requests and replies, 9..18).
+ * The code ranges served by the KV service (requests and replies): 9..22 (objects, listings, bucket
+ * properties) and 29..30 (reset bucket properties). 23..28 (MapReduce, 2i, search) are not served.
  *
  * @since 0.1.0
  * @category constants
  */
-export const codeRange = { min: codec.minCode, max: codec.maxCode } as const
+export const codeRanges: ReadonlyArray<{ readonly min: number; readonly max: number }> = [
+  { min: codec.minCode, max: RiakPb.MessageCode.RpbSetBucketResp },
+  { min: RiakPb.MessageCode.RpbResetBucketReq, max: codec.maxCode }
+]

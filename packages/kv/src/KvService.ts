@@ -1,6 +1,7 @@
 /**
  * The Riak KV object service on the warren PB server: get, put, delete, list buckets and list keys
- * (codes 9..18), with Riak's semantics and error texts, served from the `KvStore`.
+ * (codes 9..18) and bucket properties (19..22, 29..30), with Riak's semantics and error texts, served from
+ * the `KvStore`.
  *
  * ```ts
  * const program = Layer.mergeAll(KvService.layer, ...).pipe(Layer.provide(KvStore.layer({ dataFile })))
@@ -15,12 +16,14 @@ import * as Layer from "effect/Layer"
 import * as Metric from "effect/Metric"
 import * as Option from "effect/Option"
 import * as Stream from "effect/Stream"
-import type { MemoryLimitExceeded, PreconditionFailed, StorageError } from "./KvError.js"
+import * as Either from "effect/Either"
+import * as bucketPropsWire from "./internal/bucketProps.js"
+import type { InvalidBucketProps, MemoryLimitExceeded, PreconditionFailed, StorageError } from "./KvError.js"
 import * as KvMessages from "./KvMessages.js"
 import { KvStore } from "./KvStore.js"
 import type * as Store from "./KvStore.js"
 
-/** A reply code of the KV range (10, 12, ...) sent as a request: riak_kv has no `process` clause for it. */
+/** A reply code of the KV ranges (10, 12, ...) sent as a request: riak_kv has no `process` clause for it. */
 interface ReplyCodeAsRequest {
   readonly _tag: "ReplyCodeAsRequest"
   readonly code: number
@@ -78,6 +81,18 @@ const permissionOf = (request: KvMessages.KvRequest): PbService.PermissionCheck 
       }
     case "RpbListBucketsReq":
       return { permission: "riak_kv.list_buckets", target: request.type ?? defaultTypeName }
+    // riak_kv_pb_bucket's permissions for bucket properties.
+    case "RpbGetBucketReq":
+      return {
+        permission: "riak_core.get_bucket",
+        target: { type: request.type ?? defaultTypeName, bucket: request.bucket }
+      }
+    case "RpbSetBucketReq":
+    case "RpbResetBucketReq":
+      return {
+        permission: "riak_core.set_bucket",
+        target: { type: request.type ?? defaultTypeName, bucket: request.bucket }
+      }
   }
 }
 
@@ -130,7 +145,8 @@ const framed = <R extends Resp>(
     Stream.orElseIfEmpty(() => frame(undefined, true))
   )
 
-const storeErrorText = (e: PreconditionFailed | MemoryLimitExceeded | StorageError): string => e.message
+const storeErrorText = (e: PreconditionFailed | MemoryLimitExceeded | StorageError | InvalidBucketProps): string =>
+  e.message
 
 /** A storage failure becomes the request's `RpbErrorResp`; the connection and the server stay up. */
 const orErrorReply = <A>(
@@ -159,9 +175,10 @@ export const make: Effect.Effect<PbService.PbService, never, KvStore> = Effect.g
       if (request.if_modified !== undefined && equalBytes(request.if_modified, object.vclock)) {
         return PbService.reply<Resp, State>({ _tag: "RpbGetResp", unchanged: true }, state)
       }
+      // Siblings: one `content` entry each (newest first), under the one vclock that resolves them all.
       return PbService.reply<Resp, State>({
         _tag: "RpbGetResp",
-        content: [toRpbContent(object.content, request.head === true)],
+        content: object.contents.map((c) => toRpbContent(c, request.head === true)),
         vclock: object.vclock
       }, state)
     }).pipe(orErrorReply, Effect.tap(counted("get")), Effect.withSpan("KvService.get"))
@@ -176,14 +193,14 @@ export const make: Effect.Effect<PbService.PbService, never, KvStore> = Effect.g
         ? { _tag: "IfNotModified", vclock: request.vclock }
         : { _tag: "Always" }
       const content = toContentInput(request.content)
-      const result = yield* Effect.either(store.put(request, request.key, content, condition))
+      const result = yield* Effect.either(store.put(request, request.key, content, condition, request.vclock))
       if (result._tag === "Left") return PbService.error(storeErrorText(result.left), state)
       const { generatedKey, key, object } = result.right
       const withBody = request.return_body === true || request.return_head === true
       const reply: Mutable<KvMessages.Message<"RpbPutResp">> = { _tag: "RpbPutResp" }
       if (withBody) {
         // Riak: return_head wins over return_body (the content comes back without its value).
-        reply.content = [toRpbContent(object.content, request.return_head === true)]
+        reply.content = object.contents.map((c) => toRpbContent(c, request.return_head === true))
         reply.vclock = object.vclock
       }
       if (generatedKey) reply.key = key
@@ -191,8 +208,9 @@ export const make: Effect.Effect<PbService.PbService, never, KvStore> = Effect.g
     }).pipe(Effect.tap(counted("put")), Effect.withSpan("KvService.put"))
 
   const del = (request: KvMessages.Message<"RpbDelReq">, state: State) =>
-    store.delete(request).pipe(
+    store.delete(request, request.vclock).pipe(
       Effect.as(PbService.reply<Resp, State>({ _tag: "RpbDelResp" }, state)),
+      Effect.catchTag("MemoryLimitExceeded", (e) => Effect.succeed(PbService.error(e.message, state))),
       orErrorReply,
       Effect.tap(counted("delete")),
       Effect.withSpan("KvService.delete")
@@ -240,6 +258,44 @@ export const make: Effect.Effect<PbService.PbService, never, KvStore> = Effect.g
     return Effect.as(counted("list_keys"), PbService.streamOf(replies, state))
   }
 
+  const getBucket = (request: KvMessages.Message<"RpbGetBucketReq">, state: State) => {
+    const invalid = checkNames(request)
+    if (invalid !== undefined) return Effect.succeed(PbService.error(invalid, state))
+    return store.getBucketProps(request).pipe(
+      Effect.map((props) =>
+        PbService.reply<Resp, State>({ _tag: "RpbGetBucketResp", props: bucketPropsWire.toPb(props) }, state)
+      ),
+      orErrorReply,
+      Effect.tap(counted("get_bucket")),
+      Effect.withSpan("KvService.getBucket")
+    )
+  }
+
+  const setBucket = (request: KvMessages.Message<"RpbSetBucketReq">, state: State) => {
+    const invalid = checkNames(request)
+    if (invalid !== undefined) return Effect.succeed(PbService.error(invalid, state))
+    const props = bucketPropsWire.fromPb(request.props)
+    if (Either.isLeft(props)) return Effect.succeed(PbService.error(props.left.message, state))
+    return store.setBucketProps(request, props.right).pipe(
+      Effect.as(PbService.reply<Resp, State>({ _tag: "RpbSetBucketResp" }, state)),
+      Effect.catchTag("InvalidBucketProps", (e) => Effect.succeed(PbService.error(storeErrorText(e), state))),
+      orErrorReply,
+      Effect.tap(counted("set_bucket")),
+      Effect.withSpan("KvService.setBucket")
+    )
+  }
+
+  const resetBucket = (request: KvMessages.Message<"RpbResetBucketReq">, state: State) => {
+    const invalid = checkNames(request)
+    if (invalid !== undefined) return Effect.succeed(PbService.error(invalid, state))
+    return store.resetBucketProps(request).pipe(
+      Effect.as(PbService.reply<Resp, State>({ _tag: "RpbResetBucketResp" }, state)),
+      orErrorReply,
+      Effect.tap(counted("reset_bucket")),
+      Effect.withSpan("KvService.resetBucket")
+    )
+  }
+
   return PbService.make<Req, Resp, State>({
     name: "riak_kv",
     init: () => null,
@@ -261,6 +317,12 @@ export const make: Effect.Effect<PbService.PbService, never, KvStore> = Effect.g
           return listBuckets(request, state)
         case "RpbListKeysReq":
           return listKeys(request, state)
+        case "RpbGetBucketReq":
+          return getBucket(request, state)
+        case "RpbSetBucketReq":
+          return setBucket(request, state)
+        case "RpbResetBucketReq":
+          return resetBucket(request, state)
         case "ReplyCodeAsRequest":
           // riak's process/2 has no clause for a reply: its crash text, then the connection closes.
           return Effect.succeed(PbService.unexpected(state))
@@ -270,17 +332,17 @@ export const make: Effect.Effect<PbService.PbService, never, KvStore> = Effect.g
 })
 
 /**
- * The registry entries of a KV service built with `make`: codes 9..18 (like `BasicService.registrations`).
+ * The registry entries of a KV service built with `make`: codes 9..22 and 29..30 (like
+ * `BasicService.registrations`).
  *
  * @since 0.1.0
  * @category constructors
  */
-export const registrations = (service: PbService.PbService): ReadonlyArray<ServiceRegistry.Registration> => [
-  ServiceRegistry.registration(service, KvMessages.codeRange.min, KvMessages.codeRange.max)
-]
+export const registrations = (service: PbService.PbService): ReadonlyArray<ServiceRegistry.Registration> =>
+  KvMessages.codeRanges.map((range) => ServiceRegistry.registration(service, range.min, range.max))
 
 /**
- * Registers the KV service for codes 9..18 in the `ServiceRegistry` for the lifetime of the layer.
+ * Registers the KV service for codes 9..22 and 29..30 in the `ServiceRegistry` for the lifetime of the layer.
  *
  * @since 0.1.0
  * @category layers

@@ -1,9 +1,9 @@
 /**
- * The object store behind the KV service: buckets grouped by bucket type, one value per key with its
- * metadata and an opaque causal context (vclock), conditional puts, bounded memory and an optional
- * snapshot file that survives restarts.
+ * The object store behind the KV service: buckets grouped by bucket type, values with their metadata and
+ * an opaque causal context (vclock), siblings for concurrent writes in buckets with `allowMult`, bucket
+ * properties, conditional puts, bounded memory and an optional snapshot file that survives restarts.
  *
- * The semantics (vclocks, conditional puts, generated keys) are implemented once, over a `KvBackend`
+ * The semantics (causal clocks and siblings, conditional puts, generated keys) are implemented once, over a `KvBackend`
  * (`fromBackend` / `layerFromBackend`); `make` and `layer` use the embedded backend (`EmbeddedBackend`).
  *
  * @since 0.1.0
@@ -18,10 +18,12 @@ import * as Option from "effect/Option"
 import type * as ParseResult from "effect/ParseResult"
 import type * as Scope from "effect/Scope"
 import type * as Stream from "effect/Stream"
+import type * as BucketProps from "./BucketProps.js"
 import * as EmbeddedBackend from "./EmbeddedBackend.js"
 import { KvBackend } from "./KvBackend.js"
 import type * as Backend from "./KvBackend.js"
 import type {
+  InvalidBucketProps,
   LogError,
   MemoryLimitExceeded,
   PreconditionFailed,
@@ -122,10 +124,17 @@ export interface Content extends ContentInput {
  * @category models
  */
 export interface KvObject {
+  /** The newest value (`contents[0]`). */
   readonly content: Content
   /**
-   * Opaque causal context; changes on every write of the object. Clients hand it back for
-   * `if_not_modified` puts. Never equal for two different writes, even across delete and re-create.
+   * Every sibling, newest first: one value unless the bucket has `allowMult` and writes were concurrent
+   * (neither saw the other). A put with this object's `vclock` replaces all of them.
+   */
+  readonly contents: ReadonlyArray<Content>
+  /**
+   * Opaque causal context; changes on every write of the object. Clients hand it back with puts (so the
+   * store knows which siblings they have seen) and for `if_not_modified`. Never equal for two different
+   * writes, even across delete and re-create.
    */
   readonly vclock: Uint8Array
 }
@@ -137,7 +146,7 @@ export interface KvObject {
  * @category models
  */
 export type PutCondition =
-  /** Write unconditionally (last write wins). */
+  /** Write without a condition (siblings with `allowMult` when the write is concurrent, else replace). */
   | { readonly _tag: "Always" }
   /** Write only if the key has no object (`if_none_match`). */
   | { readonly _tag: "IfNoneMatch" }
@@ -182,16 +191,26 @@ export class KvStore extends Context.Tag("@warren/kv/KvStore")<KvStore, {
   readonly get: (location: Location) => Effect.Effect<Option.Option<KvObject>, StorageError>
   /**
    * Stores `content` under `key` (a fresh unique key when `undefined`), checking `condition`
-   * atomically with the write. Byte arrays are copied, so callers may reuse their buffers.
+   * atomically with the write. `context` is the vclock the client fetched (default: an `IfNotModified`
+   * condition's): in an `allowMult` bucket, the siblings it has seen are replaced and the others kept.
+   * Byte arrays are copied, so callers may reuse their buffers.
    */
   readonly put: (
     bucket: BucketRef,
     key: Uint8Array | undefined,
     content: ContentInput,
-    condition?: PutCondition
+    condition?: PutCondition,
+    context?: Uint8Array
   ) => Effect.Effect<PutResult, PreconditionFailed | MemoryLimitExceeded | StorageError>
-  /** Deletes the object at `location`; `true` when there was one. Deleting a missing key succeeds. */
-  readonly delete: (location: Location) => Effect.Effect<boolean, StorageError>
+  /**
+   * Deletes the object at `location`; `true` when there was one. Deleting a missing key succeeds. With a
+   * `context` in an `allowMult` bucket, only the siblings the context has seen go; siblings written
+   * concurrently with the delete stay.
+   */
+  readonly delete: (
+    location: Location,
+    context?: Uint8Array
+  ) => Effect.Effect<boolean, MemoryLimitExceeded | StorageError>
   /**
    * Bucket names of a bucket type that hold at least one object, in bounded batches (never an
    * empty batch). Not a point-in-time view: writes during the listing may or may not show.
@@ -199,6 +218,15 @@ export class KvStore extends Context.Tag("@warren/kv/KvStore")<KvStore, {
   readonly listBuckets: (type: Uint8Array | undefined) => Stream.Stream<ReadonlyArray<Uint8Array>, StorageError>
   /** Keys of a bucket in bounded batches (never an empty batch); lazy, so a huge bucket is never copied. */
   readonly listKeys: (bucket: BucketRef) => Stream.Stream<ReadonlyArray<Uint8Array>, StorageError>
+  /** A bucket's effective properties: its type's defaults and what was set on it. */
+  readonly getBucketProps: (bucket: BucketRef) => Effect.Effect<BucketProps.BucketProps, StorageError>
+  /** Merges `props` into what was set on the bucket; refused (nothing changed) when the result is invalid. */
+  readonly setBucketProps: (
+    bucket: BucketRef,
+    props: BucketProps.Overrides
+  ) => Effect.Effect<void, InvalidBucketProps | StorageError>
+  /** Drops what was set on the bucket: its type's defaults apply again. */
+  readonly resetBucketProps: (bucket: BucketRef) => Effect.Effect<void, StorageError>
   /** Current object count and memory use. */
   readonly usage: Effect.Effect<Usage, StorageError>
   /**
@@ -248,8 +276,9 @@ export interface Options {
 export type StartError = SnapshotError | LogError | StoreLocked | MemoryLimitExceeded | ParseResult.ParseError
 
 /**
- * The store over `backend`: Riak's semantics (vclocks, vtags and timestamps set on write, conditional
- * puts checked by compare-and-set, generated keys, copies of client bytes), the same on every backend.
+ * The store over `backend`: Riak's semantics (causal clocks and siblings, bucket properties, vtags and
+ * timestamps set on write, conditional puts checked by compare-and-set, generated keys, copies of client
+ * bytes), the same on every backend.
  *
  * @since 0.1.0
  * @category constructors

@@ -79,7 +79,9 @@ describe("EmbeddedBackend write-ahead log", () => {
         ops.map((op) =>
           op._tag === "Put"
             ? `put ${dec(op.entry.key)}=${dec(op.entry.content.value)}`
-            : `remove ${dec(op.address.key)}`
+            : op._tag === "Remove"
+            ? `remove ${dec(op.address.key)}`
+            : `bucket props ${dec(op.bucket)}`
         ),
         ["put k=v1", "put k=v2", "put gone=x", "remove gone"]
       )

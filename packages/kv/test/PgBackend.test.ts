@@ -6,6 +6,7 @@ import { assert, describe, it } from "@effect/vitest"
 import * as PgBackend from "@warren/kv/PgBackend"
 import type { KvBackend } from "@warren/kv/KvBackend"
 import { Chunk, Effect, Option, Schedule, Stream } from "effect"
+import * as pgContent from "../src/internal/pgContent.js"
 import { freshDatabase, query } from "./support/postgres.js"
 import { makeProxy } from "./support/tcpProxy.js"
 
@@ -46,7 +47,43 @@ describe("PgBackend", () => {
         url,
         "SELECT migration_id, name FROM warren_kv_migrations"
       )
-      assert.deepStrictEqual(applied.map((m) => [m.migration_id, m.name]), [[1, "objects"]])
+      assert.deepStrictEqual(applied.map((m) => [m.migration_id, m.name]), [
+        [1, "objects"],
+        [2, "siblings_and_bucket_props"]
+      ])
+    }))
+
+  it.scopedLive("upgrades a database of the first schema: its rows read as before, siblings and props work", () =>
+    Effect.gen(function*() {
+      const url = yield* freshDatabase
+      // The schema and a row as the release before siblings left them (migration 1 only).
+      const legacy = Buffer.concat([Buffer.from([0x77, 1]), Buffer.alloc(8, 7), Buffer.from([0, 0, 0, 0, 0, 0, 0, 9])])
+      const content = Buffer.from(pgContent.encode(record("x", "old").content)).toString("hex")
+      yield* query(
+        url,
+        `CREATE TABLE warren_kv_migrations (migration_id integer PRIMARY KEY,
+           created_at timestamp with time zone NOT NULL DEFAULT now(), name text NOT NULL);
+         CREATE TABLE warren_kv_objects (bucket_type bytea NOT NULL, bucket bytea NOT NULL, key bytea NOT NULL,
+           vclock bytea NOT NULL, content bytea NOT NULL, size bigint NOT NULL,
+           PRIMARY KEY (bucket_type, bucket, key));
+         INSERT INTO warren_kv_migrations (migration_id, name) VALUES (1, 'objects');
+         INSERT INTO warren_kv_objects VALUES ('\\x${Buffer.from("default").toString("hex")}', '\\x62',
+           '\\x6b', '\\x${legacy.toString("hex")}', '\\x${content}', 200)`
+      )
+      const backend = yield* PgBackend.make({ url })
+      const old = Option.getOrThrow(yield* backend.get(address("k")))
+      assert.strictEqual(dec(old.content.value), "old")
+      assert.deepStrictEqual([...old.vclock], [...legacy])
+      assert.isUndefined(old.siblings)
+      const two = { ...record("v2", "new"), siblings: [record("v0", "other").content] }
+      assert.isTrue(yield* backend.compareAndSet(address("k"), Option.some(old.vclock), Option.some(two)))
+      const now = Option.getOrThrow(yield* backend.get(address("k")))
+      assert.deepStrictEqual([dec(now.content.value), ...(now.siblings ?? []).map((c) => dec(c.value))], [
+        "new",
+        "other"
+      ])
+      yield* backend.setBucketProps(enc("default"), enc("b"), Option.some({ allowMult: true }))
+      assert.deepStrictEqual(yield* backend.getBucketProps(enc("default"), enc("b")), Option.some({ allowMult: true }))
     }))
 
   it.scopedLive("stores every content field and returns it as written", () =>

@@ -86,6 +86,112 @@ export interface RpbPair {
  * @since 0.1.0
  * @category models
  */
+export interface RpbGetBucketReq {
+  readonly bucket: Uint8Array
+  readonly type?: Uint8Array
+}
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export interface RpbGetBucketResp {
+  readonly props: RpbBucketProps
+}
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export interface RpbSetBucketReq {
+  readonly bucket: Uint8Array
+  readonly props: RpbBucketProps
+  readonly type?: Uint8Array
+}
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export interface RpbResetBucketReq {
+  readonly bucket: Uint8Array
+  readonly type?: Uint8Array
+}
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export interface RpbModFun {
+  readonly module: Uint8Array
+  readonly function: Uint8Array
+}
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export interface RpbCommitHook {
+  readonly modfun?: RpbModFun
+  readonly name?: Uint8Array
+}
+
+/**
+ * Bucket properties. Quorum fields (`pr`, `r`, `w`, `pw`, `dw`, `rw`) use riak_pb's special values for the
+ * symbolic settings (`RiakPb.Quorum`). `repl` is riak_pb's `RpbReplMode` as its number.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface RpbBucketProps {
+  readonly n_val?: number
+  readonly allow_mult?: boolean
+  readonly last_write_wins?: boolean
+  readonly precommit?: ReadonlyArray<RpbCommitHook>
+  readonly has_precommit?: boolean
+  readonly postcommit?: ReadonlyArray<RpbCommitHook>
+  readonly has_postcommit?: boolean
+  readonly chash_keyfun?: RpbModFun
+  readonly linkfun?: RpbModFun
+  readonly old_vclock?: number
+  readonly young_vclock?: number
+  readonly big_vclock?: number
+  readonly small_vclock?: number
+  readonly pr?: number
+  readonly r?: number
+  readonly w?: number
+  readonly pw?: number
+  readonly dw?: number
+  readonly rw?: number
+  readonly basic_quorum?: boolean
+  readonly notfound_ok?: boolean
+  readonly backend?: Uint8Array
+  readonly search?: boolean
+  readonly repl?: number
+  readonly search_index?: Uint8Array
+  readonly datatype?: Uint8Array
+  readonly consistent?: boolean
+  readonly write_once?: boolean
+  readonly hll_precision?: number
+}
+
+/**
+ * riak_pb's encodings of the symbolic quorum values in `uint32` quorum fields (`riak_pb_kv_codec`).
+ *
+ * @since 0.1.0
+ * @category constants
+ */
+export const Quorum = {
+  one: 4294967294,
+  quorum: 4294967293,
+  all: 4294967292,
+  default: 4294967291
+} as const
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
 export interface RpbAuthReq {
   readonly user: Uint8Array
   readonly password: Uint8Array

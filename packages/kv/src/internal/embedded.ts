@@ -12,12 +12,14 @@ import * as Schema from "effect/Schema"
 import * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import * as fs from "node:fs/promises"
+import type * as BucketProps from "../BucketProps.js"
 import type * as KvBackend from "../KvBackend.js"
 import { LogError, MemoryLimitExceeded, SnapshotError, type StorageError, StoreLocked } from "../KvError.js"
 import type * as KvStore from "../KvStore.js"
+import * as bucketPropsRecord from "./bucketProps.js"
 import * as lock from "./lock.js"
 import * as logWriter from "./logWriter.js"
-import { equalBytes, recordSize, type Row, Table } from "./memory.js"
+import { equalBytes, id, recordSize, type Row, Table } from "./memory.js"
 import * as snapshotFile from "./snapshot.js"
 import * as wal from "./wal.js"
 
@@ -96,6 +98,13 @@ const build = (
     const dataFile = checked.dataFile
 
     const table = new Table()
+    /** Bucket properties set by clients, by bucket (few and small: not charged against `maxBytes`). */
+    const bucketProps = new Map<string, snapshotFile.BucketPropsEntry>()
+    const applyBucketProps = (type: Uint8Array, bucket: Uint8Array, props: Uint8Array | undefined): void => {
+      if (props === undefined) bucketProps.delete(propsKey(type, bucket))
+      else bucketProps.set(propsKey(type, bucket), { type, bucket, props })
+      table.version++
+    }
     let serverId: Uint8Array = new Uint8Array(8)
     let sequence = 0
     let savedVersion = 0
@@ -152,6 +161,7 @@ const build = (
           return yield* new MemoryLimitExceeded({ limitBytes: maxBytes, usedBytes: 0, requiredBytes: total })
         }
         for (const entry of entries) table.set(toRow(entry))
+        for (const entry of loaded.snapshot.bucketProps) applyBucketProps(entry.type, entry.bucket, entry.props)
         serverId = header.serverId
         sequence = header.sequence
         walSegment = header.walSegment
@@ -163,7 +173,7 @@ const build = (
     // ---- replay the log and open it ------------------------------------------------------------
     let writer: logWriter.LogWriter | undefined
     if (dataFile !== undefined) {
-      const replayed = yield* replay(dataFile, walSegment, table)
+      const replayed = yield* replay(dataFile, walSegment, table, applyBucketProps)
       for (const message of replayed.warnings) yield* Effect.logWarning(`KV store: ${message}`)
       if (replayed.records > 0) {
         yield* Effect.logInfo(`KV store: replayed ${replayed.records} log records, ${table.objects} objects now`)
@@ -194,7 +204,9 @@ const build = (
     const get = (address: KvBackend.Address): Effect.Effect<Option.Option<KvBackend.StoredObject>, StorageError> =>
       Effect.sync(() => {
         const row = table.get(address)
-        return row === undefined ? Option.none() : Option.some({ vclock: row.vclock, content: row.content })
+        return row === undefined
+          ? Option.none()
+          : Option.some({ vclock: row.vclock, content: row.content, siblings: row.siblings })
       })
 
     const compareAndSet = (
@@ -215,7 +227,10 @@ const build = (
           table.remove(address)
           return logged({ _tag: "Remove", address })
         }
-        const row: Row = { ...address, ...next.value, size: recordSize(address, next.value.vclock, next.value.content) }
+        const { content, siblings, vclock } = next.value
+        const row: Row = siblings === undefined || siblings.length === 0
+          ? { ...address, vclock, content, size: recordSize(address, vclock, content) }
+          : { ...address, vclock, content, siblings, size: recordSize(address, vclock, content, siblings) }
         const required = table.bytes - (current?.size ?? 0) + row.size
         if (required > maxBytes) {
           return Effect.fail(
@@ -248,6 +263,34 @@ const build = (
         return it === undefined ? Stream.empty : Stream.fromIteratorSucceed(it, 1)
       })
 
+    const getBucketProps = (
+      type: Uint8Array,
+      bucket: Uint8Array
+    ): Effect.Effect<Option.Option<BucketProps.Overrides>, StorageError> =>
+      Effect.sync(() => {
+        const entry = bucketProps.get(propsKey(type, bucket))
+        return entry === undefined ? Option.none() : Option.some(bucketPropsRecord.decode(entry.props))
+      })
+
+    const setBucketProps = (
+      type: Uint8Array,
+      bucket: Uint8Array,
+      props: Option.Option<BucketProps.Overrides>
+    ): Effect.Effect<void, StorageError> =>
+      Effect.suspend(() => {
+        const refusal = writer?.refusal()
+        if (refusal !== undefined) return Effect.fail(refusal)
+        const encoded = Option.isSome(props) ? bucketPropsRecord.encode(props.value) : undefined
+        const op: wal.LogOp = {
+          _tag: "BucketProps",
+          type: new Uint8Array(type),
+          bucket: new Uint8Array(bucket),
+          props: encoded
+        }
+        applyBucketProps(op.type, op.bucket, encoded)
+        return Effect.asVoid(logged(op))
+      })
+
     const usage = Effect.sync((): KvStore.Usage => ({
       objects: table.objects,
       bytes: table.bytes,
@@ -265,12 +308,14 @@ const build = (
           // point-in-time view even though the file is written asynchronously. In the same step the
           // log switches to a new segment: the snapshot holds exactly the segments before it.
           const entries = table.rows()
+          const props = [...bucketProps.values()]
           const writtenVersion = table.version
           const rotated = writer === undefined ? Effect.succeed(0) : writer.rotate()
           return rotated.pipe(
             Effect.flatMap((firstNotContained) =>
               Effect.tryPromise({
-                try: () => snapshotFile.write(dataFile, { serverId, sequence, walSegment: firstNotContained }, entries),
+                try: () =>
+                  snapshotFile.write(dataFile, { serverId, sequence, walSegment: firstNotContained }, entries, props),
                 catch: (cause) => new SnapshotError({ reason: "Write", path: dataFile, cause })
               }).pipe(
                 Effect.tap(() => {
@@ -306,14 +351,24 @@ const build = (
       delete: del,
       listBuckets,
       listKeys,
+      getBucketProps,
+      setBucketProps,
       usage,
       checkpoint
     }
   })
 
+/** The map key of a bucket's properties: the type's length keeps (type, bucket) pairs apart. */
+const propsKey = (type: Uint8Array, bucket: Uint8Array): string => `${type.length}:${id(type)}${id(bucket)}`
+
 const toRow = (entry: snapshotFile.SnapshotEntry): Row => {
   const content = snapshotFile.toStoreContent(entry.content)
-  return { ...entry, content, size: recordSize(entry, entry.vclock, content) }
+  const { bucket, key, type, vclock } = entry
+  if (entry.siblings === undefined || entry.siblings.length === 0) {
+    return { type, bucket, key, vclock, content, size: recordSize(entry, vclock, content) }
+  }
+  const siblings = entry.siblings.map(snapshotFile.toStoreContent)
+  return { type, bucket, key, vclock, content, siblings, size: recordSize(entry, vclock, content, siblings) }
 }
 
 /** Removes the log segments a snapshot on disk holds (older than `generation`); best effort. */
@@ -332,7 +387,8 @@ const removeSegmentsBefore = async (dataFile: string, generation: number): Promi
 const replay = (
   dataFile: string,
   firstSegment: number,
-  table: Table
+  table: Table,
+  applyBucketProps: (type: Uint8Array, bucket: Uint8Array, props: Uint8Array | undefined) => void
 ): Effect.Effect<{ records: number; lastGeneration: number; warnings: Array<string> }, LogError> =>
   Effect.tryPromise({
     try: async () => {
@@ -348,7 +404,8 @@ const replay = (
         }
         const result = await wal.read(segment.path, (op) => {
           if (op._tag === "Put") table.set(toRow(op.entry))
-          else table.remove(op.address)
+          else if (op._tag === "Remove") table.remove(op.address)
+          else applyBucketProps(op.type, op.bucket, op.props)
         })
         records += result.records
         if (result.problem === undefined) {

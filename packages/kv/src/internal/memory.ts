@@ -36,18 +36,25 @@ const length = (bytes: Uint8Array | undefined): number => (bytes === undefined ?
 const pairsSize = (pairs: ReadonlyArray<KvStore.Pair> | undefined): number =>
   pairs === undefined ? 0 : pairs.reduce((n, p) => n + pairOverhead + p.key.length + length(p.value), 0)
 
-/** Approximate memory held by one object. */
-export const recordSize = (
-  address: KvBackend.Address,
-  vclock: Uint8Array,
-  content: KvStore.ContentInput & { readonly vtag?: Uint8Array }
-): number =>
-  objectOverhead + address.type.length + address.bucket.length + address.key.length + vclock.length +
+type SizedContent = KvStore.ContentInput & { readonly vtag?: Uint8Array | undefined }
+
+const contentSize = (content: SizedContent): number =>
   content.value.length + length(content.contentType) + length(content.charset) + length(content.contentEncoding) +
   length(content.vtag) + pairsSize(content.usermeta) + pairsSize(content.indexes) +
   (content.links === undefined
     ? 0
     : content.links.reduce((n, l) => n + pairOverhead + length(l.bucket) + length(l.key) + length(l.tag), 0))
+
+/** Approximate memory held by one object (with its siblings, each charged like a value). */
+export const recordSize = (
+  address: KvBackend.Address,
+  vclock: Uint8Array,
+  content: SizedContent,
+  siblings?: ReadonlyArray<SizedContent> | undefined
+): number =>
+  objectOverhead + address.type.length + address.bucket.length + address.key.length + vclock.length +
+  contentSize(content) +
+  (siblings === undefined ? 0 : siblings.reduce((n, c) => n + pairOverhead + contentSize(c), 0))
 
 /** Splits names into batches of at most `maxCount` names and (unless one name is longer) `maxBytes` bytes. */
 export function* batches(

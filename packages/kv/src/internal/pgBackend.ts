@@ -16,9 +16,11 @@ import * as Schedule from "effect/Schedule"
 import * as Schema from "effect/Schema"
 import * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
+import type * as BucketProps from "../BucketProps.js"
 import type * as KvBackend from "../KvBackend.js"
 import { StorageError } from "../KvError.js"
 import type * as PgBackend from "../PgBackend.js"
+import * as bucketPropsRecord from "./bucketProps.js"
 import * as pgContent from "./pgContent.js"
 
 const backendName = "postgres"
@@ -73,7 +75,19 @@ export const migrations: Record<string, Effect.Effect<void, SqlError, SqlClient.
       content bytea NOT NULL,
       size bigint NOT NULL,
       PRIMARY KEY (bucket_type, bucket, key)
-    )`.pipe(Effect.asVoid))
+    )`.pipe(Effect.asVoid)),
+  // Siblings (allow_mult): the other values of a row, as one protobuf record (NULL: one value); and the
+  // properties set on buckets, shared by every server on the database.
+  "2_siblings_and_bucket_props": Effect.flatMap(SqlClient.SqlClient, (sql) =>
+    Effect.zipRight(
+      sql`ALTER TABLE warren_kv_objects ADD COLUMN IF NOT EXISTS siblings bytea`,
+      sql`CREATE TABLE IF NOT EXISTS warren_kv_bucket_props (
+        bucket_type bytea NOT NULL,
+        bucket bytea NOT NULL,
+        props bytea NOT NULL,
+        PRIMARY KEY (bucket_type, bucket)
+      )`
+    ).pipe(Effect.asVoid))
 }
 
 const failures = Metric.counter("warren_kv_pg_failures", {
@@ -88,6 +102,7 @@ const casConflicts = Metric.counter("warren_kv_pg_cas_conflicts", {
 interface Row {
   readonly vclock: Uint8Array
   readonly content: Uint8Array
+  readonly siblings: Uint8Array | null
 }
 
 /** Splits names into batches of at most `maxBytes` bytes of names (a single longer name still forms a batch). */
@@ -110,9 +125,14 @@ const byBytes = (names: ReadonlyArray<Uint8Array>, maxBytes: number): Array<Read
 
 /** The size charged per object, as the embedded store counts it (payload plus a fixed overhead). */
 const objectOverhead = 128
-const recordSize = (address: KvBackend.Address, record: KvBackend.StoredObject, encoded: Uint8Array): number =>
+const recordSize = (
+  address: KvBackend.Address,
+  record: KvBackend.StoredObject,
+  encoded: Uint8Array,
+  siblings: Uint8Array | null
+): number =>
   objectOverhead + address.type.length + address.bucket.length + address.key.length + record.vclock.length +
-  encoded.length
+  encoded.length + (siblings?.length ?? 0)
 
 /** Builds the PostgreSQL backend (see `PgBackend.make`). */
 export const make = (
@@ -197,14 +217,19 @@ export const make = (
     const get = (address: KvBackend.Address) =>
       request(
         "get",
-        sql<Row>`SELECT vclock, content FROM warren_kv_objects
+        sql<Row>`SELECT vclock, content, siblings FROM warren_kv_objects
           WHERE bucket_type = ${address.type} AND bucket = ${address.bucket} AND key = ${address.key}`
       ).pipe(
-        Effect.map((rows) =>
-          rows.length === 0
-            ? Option.none()
-            : Option.some({ vclock: rows[0]!.vclock, content: pgContent.decode(rows[0]!.content) })
-        ),
+        Effect.map((rows): Option.Option<KvBackend.StoredObject> => {
+          const row = rows[0]
+          if (row === undefined) return Option.none()
+          const content = pgContent.decode(row.content)
+          return Option.some(
+            row.siblings === null
+              ? { vclock: row.vclock, content }
+              : { vclock: row.vclock, content, siblings: pgContent.decodeSiblings(row.siblings) }
+          )
+        }),
         Effect.withSpan("PgBackend.get")
       )
 
@@ -222,12 +247,15 @@ export const make = (
       let statement: Effect.Effect<ReadonlyArray<unknown>, SqlError>
       if (Option.isSome(next)) {
         const encoded = pgContent.encode(next.value.content)
-        const size = recordSize(address, next.value, encoded)
+        const others = next.value.siblings
+        const siblings = others === undefined || others.length === 0 ? null : pgContent.encodeSiblings(others)
+        const size = recordSize(address, next.value, encoded, siblings)
         statement = Option.isNone(expected)
-          ? sql`INSERT INTO warren_kv_objects (bucket_type, bucket, key, vclock, content, size)
-              VALUES (${type}, ${bucket}, ${key}, ${next.value.vclock}, ${encoded}, ${size})
+          ? sql`INSERT INTO warren_kv_objects (bucket_type, bucket, key, vclock, content, siblings, size)
+              VALUES (${type}, ${bucket}, ${key}, ${next.value.vclock}, ${encoded}, ${siblings}, ${size})
               ON CONFLICT DO NOTHING RETURNING 1`
-          : sql`UPDATE warren_kv_objects SET vclock = ${next.value.vclock}, content = ${encoded}, size = ${size}
+          : sql`UPDATE warren_kv_objects
+              SET vclock = ${next.value.vclock}, content = ${encoded}, siblings = ${siblings}, size = ${size}
               WHERE bucket_type = ${type} AND bucket = ${bucket} AND key = ${key} AND vclock = ${expected.value}
               RETURNING 1`
       } else {
@@ -298,6 +326,26 @@ export const make = (
           )
           SELECT name FROM b WHERE name IS NOT NULL LIMIT ${listBatchSize}`)
 
+    const getBucketProps = (type: Uint8Array, bucket: Uint8Array) =>
+      request(
+        "get bucket properties",
+        sql<{ readonly props: Uint8Array }>`SELECT props FROM warren_kv_bucket_props
+          WHERE bucket_type = ${type} AND bucket = ${bucket}`
+      ).pipe(
+        Effect.map((rows) => Option.map(Option.fromNullable(rows[0]), (row) => bucketPropsRecord.decode(row.props))),
+        Effect.withSpan("PgBackend.getBucketProps")
+      )
+
+    const setBucketProps = (type: Uint8Array, bucket: Uint8Array, props: Option.Option<BucketProps.Overrides>) =>
+      request(
+        "set bucket properties",
+        Option.isNone(props)
+          ? sql`DELETE FROM warren_kv_bucket_props WHERE bucket_type = ${type} AND bucket = ${bucket}`
+          : sql`INSERT INTO warren_kv_bucket_props (bucket_type, bucket, props)
+              VALUES (${type}, ${bucket}, ${bucketPropsRecord.encode(props.value)})
+              ON CONFLICT (bucket_type, bucket) DO UPDATE SET props = EXCLUDED.props`
+      ).pipe(Effect.asVoid, Effect.withSpan("PgBackend.setBucketProps"))
+
     const usage = request(
       "usage",
       sql<{ readonly objects: number; readonly bytes: number }>`
@@ -315,6 +363,8 @@ export const make = (
       delete: del,
       listBuckets,
       listKeys,
+      getBucketProps,
+      setBucketProps,
       usage,
       checkpoint: Effect.void
     } satisfies KvBackend.Backend

@@ -4,4 +4,4 @@
  * write-ahead log use for it too, so a row holds what Riak clients see and new optional fields can be added
  * compatibly.
  */
-export { decodeContent as decode, encodeContent as encode } from "./snapshot.js"
+export { decodeContent as decode, decodeSiblings, encodeContent as encode, encodeSiblings } from "./snapshot.js"

@@ -11,6 +11,7 @@ import { snapshotProto } from "./schema.js"
  *   "WKVSNAP1"                       8 bytes magic (the trailing digit is the format version)
  *   u32 length + SnapshotHeader      server id, sequence, object count
  *   u32 length + SnapshotEntry       `objects` times
+ *   u32 length + BucketPropsEntry    `bucket_props` times (absent in files written before bucket properties)
  *   sha256                           32 bytes over everything before it
  *
  * The file is written to a temporary sibling, fsynced, renamed over the target and the directory is
@@ -23,7 +24,10 @@ export const snapshotTypes = {
   header: root.lookupType("warren.kv.snapshot.Header"),
   entry: root.lookupType("warren.kv.snapshot.Entry"),
   logRecord: root.lookupType("warren.kv.snapshot.LogRecord"),
-  content: root.lookupType("warren.kv.snapshot.Content")
+  content: root.lookupType("warren.kv.snapshot.Content"),
+  bucketProps: root.lookupType("warren.kv.snapshot.BucketProps"),
+  siblings: root.lookupType("warren.kv.snapshot.Siblings"),
+  bucketPropsEntry: root.lookupType("warren.kv.snapshot.BucketPropsEntry")
 } as const
 
 const magic = Buffer.from("WKVSNAP1", "latin1")
@@ -37,6 +41,15 @@ export interface SnapshotEntry {
   readonly key: Uint8Array
   readonly vclock: Uint8Array
   readonly content: SnapshotContent
+  /** The other siblings (absent or empty: one value). */
+  readonly siblings?: ReadonlyArray<SnapshotContent> | undefined
+}
+
+/** The properties set on one bucket: an encoded `BucketProps` record (see bucketProps.ts). */
+export interface BucketPropsEntry {
+  readonly type: Uint8Array
+  readonly bucket: Uint8Array
+  readonly props: Uint8Array
 }
 
 /** The stored content of an object (RpbContent fields, camel-cased). */
@@ -60,12 +73,15 @@ export interface SnapshotHeader {
   readonly objects: number
   /** The first log segment the snapshot does not contain (0 for snapshots written before the log). */
   readonly walSegment: number
+  /** Bucket property records after the objects (0 for snapshots written before bucket properties). */
+  readonly bucketProps: number
 }
 
 /** A decoded snapshot. */
 export interface Snapshot {
   readonly header: SnapshotHeader
   readonly entries: ReadonlyArray<SnapshotEntry>
+  readonly bucketProps: ReadonlyArray<BucketPropsEntry>
 }
 
 /** Why reading a snapshot failed. */
@@ -101,8 +117,9 @@ export const syncDirectory = async (dir: string): Promise<void> => {
  */
 export const write = async (
   file: string,
-  header: Omit<SnapshotHeader, "objects" | "walSegment"> & { readonly walSegment?: number },
-  entries: ReadonlyArray<SnapshotEntry>
+  header: Omit<SnapshotHeader, "objects" | "walSegment" | "bucketProps"> & { readonly walSegment?: number },
+  entries: ReadonlyArray<SnapshotEntry>,
+  bucketProps: ReadonlyArray<BucketPropsEntry> = []
 ): Promise<void> => {
   const dir = path.dirname(file)
   const temp = path.join(dir, `${tempPrefix(file)}${process.pid}-${randomBytes(6).toString("hex")}`)
@@ -126,9 +143,15 @@ export const write = async (
       await handle.write(chunk)
     }
     await push(magic)
-    await push(record(snapshotTypes.header.encode({ ...header, objects: entries.length }).finish()))
+    const counts = bucketProps.length > 0
+      ? { objects: entries.length, bucketProps: bucketProps.length }
+      : { objects: entries.length }
+    await push(record(snapshotTypes.header.encode({ ...header, ...counts }).finish()))
     for (const entry of entries) {
       await push(record(snapshotTypes.entry.encode(entry).finish()))
+    }
+    for (const entry of bucketProps) {
+      await push(record(snapshotTypes.bucketPropsEntry.encode(entry).finish()))
     }
     await flush()
     await handle.write(hash.digest())
@@ -171,15 +194,23 @@ export const decode = (bytes: Uint8Array): Snapshot => {
     serverId: new Uint8Array(rawHeader["serverId"] as Uint8Array),
     sequence: rawHeader["sequence"] as number,
     objects: rawHeader["objects"] as number,
-    walSegment: (rawHeader["walSegment"] as number | undefined) ?? 0
+    walSegment: (rawHeader["walSegment"] as number | undefined) ?? 0,
+    bucketProps: (rawHeader["bucketProps"] as number | undefined) ?? 0
   }
   const entries: Array<SnapshotEntry> = []
   for (let i = 0; i < header.objects; i++) {
     // protobufjs has checked the schema; copies detach the values from the file buffer.
     entries.push(decodeEntry(snapshotTypes.entry.toObject(snapshotTypes.entry.decode(next()), conversion)))
   }
-  if (offset !== bodyEnd) throw new SnapshotFormatError("trailing bytes after the last object")
-  return { header, entries }
+  const bucketProps: Array<BucketPropsEntry> = []
+  for (let i = 0; i < header.bucketProps; i++) {
+    const raw = snapshotTypes.bucketPropsEntry.toObject(snapshotTypes.bucketPropsEntry.decode(next()), conversion)
+    const entry = decodeBucketPropsEntry(raw)
+    if (entry.props === undefined) throw new SnapshotFormatError("a bucket properties record without properties")
+    bucketProps.push({ ...entry, props: entry.props })
+  }
+  if (offset !== bodyEnd) throw new SnapshotFormatError("trailing bytes after the last record")
+  return { header, entries, bucketProps }
 }
 
 /** A decoded Entry (protobufjs has checked the schema), copied out of the file buffer. */
@@ -190,7 +221,22 @@ export const decodeEntry = (object: { readonly [k: string]: unknown }): Snapshot
     bucket: new Uint8Array(raw.bucket),
     key: new Uint8Array(raw.key),
     vclock: new Uint8Array(raw.vclock),
-    content: copyContent(raw.content)
+    content: copyContent(raw.content),
+    siblings: raw.siblings?.map(copyContent)
+  }
+}
+
+/** A decoded BucketPropsEntry, copied out of the file buffer; `props` absent means a reset. */
+export const decodeBucketPropsEntry = (object: { readonly [k: string]: unknown }): {
+  readonly type: Uint8Array
+  readonly bucket: Uint8Array
+  readonly props: Uint8Array | undefined
+} => {
+  const raw = object as unknown as { type: Uint8Array; bucket: Uint8Array; props?: Uint8Array }
+  return {
+    type: new Uint8Array(raw.type),
+    bucket: new Uint8Array(raw.bucket),
+    props: raw.props === undefined ? undefined : new Uint8Array(raw.props)
   }
 }
 
@@ -213,6 +259,16 @@ export const decodeContent = (bytes: Uint8Array): KvStore.Content =>
       arrays: false
     }) as unknown as SnapshotContent
   ))
+
+/** The other siblings of an object as one `Siblings` record. */
+export const encodeSiblings = (siblings: ReadonlyArray<KvStore.Content>): Uint8Array =>
+  snapshotTypes.siblings.encode({ content: siblings }).finish()
+
+/** A `Siblings` record back to content, copied out of `bytes`. */
+export const decodeSiblings = (bytes: Uint8Array): ReadonlyArray<KvStore.Content> => {
+  const raw = snapshotTypes.siblings.toObject(snapshotTypes.siblings.decode(bytes), { defaults: false, arrays: true })
+  return (raw["content"] as ReadonlyArray<SnapshotContent>).map((c) => toStoreContent(copyContent(c)))
+}
 
 const copyContent = (c: SnapshotContent): SnapshotContent => {
   const out: {

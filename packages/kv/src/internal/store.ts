@@ -1,16 +1,21 @@
 /**
- * Riak's object semantics over a `KvBackend` (see `KvStore.fromBackend`): vclocks and vtags, server-set
- * metadata, conditional puts, generated keys and copying of client bytes. Every backend gets exactly
- * these rules; a backend only stores records and offers a per-key compare-and-set.
+ * Riak's object semantics over a `KvBackend` (see `KvStore.fromBackend`): causal clocks and siblings
+ * (causal.ts), bucket properties, vtags, server-set metadata, conditional puts, generated keys and copying
+ * of client bytes. Every backend gets exactly these rules; a backend only stores records and offers a
+ * per-key compare-and-set.
  */
 import { randomBytes } from "node:crypto"
 import * as Clock from "effect/Clock"
+import * as Either from "effect/Either"
 import type * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
+import * as BucketProps from "../BucketProps.js"
 import type * as KvBackend from "../KvBackend.js"
-import { type MemoryLimitExceeded, PreconditionFailed, type StorageError } from "../KvError.js"
+import { type InvalidBucketProps, type MemoryLimitExceeded, PreconditionFailed, type StorageError } from "../KvError.js"
 import type * as KvStore from "../KvStore.js"
+import * as bucketPropsRecord from "./bucketProps.js"
+import * as causal from "./causal.js"
 import { equalBytes } from "./memory.js"
 
 const defaultTypeBytes = new TextEncoder().encode("default")
@@ -75,33 +80,91 @@ const resolveLocation = (location: KvStore.Location): KvBackend.Address => ({
 
 type PutError = PreconditionFailed | MemoryLimitExceeded | StorageError
 
+/** The contents of a stored object, newest first. */
+const contentsOf = (object: KvBackend.StoredObject): ReadonlyArray<KvStore.Content> =>
+  object.siblings === undefined || object.siblings.length === 0
+    ? [object.content]
+    : [object.content, ...object.siblings]
+
+/** A stored object as the store serves it. */
+const toKvObject = (object: KvBackend.StoredObject): KvStore.KvObject => ({
+  vclock: object.vclock,
+  content: object.content,
+  contents: contentsOf(object)
+})
+
+/** A stored object of `contents` (newest first, at least one) under `clock` and their `dots`. */
+const stored = (
+  contents: ReadonlyArray<KvStore.Content>,
+  clock: ReadonlyMap<causal.Actor, number>,
+  dots: ReadonlyArray<causal.Dot>
+): KvBackend.StoredObject => {
+  const vclock = causal.encode({ clock, dots })
+  return contents.length === 1
+    ? { vclock, content: contents[0]! }
+    : { vclock, content: contents[0]!, siblings: contents.slice(1) }
+}
+
 /** The `KvStore` service over `backend`. */
 export const fromBackend = (backend: KvBackend.Backend): Effect.Effect<Context.Tag.Service<typeof KvStore.KvStore>> =>
   Effect.sync(() => {
-    // vclock: 'w', format 1, this store instance's random id, its write counter. A fresh random id per
-    // instance keeps vclocks unique across restarts, servers sharing one database, and delete/re-create,
-    // without a counter the backend would have to persist.
+    // This store instance's actor in causal clocks: a fresh random id per instance, so clocks and vclocks
+    // stay unique across restarts, servers sharing one database, and delete/re-create, without a counter
+    // the backend would have to persist. `counter` numbers this instance's writes (all keys).
     const instance = randomBytes(8)
-    let counter = 0n
+    const actor = causal.actorOf(instance)
+    let counter = 0
 
-    const stamp = (): { vclock: Uint8Array; vtag: Uint8Array } => {
+    /** A new write event: its dot, and the vtag derived from it. */
+    const nextEvent = (): { dot: causal.Dot; vtag: Uint8Array } => {
       counter++
       const bytes = Buffer.alloc(16)
       bytes.set(instance, 0)
-      bytes.writeBigUInt64BE(counter, 8)
-      const vclock = new Uint8Array(18)
-      vclock[0] = 0x77
-      vclock[1] = 1
-      vclock.set(bytes, 2)
-      return { vclock, vtag: new TextEncoder().encode(base62(bytes)) }
+      bytes.writeBigUInt64BE(BigInt(counter), 8)
+      return { dot: { actor, counter }, vtag: new TextEncoder().encode(base62(bytes)) }
     }
 
-    const get = (location: KvStore.Location): Effect.Effect<Option.Option<KvStore.KvObject>, StorageError> =>
-      backend.get(resolveLocation(location))
+    const bucketProps = (type: Uint8Array, bucket: Uint8Array): Effect.Effect<BucketProps.BucketProps, StorageError> =>
+      Effect.map(
+        backend.getBucketProps(type, bucket),
+        (overrides) => BucketProps.resolve(type, Option.getOrElse(overrides, () => ({})))
+      )
 
-    const build = (input: KvStore.ContentInput, now: bigint): KvBackend.StoredObject => {
-      const { vclock, vtag } = stamp()
-      return { vclock, content: storedContent(input, vtag, now) }
+    const get = (location: KvStore.Location): Effect.Effect<Option.Option<KvStore.KvObject>, StorageError> =>
+      Effect.map(backend.get(resolveLocation(location)), Option.map(toKvObject))
+
+    /**
+     * The object a put leaves: with `allowMult`, the stored siblings the client's `context` has not seen
+     * stay beside the new value; otherwise the new value replaces them. The clock merges what the object
+     * and the client have seen (`lastWriteWins`: only the client's), plus the new write's own dot.
+     */
+    const build = (
+      existing: Option.Option<KvBackend.StoredObject>,
+      context: Uint8Array | undefined,
+      props: BucketProps.BucketProps,
+      input: KvStore.ContentInput,
+      now: bigint
+    ): KvBackend.StoredObject => {
+      const { dot, vtag } = nextEvent()
+      const content = storedContent(input, vtag, now)
+      const seen: ReadonlyMap<causal.Actor, number> = context === undefined ? new Map() : causal.decodeContext(context)
+      if (props.lastWriteWins || Option.isNone(existing)) {
+        return stored([content], causal.merge(seen, new Map([[dot.actor, dot.counter]])), [dot])
+      }
+      const contents = contentsOf(existing.value)
+      const before = causal.decodeStored(existing.value.vclock, contents.length)
+      const clock = causal.merge(causal.merge(before.clock, seen), new Map([[dot.actor, dot.counter]]))
+      if (!props.allowMult) return stored([content], clock, [dot])
+      const kept: Array<KvStore.Content> = [content]
+      const dots: Array<causal.Dot> = [dot]
+      contents.forEach((c, i) => {
+        const d = before.dots[i]!
+        if (!causal.covers(seen, d)) {
+          kept.push(c)
+          dots.push(d)
+        }
+      })
+      return stored(kept, clock, dots)
     }
 
     /** A put under a fresh random key: create-only, retried with another key on the (improbable) collision. */
@@ -112,10 +175,13 @@ export const fromBackend = (backend: KvBackend.Backend): Effect.Effect<Context.T
     ): Effect.Effect<KvStore.PutResult, PutError> =>
       Effect.suspend(() => {
         const key = new TextEncoder().encode(base62(randomBytes(16)))
-        const object = build(input, now)
+        const object = build(Option.none(), undefined, BucketProps.defaults(undefined), input, now)
         return Effect.flatMap(
           backend.compareAndSet(resolve(ref, key), Option.none(), Option.some(object)),
-          (stored) => stored ? Effect.succeed({ key, generatedKey: true, object }) : putGenerated(ref, input, now)
+          (done) =>
+            done
+              ? Effect.succeed({ key, generatedKey: true, object: toKvObject(object) })
+              : putGenerated(ref, input, now)
         )
       })
 
@@ -124,6 +190,8 @@ export const fromBackend = (backend: KvBackend.Backend): Effect.Effect<Context.T
       address: KvBackend.Address,
       input: KvStore.ContentInput,
       condition: KvStore.PutCondition,
+      context: Uint8Array | undefined,
+      props: BucketProps.BucketProps,
       now: bigint
     ): Effect.Effect<KvStore.PutResult, PutError> =>
       Effect.flatMap(backend.get(address), (existing): Effect.Effect<KvStore.PutResult, PutError> => {
@@ -138,13 +206,13 @@ export const fromBackend = (backend: KvBackend.Backend): Effect.Effect<Context.T
             }
             break
         }
-        const object = build(input, now)
+        const object = build(existing, context, props, input, now)
         return Effect.flatMap(
           backend.compareAndSet(address, Option.map(existing, (o) => o.vclock), Option.some(object)),
-          (stored) =>
-            stored
-              ? Effect.succeed({ key: address.key, generatedKey: false, object })
-              : putKeyed(address, input, condition, now)
+          (done) =>
+            done
+              ? Effect.succeed({ key: address.key, generatedKey: false, object: toKvObject(object) })
+              : putKeyed(address, input, condition, context, props, now)
         )
       })
 
@@ -152,12 +220,75 @@ export const fromBackend = (backend: KvBackend.Backend): Effect.Effect<Context.T
       ref: KvStore.BucketRef,
       key: Uint8Array | undefined,
       input: KvStore.ContentInput,
-      condition: KvStore.PutCondition = { _tag: "Always" }
-    ): Effect.Effect<KvStore.PutResult, PutError> =>
-      Effect.flatMap(Clock.currentTimeNanos, (now) =>
-        key === undefined
-          ? putGenerated(ref, input, now)
-          : putKeyed(resolve(ref, copy(key)), input, condition, now))
+      condition: KvStore.PutCondition = { _tag: "Always" },
+      context?: Uint8Array
+    ): Effect.Effect<KvStore.PutResult, PutError> => {
+      if (key === undefined) return Effect.flatMap(Clock.currentTimeNanos, (now) => putGenerated(ref, input, now))
+      const address = resolve(ref, copy(key))
+      const seen = context ?? (condition._tag === "IfNotModified" ? condition.vclock : undefined)
+      return Effect.flatMap(
+        Effect.all([Clock.currentTimeNanos, bucketProps(address.type, address.bucket)]),
+        ([now, props]) => putKeyed(address, input, condition, seen, props, now)
+      )
+    }
+
+    /**
+     * Without a context, or in a bucket without siblings: removes the key. With a context under `allowMult`:
+     * removes the siblings the context has seen, and keeps (as the object) those it has not, so a write
+     * concurrent with the delete is not lost.
+     */
+    const remove = (
+      location: KvStore.Location,
+      context?: Uint8Array
+    ): Effect.Effect<boolean, MemoryLimitExceeded | StorageError> => {
+      const address = resolveLocation(location)
+      if (context === undefined) return backend.delete(address)
+      const seen = causal.decodeContext(context)
+      const attempt: Effect.Effect<boolean, MemoryLimitExceeded | StorageError> = Effect.flatMap(
+        backend.get(address),
+        (existing) => {
+          if (Option.isNone(existing)) return Effect.succeed(false)
+          const contents = contentsOf(existing.value)
+          const before = causal.decodeStored(existing.value.vclock, contents.length)
+          const left = contents.flatMap((c, i) =>
+            causal.covers(seen, before.dots[i]!) ? [] : [{ c, d: before.dots[i]! }]
+          )
+          let next: Option.Option<KvBackend.StoredObject> = Option.none()
+          if (left.length > 0) {
+            // The delete is an event too: the clock takes a new dot of this store, so the vclock changes.
+            const { dot } = nextEvent()
+            const clock = causal.merge(causal.merge(before.clock, seen), new Map([[dot.actor, dot.counter]]))
+            next = Option.some(stored(left.map((l) => l.c), clock, left.map((l) => l.d)))
+          }
+          // A lost race re-reads and re-checks.
+          return Effect.flatMap(
+            backend.compareAndSet(address, Option.some(existing.value.vclock), next),
+            (done) => (done ? Effect.succeed(true) : attempt)
+          )
+        }
+      )
+      return Effect.flatMap(
+        bucketProps(address.type, address.bucket),
+        (props) => (props.allowMult && !props.lastWriteWins ? Effect.suspend(() => attempt) : backend.delete(address))
+      )
+    }
+
+    const setBucketProps = (
+      ref: KvStore.BucketRef,
+      overrides: BucketProps.Overrides
+    ): Effect.Effect<void, InvalidBucketProps | StorageError> => {
+      const type = ref.type ?? defaultTypeBytes
+      return Effect.flatMap(backend.getBucketProps(type, ref.bucket), (current): Effect.Effect<
+        void,
+        InvalidBucketProps | StorageError
+      > => {
+        const merged = { ...Option.getOrElse(current, () => ({})), ...overrides }
+        const invalid = bucketPropsRecord.validate(BucketProps.resolve(type, merged))
+        return Either.isLeft(invalid)
+          ? Effect.fail(invalid.left)
+          : backend.setBucketProps(copy(type), copy(ref.bucket), Option.some(merged))
+      })
+    }
 
     const listBuckets = (type: Uint8Array | undefined) => backend.listBuckets(type ?? defaultTypeBytes)
     const listKeys = (ref: KvStore.BucketRef) => backend.listKeys(ref.type ?? defaultTypeBytes, ref.bucket)
@@ -165,9 +296,12 @@ export const fromBackend = (backend: KvBackend.Backend): Effect.Effect<Context.T
     return {
       get,
       put,
-      delete: (location) => backend.delete(resolveLocation(location)),
+      delete: remove,
       listBuckets,
       listKeys,
+      getBucketProps: (ref) => bucketProps(ref.type ?? defaultTypeBytes, ref.bucket),
+      setBucketProps,
+      resetBucketProps: (ref) => backend.setBucketProps(ref.type ?? defaultTypeBytes, ref.bucket, Option.none()),
       usage: backend.usage,
       snapshot: backend.checkpoint
     }

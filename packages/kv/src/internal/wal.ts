@@ -12,7 +12,7 @@ import * as fs from "node:fs/promises"
 import * as path from "node:path"
 import * as zlib from "node:zlib"
 import type * as KvBackend from "../KvBackend.js"
-import { type SnapshotEntry, decodeEntry, snapshotTypes } from "./snapshot.js"
+import { decodeBucketPropsEntry, decodeEntry, type SnapshotEntry, snapshotTypes } from "./snapshot.js"
 
 /** Written at the start of every segment; the digits are the format version. */
 export const magic = Buffer.from("WKVLOG01", "latin1")
@@ -25,6 +25,13 @@ const readChunkBytes = 1024 * 1024
 export type LogOp =
   | { readonly _tag: "Put"; readonly entry: SnapshotEntry }
   | { readonly _tag: "Remove"; readonly address: KvBackend.Address }
+  /** A bucket's properties set (`props`: an encoded `BucketProps` record) or reset (`props` undefined). */
+  | {
+    readonly _tag: "BucketProps"
+    readonly type: Uint8Array
+    readonly bucket: Uint8Array
+    readonly props: Uint8Array | undefined
+  }
 
 /** A segment file found on disk. */
 export interface Segment {
@@ -57,7 +64,15 @@ export const listSegments = async (file: string): Promise<Array<Segment>> => {
 
 /** One record: its header and its payload (written back to back). */
 export const encode = (op: LogOp): readonly [Uint8Array, Uint8Array] => {
-  const message = op._tag === "Put" ? { put: op.entry } : { remove: op.address }
+  const message = op._tag === "Put"
+    ? { put: op.entry }
+    : op._tag === "Remove"
+    ? { remove: op.address }
+    : {
+      bucketProps: op.props === undefined
+        ? { type: op.type, bucket: op.bucket }
+        : { type: op.type, bucket: op.bucket, props: op.props }
+    }
   const payload = snapshotTypes.logRecord.encode(message).finish()
   const header = Buffer.allocUnsafe(headerBytes)
   header.writeUInt32BE(payload.length, 0)
@@ -75,8 +90,12 @@ const decodeOp = (payload: Uint8Array): LogOp | undefined => {
     const raw = snapshotTypes.logRecord.toObject(snapshotTypes.logRecord.decode(payload), conversion)
     const put = raw["put"] as { readonly [k: string]: unknown } | undefined
     const remove = raw["remove"] as KvBackend.Address | undefined
-    if (put !== undefined && remove === undefined) return { _tag: "Put", entry: decodeEntry(put) }
-    if (remove !== undefined && put === undefined) {
+    const props = raw["bucketProps"] as { readonly [k: string]: unknown } | undefined
+    const present = [put, remove, props].filter((f) => f !== undefined).length
+    if (present !== 1) return undefined
+    if (props !== undefined) return { _tag: "BucketProps", ...decodeBucketPropsEntry(props) }
+    if (put !== undefined) return { _tag: "Put", entry: decodeEntry(put) }
+    if (remove !== undefined) {
       return {
         _tag: "Remove",
         address: {
