@@ -109,9 +109,12 @@ export const decodeStored = (vclock: Uint8Array, siblings: number): Causal => {
   return parsed !== undefined && parsed.dots.length === siblings ? parsed : opaque(vclock, siblings)
 }
 
-/** The clock of a client's context (the vclock bytes it fetched); foreign bytes read as one opaque dot. */
+/**
+ * The clock of a client's context (the vclock bytes it fetched); foreign bytes read as one opaque dot,
+ * empty bytes as no context.
+ */
 export const decodeContext = (vclock: Uint8Array): ReadonlyMap<Actor, number> =>
-  (parse(vclock) ?? opaque(vclock, 1)).clock
+  vclock.length === 0 ? new Map() : (parse(vclock) ?? opaque(vclock, 1)).clock
 
 /** The vclock bytes of a causal state. */
 export const encode = (causal: Causal): Uint8Array => {

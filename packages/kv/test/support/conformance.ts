@@ -280,6 +280,158 @@ export const conformance = (
         assert.deepStrictEqual(yield* collect(store.listBuckets(enc("none"))), [])
       }))
 
+    const values = (object: KvStore.KvObject) => object.contents.map((c) => dec(c.value) ?? "").sort()
+    const fetch = (store: KvStore.KvStore["Type"], key: string, type?: string) =>
+      Effect.map(store.get(at(key, type)), Option.getOrThrow)
+    const multi = { bucket: enc("b") }
+
+    it.scopedLive("bucket properties: Riak's defaults per type, merged sets, refused invalid ones, reset", () =>
+      Effect.gen(function*() {
+        const { store } = yield* setup()
+        const plain = yield* store.getBucketProps(multi)
+        assert.strictEqual(plain.allowMult, false)
+        assert.strictEqual(plain.lastWriteWins, false)
+        assert.strictEqual(plain.nVal, 3)
+        assert.strictEqual(plain.r, "quorum")
+        assert.deepStrictEqual(yield* store.getBucketProps({ type: enc("default"), bucket: enc("b") }), plain)
+        assert.strictEqual((yield* store.getBucketProps({ type: enc("maps"), bucket: enc("b") })).allowMult, true)
+
+        yield* store.setBucketProps(multi, { allowMult: true })
+        yield* store.setBucketProps(multi, { nVal: 5, r: 2 })
+        const set = yield* store.getBucketProps(multi)
+        assert.deepStrictEqual([set.allowMult, set.nVal, set.r, set.w], [true, 5, 2, "quorum"])
+        assert.strictEqual((yield* store.getBucketProps({ bucket: enc("other") })).allowMult, false)
+
+        const both = yield* Effect.flip(store.setBucketProps(multi, { lastWriteWins: true }))
+        assert.strictEqual(both._tag, "InvalidBucketProps")
+        const zero = yield* Effect.flip(store.setBucketProps(multi, { nVal: 0 }))
+        assert.match(zero.message, /n_val/)
+        assert.deepStrictEqual(yield* store.getBucketProps(multi), set)
+
+        yield* store.resetBucketProps(multi)
+        assert.deepStrictEqual(yield* store.getBucketProps(multi), plain)
+      }))
+
+    it.scopedLive("allow_mult: puts from the same stale vclock become siblings; a put with the fetched vclock resolves them", () =>
+      Effect.gen(function*() {
+        const { store } = yield* setup()
+        yield* store.setBucketProps(multi, { allowMult: true })
+        const base = (yield* store.put(multi, enc("k"), { value: enc("base") })).object
+        assert.strictEqual(base.contents.length, 1)
+        const first = yield* store.put(multi, enc("k"), { value: enc("a") }, undefined, base.vclock)
+        assert.deepStrictEqual(values(first.object), ["a"])
+        const second = yield* store.put(multi, enc("k"), { value: enc("b") }, undefined, base.vclock)
+        // The reply (return_body) holds every sibling, the new one first.
+        assert.deepStrictEqual(second.object.contents.map((c) => dec(c.value)), ["b", "a"])
+        const both = yield* fetch(store, "k")
+        assert.deepStrictEqual(values(both), ["a", "b"])
+        assert.strictEqual(dec(both.content.value), "b")
+        assert.strictEqual(hex(both.vclock), hex(second.object.vclock))
+        assert.notStrictEqual(hex(both.contents[0]!.vtag), hex(both.contents[1]!.vtag))
+
+        const resolved = yield* store.put(multi, enc("k"), { value: enc("merged") }, undefined, both.vclock)
+        assert.deepStrictEqual(values(resolved.object), ["merged"])
+        assert.deepStrictEqual(values(yield* fetch(store, "k")), ["merged"])
+        // A put with a vclock from before the resolution is concurrent with it.
+        yield* store.put(multi, enc("k"), { value: enc("late") }, undefined, both.vclock)
+        assert.deepStrictEqual(values(yield* fetch(store, "k")), ["late", "merged"])
+      }))
+
+    it.scopedLive("allow_mult: blind puts are siblings; every concurrent writer's value survives", () =>
+      Effect.gen(function*() {
+        const { store } = yield* setup()
+        yield* store.setBucketProps(multi, { allowMult: true })
+        yield* store.put(multi, enc("blind"), { value: enc("1") })
+        yield* store.put(multi, enc("blind"), { value: enc("2") })
+        assert.deepStrictEqual(values(yield* fetch(store, "blind")), ["1", "2"])
+
+        const base = (yield* store.put(multi, enc("race"), { value: enc("base") })).object
+        const writers = 16
+        yield* Effect.all(
+          Array.from(
+            { length: writers },
+            (_, i) =>
+              store.put(multi, enc("race"), { value: enc(`w${String(i).padStart(2, "0")}`) }, undefined, base.vclock)
+          ),
+          { concurrency: "unbounded" }
+        )
+        const all = yield* fetch(store, "race")
+        assert.deepStrictEqual(values(all), Array.from({ length: writers }, (_, i) => `w${String(i).padStart(2, "0")}`))
+        yield* store.put(multi, enc("race"), { value: enc("one") }, undefined, all.vclock)
+        assert.deepStrictEqual(values(yield* fetch(store, "race")), ["one"])
+      }))
+
+    it.scopedLive("allow_mult false: a stale or missing vclock still replaces (one value); last_write_wins too", () =>
+      Effect.gen(function*() {
+        const { store } = yield* setup()
+        const base = (yield* store.put(bucket, enc("k"), { value: enc("base") })).object
+        yield* store.put(bucket, enc("k"), { value: enc("a") }, undefined, base.vclock)
+        yield* store.put(bucket, enc("k"), { value: enc("b") }, undefined, base.vclock)
+        yield* store.put(bucket, enc("k"), { value: enc("c") })
+        assert.deepStrictEqual(values(yield* fetch(store, "k")), ["c"])
+
+        const typed = { type: enc("t"), bucket: enc("b") }
+        yield* store.put(typed, enc("k"), { value: enc("1") })
+        yield* store.put(typed, enc("k"), { value: enc("2") })
+        assert.deepStrictEqual(values(yield* fetch(store, "k", "t")), ["1", "2"], "typed buckets keep siblings")
+        yield* store.setBucketProps(typed, { allowMult: false, lastWriteWins: true })
+        yield* store.put(typed, enc("k"), { value: enc("3") })
+        assert.deepStrictEqual(values(yield* fetch(store, "k", "t")), ["3"])
+      }))
+
+    it.scopedLive("allow_mult: conditions, generated keys and deletes with siblings", () =>
+      Effect.gen(function*() {
+        const { store } = yield* setup()
+        yield* store.setBucketProps(multi, { allowMult: true })
+        yield* store.put(multi, enc("k"), { value: enc("1") })
+        const two = (yield* store.put(multi, enc("k"), { value: enc("2") })).object
+        const taken = yield* Effect.flip(store.put(multi, enc("k"), { value: enc("x") }, { _tag: "IfNoneMatch" }))
+        assert.strictEqual(taken.message, "match_found")
+        const resolved = yield* store.put(multi, enc("k"), { value: enc("3") }, {
+          _tag: "IfNotModified",
+          vclock: two.vclock
+        })
+        assert.deepStrictEqual(values(resolved.object), ["3"], "if_not_modified's vclock is the put's context")
+        const generated = yield* store.put(multi, undefined, { value: enc("g") })
+        assert.deepStrictEqual(values(yield* fetch(store, dec(generated.key)!)), ["g"])
+
+        // A delete with a vclock removes what it has seen and keeps a concurrent write.
+        const seen = (yield* store.put(multi, enc("d"), { value: enc("seen") })).object
+        yield* store.put(multi, enc("d"), { value: enc("concurrent") })
+        assert.isTrue(yield* store.delete(at("d"), seen.vclock))
+        const left = yield* fetch(store, "d")
+        assert.deepStrictEqual(values(left), ["concurrent"])
+        assert.notStrictEqual(hex(left.vclock), hex(seen.vclock))
+        assert.isTrue(yield* store.delete(at("d"), left.vclock))
+        assert.isTrue(Option.isNone(yield* store.get(at("d"))))
+        // Without a vclock, a delete removes every sibling.
+        yield* store.put(multi, enc("e"), { value: enc("1") })
+        yield* store.put(multi, enc("e"), { value: enc("2") })
+        assert.isTrue(yield* store.delete(at("e")))
+        assert.isTrue(Option.isNone(yield* store.get(at("e"))))
+        assert.isFalse(yield* store.delete(at("e"), seen.vclock))
+      }))
+
+    it.scopedLive("vclocks of the format before siblings are accepted as one dot", () =>
+      Effect.gen(function*() {
+        const { backend, store } = yield* setup()
+        yield* store.setBucketProps(multi, { allowMult: true })
+        const legacy = Uint8Array.from([0x77, 1, 1, 2, 3, 4, 5, 6, 7, 8, 0, 0, 0, 0, 0, 0, 0, 42])
+        const old: KvBackend.StoredObject = {
+          vclock: legacy,
+          content: { value: enc("old"), vtag: enc("t"), lastMod: 1, lastModUsecs: 0 }
+        }
+        assert.isTrue(yield* backend.compareAndSet(address("k"), Option.none(), Option.some(old)))
+        yield* store.put(multi, enc("k"), { value: enc("new") }, undefined, legacy)
+        assert.deepStrictEqual(values(yield* fetch(store, "k")), ["new"], "the legacy dot is covered")
+        assert.isTrue(yield* backend.compareAndSet(address("j"), Option.none(), Option.some(old)))
+        yield* store.put(multi, enc("j"), { value: enc("blind") })
+        const both = yield* fetch(store, "j")
+        assert.deepStrictEqual(values(both), ["blind", "old"])
+        yield* store.put(multi, enc("j"), { value: enc("one") }, undefined, both.vclock)
+        assert.deepStrictEqual(values(yield* fetch(store, "j")), ["one"])
+      }))
+
     it.scopedLive("compareAndSet: expected absent, expected vclock, removal", () =>
       Effect.gen(function*() {
         const { backend } = yield* setup()
