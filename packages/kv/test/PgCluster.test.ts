@@ -8,7 +8,7 @@ import type { KvMessages } from "@warren/kv"
 import { Effect } from "effect"
 import { call, connect, type Reply } from "./support/pbClient.js"
 import { freshDatabase, startPgServer } from "./support/postgres.js"
-import { type FetchResult, promised, riakClient } from "./support/riakClient.js"
+import { type BucketPropsResult, type FetchResult, promised, riakClient } from "./support/riakClient.js"
 import { makeProxy } from "./support/tcpProxy.js"
 
 const enc = (s: string) => new TextEncoder().encode(s)
@@ -122,6 +122,53 @@ describe("two PB servers sharing PostgreSQL", () => {
       assert.strictEqual(dec(final.content?.[0]?.value), String(writers * increments))
       // The writers did race (otherwise this test would show nothing).
       assert.isAbove(conflicts, 0)
+    }))
+
+  it.scopedLive("siblings: concurrent writers from one fetched vclock through both servers all survive; then resolved", () =>
+    Effect.gen(function*() {
+      const { a, b } = yield* twoServers
+      const viaA = yield* riakClient(a.port)
+      const viaB = yield* riakClient(b.port)
+      // allow_mult set through one server is what the other applies (the properties live in the database).
+      yield* promised((cb) => viaA.storeBucketProps({ bucket: "carts", allowMult: true }, cb))
+      assert.isTrue(
+        (yield* promised<BucketPropsResult>((cb) => viaB.fetchBucketProps({ bucket: "carts" }, cb))).allowMult
+      )
+
+      yield* promised((cb) => viaA.storeValue({ bucket: "carts", key: "k", value: "base" }, cb))
+      const base = yield* promised<FetchResult>((cb) => viaB.fetchValue({ bucket: "carts", key: "k" }, cb))
+      const writers = 8
+      yield* Effect.all(
+        Array.from(
+          { length: writers },
+          (_, i) =>
+            promised((cb) =>
+              (i % 2 === 0 ? viaA : viaB).storeValue(
+                { bucket: "carts", key: "k", value: `w${i}`, vclock: base.vclock },
+                cb
+              )
+            )
+        ),
+        { concurrency: "unbounded" }
+      )
+      const expected = Array.from({ length: writers }, (_, i) => `w${i}`).sort()
+      let seen: FetchResult | undefined
+      for (const client of [viaA, viaB]) {
+        seen = yield* promised<FetchResult>((cb) => client.fetchValue({ bucket: "carts", key: "k" }, cb))
+        assert.deepStrictEqual(seen.values.map((v) => v.value.toString("utf8")).sort(), expected, "no lost update")
+      }
+
+      // A write with the vclock that saw every sibling resolves them, whichever server takes it.
+      yield* promised((cb) => viaB.storeValue({ bucket: "carts", key: "k", value: "merged", vclock: seen!.vclock }, cb))
+      for (const client of [viaA, viaB]) {
+        const resolved = yield* promised<FetchResult>((cb) => client.fetchValue({ bucket: "carts", key: "k" }, cb))
+        assert.deepStrictEqual(resolved.values.map((v) => v.value.toString("utf8")), ["merged"])
+      }
+      // The default bucket of the same database keeps one value per key.
+      yield* promised((cb) => viaA.storeValue({ bucket: "plain", key: "k", value: "1" }, cb))
+      yield* promised((cb) => viaB.storeValue({ bucket: "plain", key: "k", value: "2" }, cb))
+      const plain = yield* promised<FetchResult>((cb) => viaA.fetchValue({ bucket: "plain", key: "k" }, cb))
+      assert.deepStrictEqual(plain.values.map((v) => v.value.toString("utf8")), ["2"])
     }))
 
   it.scopedLive("concurrent if_none_match creates through both servers: exactly one wins", () =>

@@ -11,14 +11,31 @@ export interface RiakObjectLike {
 export interface FetchResult {
   readonly isNotFound: boolean
   readonly values: ReadonlyArray<RiakObjectLike>
+  readonly vclock: Buffer
+}
+/** What `fetchBucketProps` reports (the parts the tests read). */
+export interface BucketPropsResult {
+  readonly nVal: number
+  readonly allowMult: boolean
+  readonly lastWriteWins: boolean
+  readonly r: number
+  readonly notFoundOk: boolean
+  readonly precommit: ReadonlyArray<unknown>
+  readonly chashKeyfun?: { readonly mod: string; readonly fun: string }
 }
 export type Callback<A> = (error: unknown, result: A) => void
 export interface RiakClient {
-  storeValue(options: Record<string, unknown>, callback: Callback<{ readonly generatedKey?: string }>): void
+  storeValue(
+    options: Record<string, unknown>,
+    callback: Callback<{ readonly generatedKey?: string; readonly values: ReadonlyArray<RiakObjectLike> }>
+  ): void
   fetchValue(options: Record<string, unknown>, callback: Callback<FetchResult>): void
   deleteValue(options: Record<string, unknown>, callback: Callback<boolean>): void
   listBuckets(options: Record<string, unknown>, callback: Callback<{ readonly buckets: ReadonlyArray<string> }>): void
   listKeys(options: Record<string, unknown>, callback: Callback<{ readonly keys: ReadonlyArray<string> }>): void
+  fetchBucketProps(options: Record<string, unknown>, callback: Callback<BucketPropsResult>): void
+  storeBucketProps(options: Record<string, unknown>, callback: Callback<boolean>): void
+  resetBucketProps(options: Record<string, unknown>, callback: Callback<boolean>): void
   ping(callback: Callback<boolean>): void
   stop(callback: Callback<unknown>): void
 }
