@@ -70,8 +70,12 @@ const base: BucketProps = {
   notfoundOk: true
 }
 
+const typed: BucketProps = { ...base, allowMult: true }
+
+const defaultName = [0x64, 0x65, 0x66, 0x61, 0x75, 0x6c, 0x74] // "default"
+
 const isDefaultType = (type: Uint8Array | undefined): boolean =>
-  type === undefined || Buffer.from(type.buffer, type.byteOffset, type.byteLength).toString("latin1") === "default"
+  type === undefined || (type.length === defaultName.length && defaultName.every((b, i) => type[i] === b))
 
 /**
  * The defaults of a bucket type, as Riak 2 has them: the `default` type (and an absent type) keeps one value
@@ -81,8 +85,7 @@ const isDefaultType = (type: Uint8Array | undefined): boolean =>
  * @since 0.1.0
  * @category constructors
  */
-export const defaults = (type: Uint8Array | undefined): BucketProps =>
-  isDefaultType(type) ? base : { ...base, allowMult: true }
+export const defaults = (type: Uint8Array | undefined): BucketProps => isDefaultType(type) ? base : typed
 
 /**
  * A bucket's effective properties: its type's defaults with `overrides` applied.

@@ -77,6 +77,14 @@ export interface Backend {
   readonly listBuckets: (type: Uint8Array) => Stream.Stream<ReadonlyArray<Uint8Array>, StorageError>
   /** Keys of a bucket in bounded batches (never an empty batch), without copying the whole bucket. */
   readonly listKeys: (type: Uint8Array, bucket: Uint8Array) => Stream.Stream<ReadonlyArray<Uint8Array>, StorageError>
+  /**
+   * The record at `address` and the properties set on its bucket, read together (what a put needs first;
+   * one round trip on a database).
+   */
+  readonly getWithBucketProps: (address: Address) => Effect.Effect<{
+    readonly object: Option.Option<StoredObject>
+    readonly props: Option.Option<BucketProps.Overrides>
+  }, StorageError>
   /** The properties set on a bucket (`None`: none set, the type's defaults apply). */
   readonly getBucketProps: (
     type: Uint8Array,

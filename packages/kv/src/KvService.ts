@@ -21,7 +21,7 @@ import * as bucketPropsWire from "./internal/bucketProps.js"
 import type { InvalidBucketProps, MemoryLimitExceeded, PreconditionFailed, StorageError } from "./KvError.js"
 import * as KvMessages from "./KvMessages.js"
 import { KvStore } from "./KvStore.js"
-import type * as Store from "./KvStore.js"
+import * as Store from "./KvStore.js"
 
 /** A reply code of the KV ranges (10, 12, ...) sent as a request: riak_kv has no `process` clause for it. */
 interface ReplyCodeAsRequest {
@@ -178,7 +178,7 @@ export const make: Effect.Effect<PbService.PbService, never, KvStore> = Effect.g
       // Siblings: one `content` entry each (newest first), under the one vclock that resolves them all.
       return PbService.reply<Resp, State>({
         _tag: "RpbGetResp",
-        content: object.contents.map((c) => toRpbContent(c, request.head === true)),
+        content: Store.contents(object).map((c) => toRpbContent(c, request.head === true)),
         vclock: object.vclock
       }, state)
     }).pipe(orErrorReply, Effect.tap(counted("get")), Effect.withSpan("KvService.get"))
@@ -200,7 +200,7 @@ export const make: Effect.Effect<PbService.PbService, never, KvStore> = Effect.g
       const reply: Mutable<KvMessages.Message<"RpbPutResp">> = { _tag: "RpbPutResp" }
       if (withBody) {
         // Riak: return_head wins over return_body (the content comes back without its value).
-        reply.content = object.contents.map((c) => toRpbContent(c, request.return_head === true))
+        reply.content = Store.contents(object).map((c) => toRpbContent(c, request.return_head === true))
         reply.vclock = object.vclock
       }
       if (generatedKey) reply.key = key

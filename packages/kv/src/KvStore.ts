@@ -124,13 +124,14 @@ export interface Content extends ContentInput {
  * @category models
  */
 export interface KvObject {
-  /** The newest value (`contents[0]`). */
+  /** The newest value. */
   readonly content: Content
   /**
-   * Every sibling, newest first: one value unless the bucket has `allowMult` and writes were concurrent
-   * (neither saw the other). A put with this object's `vclock` replaces all of them.
+   * The other siblings, newest first (absent or empty: `content` is the only value). There are siblings
+   * only when the bucket has `allowMult` and writes were concurrent (neither saw the other). A put with
+   * this object's `vclock` replaces all of them. `contents` lists them all.
    */
-  readonly contents: ReadonlyArray<Content>
+  readonly siblings?: ReadonlyArray<Content> | undefined
   /**
    * Opaque causal context; changes on every write of the object. Clients hand it back with puts (so the
    * store knows which siblings they have seen) and for `if_not_modified`. Never equal for two different
@@ -138,6 +139,17 @@ export interface KvObject {
    */
   readonly vclock: Uint8Array
 }
+
+/**
+ * Every value of an object, newest first: `content` and its siblings.
+ *
+ * @since 0.1.0
+ * @category getters
+ */
+export const contents = (object: KvObject): ReadonlyArray<Content> =>
+  object.siblings === undefined || object.siblings.length === 0
+    ? [object.content]
+    : [object.content, ...object.siblings]
 
 /**
  * A condition checked atomically with a put.

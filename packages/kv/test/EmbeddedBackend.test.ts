@@ -133,7 +133,7 @@ describe("EmbeddedBackend write-ahead log", () => {
         Effect.map(store.get({ bucket: enc("m"), key: enc("k") }), (o) => {
           const object = Option.getOrThrow(o)
           return {
-            values: object.contents.map((c) => dec(c.value)),
+            values: KvStore.contents(object).map((c) => dec(c.value)),
             vclock: Buffer.from(object.vclock).toString("hex")
           }
         })
@@ -148,7 +148,7 @@ describe("EmbeddedBackend write-ahead log", () => {
           yield* store.put(multi, enc("k2"), { value: enc("1") })
           yield* store.put(multi, enc("k2"), { value: enc("2") })
           assert.strictEqual(
-            Option.getOrThrow(yield* store.get({ bucket: enc("m"), key: enc("k2") })).contents.length,
+            KvStore.contents(Option.getOrThrow(yield* store.get({ bucket: enc("m"), key: enc("k2") }))).length,
             2
           )
         })

@@ -31,7 +31,7 @@ const makeStore = (settings: KvSettings) =>
     })
 
 /**
- * The Riak KV service (codes 9..18) over a store with `settings`. The store lives in the server's scope, so stopping
+ * The Riak KV service (codes 9..22, 29..30) over a store with `settings`. The store lives in the server's scope, so stopping
  * the server writes the snapshot. A store that cannot start (damaged snapshot, ...) fails with its typed error.
  */
 const kvRegistrations = (settings: KvSettings) =>

@@ -272,6 +272,18 @@ const build = (
         return entry === undefined ? Option.none() : Option.some(bucketPropsRecord.decode(entry.props))
       })
 
+    const getWithBucketProps = (address: KvBackend.Address) =>
+      Effect.sync(() => {
+        const row = table.get(address)
+        const entry = bucketProps.size === 0 ? undefined : bucketProps.get(propsKey(address.type, address.bucket))
+        return {
+          object: row === undefined
+            ? Option.none()
+            : Option.some<KvBackend.StoredObject>({ vclock: row.vclock, content: row.content, siblings: row.siblings }),
+          props: entry === undefined ? Option.none() : Option.some(bucketPropsRecord.decode(entry.props))
+        }
+      })
+
     const setBucketProps = (
       type: Uint8Array,
       bucket: Uint8Array,
@@ -351,6 +363,7 @@ const build = (
       delete: del,
       listBuckets,
       listKeys,
+      getWithBucketProps,
       getBucketProps,
       setBucketProps,
       usage,

@@ -214,23 +214,44 @@ export const make = (
         Effect.tapError(() => Metric.increment(failures))
       )
 
+    const toStored = (row: Row): KvBackend.StoredObject => {
+      const content = pgContent.decode(row.content)
+      return row.siblings === null
+        ? { vclock: row.vclock, content }
+        : { vclock: row.vclock, content, siblings: pgContent.decodeSiblings(row.siblings) }
+    }
+
     const get = (address: KvBackend.Address) =>
       request(
         "get",
         sql<Row>`SELECT vclock, content, siblings FROM warren_kv_objects
           WHERE bucket_type = ${address.type} AND bucket = ${address.bucket} AND key = ${address.key}`
       ).pipe(
-        Effect.map((rows): Option.Option<KvBackend.StoredObject> => {
-          const row = rows[0]
-          if (row === undefined) return Option.none()
-          const content = pgContent.decode(row.content)
-          return Option.some(
-            row.siblings === null
-              ? { vclock: row.vclock, content }
-              : { vclock: row.vclock, content, siblings: pgContent.decodeSiblings(row.siblings) }
-          )
-        }),
+        Effect.map((rows) => Option.map(Option.fromNullable(rows[0]), toStored)),
         Effect.withSpan("PgBackend.get")
+      )
+
+    /** One query, one row: the object's columns (NULL when there is none) and the bucket's props (NULL: none). */
+    const getWithBucketProps = (address: KvBackend.Address) =>
+      request(
+        "get",
+        sql<{ readonly [K in keyof Row]: Row[K] | null } & { readonly props: Uint8Array | null }>`
+          SELECT o.vclock, o.content, o.siblings,
+            (SELECT p.props FROM warren_kv_bucket_props p
+              WHERE p.bucket_type = ${address.type} AND p.bucket = ${address.bucket}) AS props
+          FROM (SELECT 1) AS one LEFT JOIN warren_kv_objects o
+            ON o.bucket_type = ${address.type} AND o.bucket = ${address.bucket} AND o.key = ${address.key}`
+      ).pipe(
+        Effect.map((rows) => {
+          const row = rows[0]
+          return {
+            object: row?.vclock == null || row.content === null
+              ? Option.none()
+              : Option.some(toStored({ vclock: row.vclock, content: row.content, siblings: row.siblings })),
+            props: row?.props == null ? Option.none() : Option.some(bucketPropsRecord.decode(row.props))
+          }
+        }),
+        Effect.withSpan("PgBackend.getWithBucketProps")
       )
 
     /**
@@ -363,6 +384,7 @@ export const make = (
       delete: del,
       listBuckets,
       listKeys,
+      getWithBucketProps,
       getBucketProps,
       setBucketProps,
       usage,

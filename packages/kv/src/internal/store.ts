@@ -86,20 +86,18 @@ const contentsOf = (object: KvBackend.StoredObject): ReadonlyArray<KvStore.Conte
     ? [object.content]
     : [object.content, ...object.siblings]
 
-/** A stored object as the store serves it. */
-const toKvObject = (object: KvBackend.StoredObject): KvStore.KvObject => ({
-  vclock: object.vclock,
-  content: object.content,
-  contents: contentsOf(object)
-})
-
-/** A stored object of `contents` (newest first, at least one) under `clock` and their `dots`. */
+/**
+ * A stored object of `contents` (newest first, at least one) and their `dots`; `event` is a further event of the
+ * write that made it (a delete that left siblings), so its clock differs from every earlier one.
+ */
 const stored = (
   contents: ReadonlyArray<KvStore.Content>,
-  clock: ReadonlyMap<causal.Actor, number>,
-  dots: ReadonlyArray<causal.Dot>
+  dots: ReadonlyArray<causal.Dot>,
+  event?: causal.Dot
 ): KvBackend.StoredObject => {
-  const vclock = causal.encode({ clock, dots })
+  const vclock = event === undefined && dots.length === 1
+    ? causal.encodeSingle(dots[0]!)
+    : causal.encode({ clock: causal.clockOf(event === undefined ? dots : [...dots, event]), dots })
   return contents.length === 1
     ? { vclock, content: contents[0]! }
     : { vclock, content: contents[0]!, siblings: contents.slice(1) }
@@ -124,19 +122,19 @@ export const fromBackend = (backend: KvBackend.Backend): Effect.Effect<Context.T
       return { dot: { actor, counter }, vtag: new TextEncoder().encode(base62(bytes)) }
     }
 
-    const bucketProps = (type: Uint8Array, bucket: Uint8Array): Effect.Effect<BucketProps.BucketProps, StorageError> =>
-      Effect.map(
-        backend.getBucketProps(type, bucket),
-        (overrides) => BucketProps.resolve(type, Option.getOrElse(overrides, () => ({})))
-      )
+    const effective = (type: Uint8Array, overrides: Option.Option<BucketProps.Overrides>): BucketProps.BucketProps =>
+      Option.isNone(overrides) ? BucketProps.defaults(type) : BucketProps.resolve(type, overrides.value)
 
+    const bucketProps = (type: Uint8Array, bucket: Uint8Array): Effect.Effect<BucketProps.BucketProps, StorageError> =>
+      Effect.map(backend.getBucketProps(type, bucket), (overrides) => effective(type, overrides))
+
+    // A stored object is served as it is (it has the `KvObject` shape): no copy on the read path.
     const get = (location: KvStore.Location): Effect.Effect<Option.Option<KvStore.KvObject>, StorageError> =>
-      Effect.map(backend.get(resolveLocation(location)), Option.map(toKvObject))
+      backend.get(resolveLocation(location))
 
     /**
      * The object a put leaves: with `allowMult`, the stored siblings the client's `context` has not seen
-     * stay beside the new value; otherwise the new value replaces them. The clock merges what the object
-     * and the client have seen (`lastWriteWins`: only the client's), plus the new write's own dot.
+     * stay beside the new value; otherwise (also with `lastWriteWins`) the new value replaces them.
      */
     const build = (
       existing: Option.Option<KvBackend.StoredObject>,
@@ -147,14 +145,10 @@ export const fromBackend = (backend: KvBackend.Backend): Effect.Effect<Context.T
     ): KvBackend.StoredObject => {
       const { dot, vtag } = nextEvent()
       const content = storedContent(input, vtag, now)
-      const seen: ReadonlyMap<causal.Actor, number> = context === undefined ? new Map() : causal.decodeContext(context)
-      if (props.lastWriteWins || Option.isNone(existing)) {
-        return stored([content], causal.merge(seen, new Map([[dot.actor, dot.counter]])), [dot])
-      }
+      if (!props.allowMult || props.lastWriteWins || Option.isNone(existing)) return stored([content], [dot])
+      const seen = context === undefined ? causal.empty : causal.decodeContext(context)
       const contents = contentsOf(existing.value)
       const before = causal.decodeStored(existing.value.vclock, contents.length)
-      const clock = causal.merge(causal.merge(before.clock, seen), new Map([[dot.actor, dot.counter]]))
-      if (!props.allowMult) return stored([content], clock, [dot])
       const kept: Array<KvStore.Content> = [content]
       const dots: Array<causal.Dot> = [dot]
       contents.forEach((c, i) => {
@@ -164,7 +158,7 @@ export const fromBackend = (backend: KvBackend.Backend): Effect.Effect<Context.T
           dots.push(d)
         }
       })
-      return stored(kept, clock, dots)
+      return stored(kept, dots)
     }
 
     /** A put under a fresh random key: create-only, retried with another key on the (improbable) collision. */
@@ -180,41 +174,44 @@ export const fromBackend = (backend: KvBackend.Backend): Effect.Effect<Context.T
           backend.compareAndSet(resolve(ref, key), Option.none(), Option.some(object)),
           (done) =>
             done
-              ? Effect.succeed({ key, generatedKey: true, object: toKvObject(object) })
+              ? Effect.succeed({ key, generatedKey: true, object })
               : putGenerated(ref, input, now)
         )
       })
 
-    /** Read, check the condition, compare-and-set; a lost race re-reads and re-checks. */
+    /** Check the condition against what was read, compare-and-set; a lost race re-reads and re-checks. */
     const putKeyed = (
       address: KvBackend.Address,
       input: KvStore.ContentInput,
       condition: KvStore.PutCondition,
       context: Uint8Array | undefined,
       props: BucketProps.BucketProps,
-      now: bigint
-    ): Effect.Effect<KvStore.PutResult, PutError> =>
-      Effect.flatMap(backend.get(address), (existing): Effect.Effect<KvStore.PutResult, PutError> => {
-        switch (condition._tag) {
-          case "IfNoneMatch":
-            if (Option.isSome(existing)) return Effect.fail(new PreconditionFailed({ reason: "MatchFound" }))
-            break
-          case "IfNotModified":
-            if (Option.isNone(existing)) return Effect.fail(new PreconditionFailed({ reason: "NotFound" }))
-            if (condition.vclock === undefined || !equalBytes(condition.vclock, existing.value.vclock)) {
-              return Effect.fail(new PreconditionFailed({ reason: "Modified" }))
-            }
-            break
-        }
-        const object = build(existing, context, props, input, now)
-        return Effect.flatMap(
-          backend.compareAndSet(address, Option.map(existing, (o) => o.vclock), Option.some(object)),
-          (done) =>
-            done
-              ? Effect.succeed({ key: address.key, generatedKey: false, object: toKvObject(object) })
-              : putKeyed(address, input, condition, context, props, now)
-        )
-      })
+      now: bigint,
+      existing: Option.Option<KvBackend.StoredObject>
+    ): Effect.Effect<KvStore.PutResult, PutError> => {
+      switch (condition._tag) {
+        case "IfNoneMatch":
+          if (Option.isSome(existing)) return Effect.fail(new PreconditionFailed({ reason: "MatchFound" }))
+          break
+        case "IfNotModified":
+          if (Option.isNone(existing)) return Effect.fail(new PreconditionFailed({ reason: "NotFound" }))
+          if (condition.vclock === undefined || !equalBytes(condition.vclock, existing.value.vclock)) {
+            return Effect.fail(new PreconditionFailed({ reason: "Modified" }))
+          }
+          break
+      }
+      const object = build(existing, context, props, input, now)
+      return Effect.flatMap(
+        backend.compareAndSet(address, Option.map(existing, (o) => o.vclock), Option.some(object)),
+        (done) =>
+          done
+            ? Effect.succeed({ key: address.key, generatedKey: false, object })
+            : Effect.flatMap(
+              backend.get(address),
+              (again) => putKeyed(address, input, condition, context, props, now, again)
+            )
+      )
+    }
 
     const put = (
       ref: KvStore.BucketRef,
@@ -226,10 +223,12 @@ export const fromBackend = (backend: KvBackend.Backend): Effect.Effect<Context.T
       if (key === undefined) return Effect.flatMap(Clock.currentTimeNanos, (now) => putGenerated(ref, input, now))
       const address = resolve(ref, copy(key))
       const seen = context ?? (condition._tag === "IfNotModified" ? condition.vclock : undefined)
-      return Effect.flatMap(
-        Effect.all([Clock.currentTimeNanos, bucketProps(address.type, address.bucket)]),
-        ([now, props]) => putKeyed(address, input, condition, seen, props, now)
-      )
+      // The object and its bucket's properties in one backend read (one query on PostgreSQL).
+      return Effect.flatMap(Clock.currentTimeNanos, (now) =>
+        Effect.flatMap(
+          backend.getWithBucketProps(address),
+          (read) => putKeyed(address, input, condition, seen, effective(address.type, read.props), now, read.object)
+        ))
     }
 
     /**
@@ -256,9 +255,7 @@ export const fromBackend = (backend: KvBackend.Backend): Effect.Effect<Context.T
           let next: Option.Option<KvBackend.StoredObject> = Option.none()
           if (left.length > 0) {
             // The delete is an event too: the clock takes a new dot of this store, so the vclock changes.
-            const { dot } = nextEvent()
-            const clock = causal.merge(causal.merge(before.clock, seen), new Map([[dot.actor, dot.counter]]))
-            next = Option.some(stored(left.map((l) => l.c), clock, left.map((l) => l.d)))
+            next = Option.some(stored(left.map((l) => l.c), left.map((l) => l.d), nextEvent().dot))
           }
           // A lost race re-reads and re-checks.
           return Effect.flatMap(
