@@ -118,57 +118,6 @@ describe("EmbeddedBackend write-ahead log", () => {
       assert.strictEqual((yield* segments(dataFile)).length, 1)
     }))
 
-  it.scopedLive("siblings and bucket properties survive a restart, from the log and from the snapshot", () =>
-    Effect.gen(function*() {
-      const dir = yield* tempDir
-      const dataFile = path.join(dir, "kv")
-      const first = yield* open({ dataFile })
-      const multi = { bucket: enc("m") }
-      yield* first.store.setBucketProps(multi, { allowMult: true, nVal: 2 })
-      yield* first.store.setBucketProps({ bucket: enc("gone") }, { allowMult: true })
-      yield* first.store.resetBucketProps({ bucket: enc("gone") })
-      yield* first.store.put(multi, enc("k"), { value: enc("a") })
-      const both = (yield* first.store.put(multi, enc("k"), { value: enc("b") })).object
-      const siblingsOf = (store: KvStore.KvStore["Type"]) =>
-        Effect.map(store.get({ bucket: enc("m"), key: enc("k") }), (o) => {
-          const object = Option.getOrThrow(o)
-          return {
-            values: KvStore.contents(object).map((c) => dec(c.value)),
-            vclock: Buffer.from(object.vclock).toString("hex")
-          }
-        })
-      const expected = { values: ["b", "a"], vclock: Buffer.from(both.vclock).toString("hex") }
-      const check = (store: KvStore.KvStore["Type"]) =>
-        Effect.gen(function*() {
-          assert.deepStrictEqual(yield* siblingsOf(store), expected)
-          const props = yield* store.getBucketProps(multi)
-          assert.deepStrictEqual([props.allowMult, props.nVal], [true, 2])
-          assert.isFalse((yield* store.getBucketProps({ bucket: enc("gone") })).allowMult)
-          // Still a sibling bucket: a blind put adds a third value.
-          yield* store.put(multi, enc("k2"), { value: enc("1") })
-          yield* store.put(multi, enc("k2"), { value: enc("2") })
-          assert.strictEqual(
-            KvStore.contents(Option.getOrThrow(yield* store.get({ bucket: enc("m"), key: enc("k2") }))).length,
-            2
-          )
-        })
-
-      // The acknowledged writes are in the log: a copy of the files taken now (no snapshot yet) replays them.
-      const copy = path.join(dir, "copy")
-      fs.mkdirSync(copy)
-      assert.isFalse(fs.existsSync(dataFile))
-      for (const segment of yield* segments(dataFile)) {
-        fs.copyFileSync(segment.path, path.join(copy, path.basename(segment.path)))
-      }
-      const replayed = yield* open({ dataFile: path.join(copy, "kv") })
-      yield* check(replayed.store)
-      yield* replayed.close
-
-      yield* first.close
-      const reopened = yield* open({ dataFile })
-      yield* check(reopened.store)
-    }))
-
   it.scopedLive("many concurrent puts share fsyncs (group commit) and all are acknowledged", () =>
     Effect.gen(function*() {
       const dir = yield* tempDir

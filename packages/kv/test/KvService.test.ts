@@ -333,51 +333,6 @@ describe("KvService over the PB server", () => {
       expectTag(yield* call(conn, getReq("b", "k")), "RpbGetResp")
     }))
 
-  it.scopedLive("bucket properties (19..22, 29..30) and siblings over PB", () =>
-    Effect.gen(function*() {
-      const { conn } = yield* setup
-      const getBucket = (bucket: string): KvMessages.KvRequest => ({ _tag: "RpbGetBucketReq", bucket: enc(bucket) })
-      const props = (reply: Reply) => expectTag(reply, "RpbGetBucketResp").props
-      assert.deepStrictEqual(
-        [props(yield* call(conn, getBucket("s"))).allow_mult, props(yield* call(conn, getBucket("s"))).n_val],
-        [false, 3]
-      )
-      const set = yield* raw(conn, { _tag: "RpbSetBucketReq", bucket: enc("s"), props: { allow_mult: true } })
-      assert.deepStrictEqual([set.code, set.body.length], [22, 0])
-      assert.isTrue(props(yield* call(conn, getBucket("s"))).allow_mult)
-      assert.strictEqual(
-        errorText(yield* call(conn, { _tag: "RpbSetBucketReq", bucket: enc("s"), props: { datatype: enc("map") } })),
-        "Invalid bucket property datatype: not supported by warren"
-      )
-      assert.strictEqual(
-        errorText(yield* call(conn, { _tag: "RpbGetBucketReq", bucket: enc("") })),
-        "Bucket cannot be zero-length"
-      )
-
-      const first = expectTag(yield* call(conn, putReq("s", "k", "1", { return_body: true })), "RpbPutResp")
-      const second = expectTag(
-        yield* call(conn, putReq("s", "k", "2", { return_head: true, vclock: first.vclock! })),
-        "RpbPutResp"
-      )
-      assert.strictEqual(second.content?.length, 1, "the put saw the first value: it replaces it")
-      yield* call(conn, putReq("s", "k", "3", { vclock: first.vclock! }))
-      const got = expectTag(yield* call(conn, getReq("s", "k")), "RpbGetResp")
-      assert.deepStrictEqual(got.content?.map((c) => dec(c.value)), ["3", "2"])
-      assert.notStrictEqual(dec(got.content?.[0]?.vtag), dec(got.content?.[1]?.vtag))
-      const head = expectTag(yield* call(conn, getReq("s", "k", { head: true })), "RpbGetResp")
-      assert.deepStrictEqual(head.content?.map((c) => c.value.length), [0, 0])
-      // A delete with the vclock of the fetch removes both; the key is gone.
-      expectTag(yield* call(conn, delReq("s", "k", { vclock: got.vclock! })), "RpbDelResp")
-      assert.strictEqual(expectTag(yield* call(conn, getReq("s", "k")), "RpbGetResp").content?.length ?? 0, 0)
-
-      const reset = yield* raw(conn, { _tag: "RpbResetBucketReq", bucket: enc("s") })
-      assert.deepStrictEqual([reset.code, reset.body.length], [30, 0])
-      assert.isFalse(props(yield* call(conn, getBucket("s"))).allow_mult)
-      // 23..28 (MapReduce, 2i, search) stay unregistered.
-      yield* conn.send(Uint8Array.of(23))
-      assert.strictEqual(errorText(decodeReply(yield* conn.next)), "Unknown message code: 23")
-    }))
-
   it.scopedLive("a put beyond the memory bound gets an error; stored objects stay", () =>
     Effect.gen(function*() {
       const server = yield* startServer({ maxBytes: 4096 })
