@@ -154,3 +154,21 @@ export class InvalidBucketProps extends Data.TaggedError("InvalidBucketProps")<{
     return `Invalid bucket property ${this.property}: ${this.detail}`
   }
 }
+
+/**
+ * A put that would leave more siblings than the store keeps (Riak's `max_siblings`, 100): a bucket with
+ * `allowMult` whose clients never resolve. Nothing was changed; a put with the current vclock resolves them.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class TooManySiblings extends Data.TaggedError("TooManySiblings")<{
+  readonly siblings: number
+  readonly limit: number
+}> {
+  /** @since 0.1.0 */
+  override get message(): string {
+    return `too_many_siblings: the put would leave ${this.siblings} siblings (at most ${this.limit}); ` +
+      `resolve them with a put carrying the current vclock`
+  }
+}

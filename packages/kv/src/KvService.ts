@@ -18,7 +18,13 @@ import * as Option from "effect/Option"
 import * as Stream from "effect/Stream"
 import * as Either from "effect/Either"
 import * as bucketPropsWire from "./internal/bucketProps.js"
-import type { InvalidBucketProps, MemoryLimitExceeded, PreconditionFailed, StorageError } from "./KvError.js"
+import type {
+  InvalidBucketProps,
+  MemoryLimitExceeded,
+  PreconditionFailed,
+  StorageError,
+  TooManySiblings
+} from "./KvError.js"
 import * as KvMessages from "./KvMessages.js"
 import { KvStore } from "./KvStore.js"
 import * as Store from "./KvStore.js"
@@ -145,8 +151,9 @@ const framed = <R extends Resp>(
     Stream.orElseIfEmpty(() => frame(undefined, true))
   )
 
-const storeErrorText = (e: PreconditionFailed | MemoryLimitExceeded | StorageError | InvalidBucketProps): string =>
-  e.message
+const storeErrorText = (
+  e: PreconditionFailed | MemoryLimitExceeded | StorageError | InvalidBucketProps | TooManySiblings
+): string => e.message
 
 /** A storage failure becomes the request's `RpbErrorResp`; the connection and the server stay up. */
 const orErrorReply = <A>(

@@ -29,7 +29,8 @@ import type {
   PreconditionFailed,
   SnapshotError,
   StorageError,
-  StoreLocked
+  StoreLocked,
+  TooManySiblings
 } from "./KvError.js"
 import * as internal from "./internal/store.js"
 
@@ -213,7 +214,7 @@ export class KvStore extends Context.Tag("@warren/kv/KvStore")<KvStore, {
     content: ContentInput,
     condition?: PutCondition,
     context?: Uint8Array
-  ) => Effect.Effect<PutResult, PreconditionFailed | MemoryLimitExceeded | StorageError>
+  ) => Effect.Effect<PutResult, PreconditionFailed | MemoryLimitExceeded | StorageError | TooManySiblings>
   /**
    * Deletes the object at `location`; `true` when there was one. Deleting a missing key succeeds. With a
    * `context` in an `allowMult` bucket, only the siblings the context has seen go; siblings written

@@ -12,7 +12,13 @@ import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import * as BucketProps from "../BucketProps.js"
 import type * as KvBackend from "../KvBackend.js"
-import { type InvalidBucketProps, type MemoryLimitExceeded, PreconditionFailed, type StorageError } from "../KvError.js"
+import {
+  type InvalidBucketProps,
+  type MemoryLimitExceeded,
+  PreconditionFailed,
+  type StorageError,
+  TooManySiblings
+} from "../KvError.js"
 import type * as KvStore from "../KvStore.js"
 import * as bucketPropsRecord from "./bucketProps.js"
 import * as causal from "./causal.js"
@@ -78,7 +84,10 @@ const resolveLocation = (location: KvStore.Location): KvBackend.Address => ({
   key: location.key
 })
 
-type PutError = PreconditionFailed | MemoryLimitExceeded | StorageError
+type PutError = PreconditionFailed | MemoryLimitExceeded | StorageError | TooManySiblings
+
+/** The most values a key keeps (Riak's default `max_siblings`). */
+const maxSiblings = 100
 
 /** The contents of a stored object, newest first. */
 const contentsOf = (object: KvBackend.StoredObject): ReadonlyArray<KvStore.Content> =>
@@ -201,6 +210,8 @@ export const fromBackend = (backend: KvBackend.Backend): Effect.Effect<Context.T
           break
       }
       const object = build(existing, context, props, input, now)
+      const values = 1 + (object.siblings?.length ?? 0)
+      if (values > maxSiblings) return Effect.fail(new TooManySiblings({ siblings: values, limit: maxSiblings }))
       return Effect.flatMap(
         backend.compareAndSet(address, Option.map(existing, (o) => o.vclock), Option.some(object)),
         (done) =>

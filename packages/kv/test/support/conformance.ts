@@ -412,6 +412,21 @@ export const conformance = (
         assert.isFalse(yield* store.delete(at("e"), seen.vclock))
       }))
 
+    it.scopedLive("allow_mult: at most 100 siblings (Riak's max_siblings); a resolving put still works", () =>
+      Effect.gen(function*() {
+        const { store } = yield* setup()
+        yield* store.setBucketProps(multi, { allowMult: true })
+        for (let i = 0; i < 100; i++) yield* store.put(multi, enc("k"), { value: enc(String(i)) })
+        const full = yield* fetch(store, "k")
+        assert.strictEqual(KvStore.contents(full).length, 100)
+        const refused = yield* Effect.flip(store.put(multi, enc("k"), { value: enc("one too many") }))
+        assert.strictEqual(refused._tag, "TooManySiblings")
+        assert.match(refused.message, /^too_many_siblings/)
+        assert.strictEqual(hex((yield* fetch(store, "k")).vclock), hex(full.vclock), "nothing changed")
+        yield* store.put(multi, enc("k"), { value: enc("resolved") }, undefined, full.vclock)
+        assert.deepStrictEqual(values(yield* fetch(store, "k")), ["resolved"])
+      }))
+
     it.scopedLive("vclocks of the format before siblings are accepted as one dot", () =>
       Effect.gen(function*() {
         const { backend, store } = yield* setup()
