@@ -86,6 +86,27 @@ describe("PgBackend", () => {
       assert.deepStrictEqual(yield* backend.getBucketProps(enc("default"), enc("b")), Option.some({ allowMult: true }))
     }))
 
+  it.scopedLive("bucket properties and siblings written through one backend are read through another", () =>
+    Effect.gen(function*() {
+      const url = yield* freshDatabase
+      const [a, b] = yield* Effect.all([PgBackend.make({ url }), PgBackend.make({ url })], { concurrency: 2 })
+      yield* a.setBucketProps(enc("t"), enc("b"), Option.some({ allowMult: true, r: "one", nVal: 5 }))
+      assert.deepStrictEqual(
+        yield* b.getBucketProps(enc("t"), enc("b")),
+        Option.some({ allowMult: true, r: "one", nVal: 5 })
+      )
+      assert.isTrue(Option.isNone(yield* b.getBucketProps(enc("default"), enc("b"))), "per type")
+      const two = { ...record("v2", "new"), siblings: [record("v1", "old").content] }
+      assert.isTrue(yield* a.compareAndSet(address("k", "b", "t"), Option.none(), Option.some(two)))
+      const read = yield* b.getWithBucketProps(address("k", "b", "t"))
+      assert.deepStrictEqual(plain(Option.getOrThrow(read.object)), plain(two))
+      assert.deepStrictEqual(read.props, Option.some({ allowMult: true, r: "one", nVal: 5 }))
+      const none = yield* b.getWithBucketProps(address("missing", "other"))
+      assert.isTrue(Option.isNone(none.object) && Option.isNone(none.props))
+      yield* b.setBucketProps(enc("t"), enc("b"), Option.none())
+      assert.isTrue(Option.isNone(yield* a.getBucketProps(enc("t"), enc("b"))))
+    }))
+
   it.scopedLive("stores every content field and returns it as written", () =>
     Effect.gen(function*() {
       const backend = yield* PgBackend.make({ url: yield* freshDatabase })

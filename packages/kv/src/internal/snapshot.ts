@@ -266,8 +266,10 @@ export const encodeSiblings = (siblings: ReadonlyArray<KvStore.Content>): Uint8A
 
 /** A `Siblings` record back to content, copied out of `bytes`. */
 export const decodeSiblings = (bytes: Uint8Array): ReadonlyArray<KvStore.Content> => {
-  const raw = snapshotTypes.siblings.toObject(snapshotTypes.siblings.decode(bytes), { defaults: false, arrays: true })
-  return (raw["content"] as ReadonlyArray<SnapshotContent>).map((c) => toStoreContent(copyContent(c)))
+  // `arrays: false`, like every other record here: an absent repeated field stays absent (not `[]`).
+  const raw = snapshotTypes.siblings.toObject(snapshotTypes.siblings.decode(bytes), { defaults: false, arrays: false })
+  const contents = (raw["content"] as ReadonlyArray<SnapshotContent> | undefined) ?? []
+  return contents.map((c) => toStoreContent(copyContent(c)))
 }
 
 const copyContent = (c: SnapshotContent): SnapshotContent => {
