@@ -500,11 +500,11 @@ const selfSigned = Effect.acquireRelease(
 )
 
 describe("KvService with security on", () => {
-  it.scopedLive("asks for riak_kv.* permissions on type/bucket and is denied without them", () =>
+  it.scopedLive("asks for riak_kv.* / riak_core.*_bucket permissions on type/bucket and is denied without them", () =>
     Effect.gen(function*() {
       const { cert, key } = yield* selfSigned
       const checks: Array<{ user: string; check: PbService.PermissionCheck }> = []
-      const allowed = new Set(["riak_kv.get", "riak_kv.list_keys"])
+      const allowed = new Set(["riak_kv.get", "riak_kv.list_keys", "riak_core.get_bucket"])
       const security = Layer.mergeAll(
         Layer.succeed(Security.Authenticator, {
           authenticate: (request) => Effect.succeed(request.user === "reader" && request.password === "secret")
@@ -545,6 +545,15 @@ describe("KvService with security on", () => {
       )
       const keys = yield* callStream(conn, { _tag: "RpbListKeysReq", bucket: enc("b") })
       assert.deepStrictEqual(keys.flatMap((r) => expectTag(r, "RpbListKeysResp").keys ?? []).map(dec), ["k"])
+      expectTag(yield* call(conn, { _tag: "RpbGetBucketReq", bucket: enc("b") }), "RpbGetBucketResp")
+      assert.strictEqual(
+        errorText(yield* call(conn, { _tag: "RpbSetBucketReq", bucket: enc("b"), props: { allow_mult: true } })),
+        "Permission denied: User 'reader' does not have 'riak_core.set_bucket' on default/b"
+      )
+      assert.strictEqual(
+        errorText(yield* call(conn, { _tag: "RpbResetBucketReq", bucket: enc("b"), type: enc("t") })),
+        "Permission denied: User 'reader' does not have 'riak_core.set_bucket' on t/b"
+      )
       // The denied writes changed nothing.
       assert.strictEqual(
         dec(Option.getOrThrow(yield* store.get({ bucket: enc("b"), key: enc("k") })).content.value),
@@ -565,7 +574,11 @@ describe("KvService with security on", () => {
         "reader riak_kv.put default/b",
         "reader riak_kv.delete t/b",
         "reader riak_kv.list_buckets default",
-        "reader riak_kv.list_keys default/b"
+        "reader riak_kv.list_keys default/b",
+        "reader riak_core.get_bucket default/b",
+        "reader riak_core.set_bucket default/b",
+        "reader riak_core.set_bucket t/b"
       ])
+      assert.isFalse((yield* store.getBucketProps({ bucket: enc("b") })).allowMult, "the denied set changed nothing")
     }))
 })
