@@ -231,23 +231,25 @@ export const make = (
         Effect.withSpan("PgBackend.get")
       )
 
-    /** One query, one row: the object's columns (NULL when there is none) and the bucket's props (NULL: none). */
+    /**
+     * One query: the object's row with its bucket's props as a scalar sub-select (NULL: none set). No row
+     * when the key has no object, and then the props do not matter: a put on a missing key stores one value
+     * whatever they are.
+     */
     const getWithBucketProps = (address: KvBackend.Address) =>
       request(
         "get",
-        sql<{ readonly [K in keyof Row]: Row[K] | null } & { readonly props: Uint8Array | null }>`
-          SELECT o.vclock, o.content, o.siblings,
+        sql<Row & { readonly props: Uint8Array | null }>`
+          SELECT vclock, content, siblings,
             (SELECT p.props FROM warren_kv_bucket_props p
               WHERE p.bucket_type = ${address.type} AND p.bucket = ${address.bucket}) AS props
-          FROM (SELECT 1) AS one LEFT JOIN warren_kv_objects o
-            ON o.bucket_type = ${address.type} AND o.bucket = ${address.bucket} AND o.key = ${address.key}`
+          FROM warren_kv_objects
+          WHERE bucket_type = ${address.type} AND bucket = ${address.bucket} AND key = ${address.key}`
       ).pipe(
         Effect.map((rows) => {
           const row = rows[0]
           return {
-            object: row?.vclock == null || row.content === null
-              ? Option.none()
-              : Option.some(toStored({ vclock: row.vclock, content: row.content, siblings: row.siblings })),
+            object: row === undefined ? Option.none() : Option.some(toStored(row)),
             props: row?.props == null ? Option.none() : Option.some(bucketPropsRecord.decode(row.props))
           }
         }),
