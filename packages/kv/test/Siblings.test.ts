@@ -10,6 +10,7 @@ import { Effect, Either, Exit, Option, Scope } from "effect"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
+import * as snapshotFile from "../src/internal/snapshot.js"
 import * as wal from "../src/internal/wal.js"
 import { call, type Connection, connect, decodeReply, type Reply } from "./support/pbClient.js"
 import { startServer } from "./support/server.js"
@@ -173,5 +174,37 @@ describe("EmbeddedBackend: siblings and bucket properties on disk", () => {
       yield* first.close
       const reopened = yield* open({ dataFile })
       yield* check(reopened.store)
+    }))
+
+  it.scopedLive("files of the release before siblings load: objects with old vclocks resolve like one dot", () =>
+    Effect.gen(function*() {
+      const dir = yield* tempDir
+      const dataFile = path.join(dir, "kv")
+      // What the previous release wrote: vclocks `w`, 1, instance, counter; no siblings, no bucket properties.
+      const legacy = (n: number) => Uint8Array.from([0x77, 1, 9, 9, 9, 9, 9, 9, 9, 9, 0, 0, 0, 0, 0, 0, 0, n])
+      const entry = (key: string, n: number): snapshotFile.SnapshotEntry => ({
+        type: enc("default"),
+        bucket: enc("m"),
+        key: enc(key),
+        vclock: legacy(n),
+        content: { value: enc(`${key}-old`), vtag: enc(`t${n}`), lastMod: 1, lastModUsecs: 0 }
+      })
+      yield* Effect.promise(() =>
+        snapshotFile.write(dataFile, { serverId: new Uint8Array(8), sequence: 1, walSegment: 1 }, [entry("snap", 1)])
+      )
+      const segment = Buffer.concat([wal.magic, wal.encodeRecord({ _tag: "Put", entry: entry("logged", 2) })])
+      fs.writeFileSync(wal.segmentPath(dataFile, 1), segment)
+
+      const { store } = yield* open({ dataFile })
+      const multi = { bucket: enc("m") }
+      yield* store.setBucketProps(multi, { allowMult: true })
+      for (const [key, n] of [["snap", 1], ["logged", 2]] as const) {
+        const old = Option.getOrThrow(yield* store.get({ bucket: enc("m"), key: enc(key) }))
+        assert.deepStrictEqual([dec(old.content.value), [...old.vclock]], [`${key}-old`, [...legacy(n)]])
+        yield* store.put(multi, enc(key), { value: enc("blind") })
+        yield* store.put(multi, enc(key), { value: enc("seen-old") }, undefined, legacy(n))
+        const now = Option.getOrThrow(yield* store.get({ bucket: enc("m"), key: enc(key) }))
+        assert.deepStrictEqual(KvStore.contents(now).map((c) => dec(c.value)), ["seen-old", "blind"])
+      }
     }))
 })
