@@ -252,7 +252,8 @@ export const fromBackend = (backend: KvBackend.Backend): Effect.Effect<Context.T
       context?: Uint8Array
     ): Effect.Effect<boolean, MemoryLimitExceeded | StorageError> => {
       const address = resolveLocation(location)
-      if (context === undefined) return backend.delete(address)
+      // An empty vclock is no vclock (some clients send one): the key goes.
+      if (context === undefined || context.length === 0) return backend.delete(address)
       const seen = causal.decodeContext(context)
       const attempt: Effect.Effect<boolean, MemoryLimitExceeded | StorageError> = Effect.flatMap(
         backend.get(address),

@@ -409,6 +409,9 @@ export const conformance = (
         yield* store.put(multi, enc("e"), { value: enc("2") })
         assert.isTrue(yield* store.delete(at("e")))
         assert.isTrue(Option.isNone(yield* store.get(at("e"))))
+        yield* store.put(multi, enc("e"), { value: enc("1") })
+        assert.isTrue(yield* store.delete(at("e"), new Uint8Array(0)), "an empty vclock is none")
+        assert.isTrue(Option.isNone(yield* store.get(at("e"))))
         assert.isFalse(yield* store.delete(at("e"), seen.vclock))
       }))
 
