@@ -98,11 +98,19 @@ const build = (
     const dataFile = checked.dataFile
 
     const table = new Table()
-    /** Bucket properties set by clients, by bucket (few and small: not charged against `maxBytes`). */
-    const bucketProps = new Map<string, snapshotFile.BucketPropsEntry>()
+    /**
+     * Bucket properties set by clients, by bucket (few and small: not charged against `maxBytes`): the stored
+     * record, and its decoded form for the puts that read it.
+     */
+    const bucketProps = new Map<string, { entry: snapshotFile.BucketPropsEntry; overrides: BucketProps.Overrides }>()
     const applyBucketProps = (type: Uint8Array, bucket: Uint8Array, props: Uint8Array | undefined): void => {
       if (props === undefined) bucketProps.delete(propsKey(type, bucket))
-      else bucketProps.set(propsKey(type, bucket), { type, bucket, props })
+      else {
+        bucketProps.set(propsKey(type, bucket), {
+          entry: { type, bucket, props },
+          overrides: bucketPropsRecord.decode(props)
+        })
+      }
       table.version++
     }
     let serverId: Uint8Array = new Uint8Array(8)
@@ -268,8 +276,7 @@ const build = (
       bucket: Uint8Array
     ): Effect.Effect<Option.Option<BucketProps.Overrides>, StorageError> =>
       Effect.sync(() => {
-        const entry = bucketProps.get(propsKey(type, bucket))
-        return entry === undefined ? Option.none() : Option.some(bucketPropsRecord.decode(entry.props))
+        return Option.map(Option.fromNullable(bucketProps.get(propsKey(type, bucket))), (p) => p.overrides)
       })
 
     const getWithBucketProps = (address: KvBackend.Address) =>
@@ -280,7 +287,7 @@ const build = (
           object: row === undefined
             ? Option.none()
             : Option.some<KvBackend.StoredObject>({ vclock: row.vclock, content: row.content, siblings: row.siblings }),
-          props: entry === undefined ? Option.none() : Option.some(bucketPropsRecord.decode(entry.props))
+          props: entry === undefined ? Option.none() : Option.some(entry.overrides)
         }
       })
 
@@ -320,7 +327,7 @@ const build = (
           // point-in-time view even though the file is written asynchronously. In the same step the
           // log switches to a new segment: the snapshot holds exactly the segments before it.
           const entries = table.rows()
-          const props = [...bucketProps.values()]
+          const props = [...bucketProps.values()].map((p) => p.entry)
           const writtenVersion = table.version
           const rotated = writer === undefined ? Effect.succeed(0) : writer.rotate()
           return rotated.pipe(
