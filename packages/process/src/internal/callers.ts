@@ -9,6 +9,7 @@ import * as Cause from "effect/Cause"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
+import type * as Scheduler from "effect/Scheduler"
 import type { DeadlineList, Entry } from "./deadlines.js"
 import type { ProcessImpl } from "./engine.js"
 import { CALL, type SYSTEM } from "./mailbox.js"
@@ -56,13 +57,16 @@ export class FromImpl implements M.From<unknown>, Entry {
   settle(result: Effect.Effect<unknown, unknown>): boolean {
     if (this.status !== PENDING) return false
     this.status = REPLIED
-    if (this.slot !== undefined) this.leaveSlot()
+    const slot = this.slot
+    if (slot !== undefined) this.leaveSlot()
     if (this.list !== undefined) this.list.unlink(this)
     if (this.awaitingLater) {
       this.awaitingLater = false
       this.process.unanswered.delete(this)
     }
-    this.resume(result)
+    const eager = this.process.eager
+    if (eager !== undefined && eager.running && slot !== undefined) resumeOn(slot.fiber, eager, this.resume, result)
+    else this.resume(result)
     return true
   }
 
@@ -104,6 +108,7 @@ export class FromImpl implements M.From<unknown>, Entry {
  */
 class CallerSlot {
   from: FromImpl | undefined = undefined
+  constructor(readonly fiber: Fiber.RuntimeFiber<unknown, unknown>) {}
   abandonHeld(): void {
     const from = this.from
     if (from !== undefined) from.abandon()
@@ -124,7 +129,7 @@ const watchCaller = (from: FromImpl): void => {
   // A caller in a loop calls from the same fiber every time: skip the WeakMap lookup then.
   let slot = caller === lastCaller ? lastSlot : slots.get(caller)
   if (slot === undefined) {
-    const created = new CallerSlot()
+    const created = new CallerSlot(caller)
     slots.set(caller, created)
     caller.addObserver(() => created.abandonHeld())
     slot = created
@@ -137,6 +142,37 @@ const watchCaller = (from: FromImpl): void => {
   }
   slot.from = from
   from.slot = slot
+}
+
+/**
+ * Effect 3's fiber runtime keeps its scheduler in the `currentScheduler` field (a cache of its FiberRef, read
+ * when the fiber is woken); checked on the first caller fiber, and the redirection is skipped if it is not there.
+ */
+let canRedirect: boolean | undefined = undefined
+
+/**
+ * Resume a waiting caller fiber on the process's eager scheduler while that scheduler is running (the process is
+ * answering from its own run): the wake-up is queued behind the process's task in the same scheduler run, instead
+ * of a microtask of the caller's scheduler later. Only the scheduling of this one wake-up changes: the field is
+ * set back before this returns (the fiber's FiberRef is never touched), so the caller runs on with its own
+ * scheduler. The caller fiber is suspended in the call (or is the running fiber whose call this is), so nothing
+ * reads the field meanwhile except its own `tell`.
+ */
+const resumeOn = (
+  fiber: Fiber.RuntimeFiber<unknown, unknown>,
+  scheduler: Scheduler.Scheduler,
+  resume: (effect: Effect.Effect<unknown, unknown>) => void,
+  result: Effect.Effect<unknown, unknown>
+): void => {
+  if (canRedirect === undefined) canRedirect = Object.prototype.hasOwnProperty.call(fiber, "currentScheduler")
+  if (!canRedirect) return resume(result)
+  const own = fiber.currentScheduler
+  Reflect.set(fiber, "currentScheduler", scheduler)
+  try {
+    resume(result)
+  } finally {
+    Reflect.set(fiber, "currentScheduler", own)
+  }
 }
 
 const DEFAULT_TIMEOUT_MILLIS = 5000

@@ -11,9 +11,11 @@ import type * as Fiber from "effect/Fiber"
 import * as FiberId from "effect/FiberId"
 import * as Ref from "effect/Ref"
 import type * as Runtime from "effect/Runtime"
+import type * as Scheduler from "effect/Scheduler"
 import * as Scope from "effect/Scope"
 import { type FromImpl, PENDING, ABANDONED } from "./callers.js"
 import { DeadlinesImpl } from "./deadlines.js"
+import { EagerSchedulerImpl } from "./eagerScheduler.js"
 import { ABANDONED_NOTICE, CALL, CAST, type Envelope, INFO, isSystem, Mailbox, STOP, SYSTEM } from "./mailbox.js"
 import * as M from "./model.js"
 import { handleSystem } from "./sys.js"
@@ -63,6 +65,8 @@ export class ProcessImpl implements M.ProcessRef<unknown, unknown, unknown, unkn
   readonly id: number
   readonly name: string
   readonly mailbox = new Mailbox()
+  /** The process fiber's scheduler when it is eager: callers answered during its run resume on it. */
+  readonly eager: EagerSchedulerImpl | undefined
   /** Set once terminate has run and every caller has been failed. */
   exitReason: M.ExitReason<unknown> | undefined = undefined
   shutdownRequested = false
@@ -88,8 +92,11 @@ export class ProcessImpl implements M.ProcessRef<unknown, unknown, unknown, unkn
     name: string | undefined,
     readonly behaviour: AnyBehaviour,
     readonly clock: Clock.Clock,
-    readonly runtime: Runtime.Runtime<never>
+    readonly runtime: Runtime.Runtime<never>,
+    /** The process fiber's scheduler, if `start` was given one. */
+    readonly scheduler: Scheduler.Scheduler | undefined = undefined
   ) {
+    this.eager = scheduler instanceof EagerSchedulerImpl ? scheduler : undefined
     this.id = ++nextProcessId
     this.name = name ?? `#${this.id}`
     this.exited = Deferred.unsafeMake(FiberId.none)

@@ -1,0 +1,71 @@
+/**
+ * The eager scheduler: a fiber woken from outside this scheduler's work (a socket or amqplib callback, a fiber on
+ * another scheduler) runs at once, in that caller's stack; a fiber woken while this scheduler runs a task is queued
+ * behind it (FIFO), so nothing nests deeper than one level per scheduler. With `coalesce`, a wake-up from outside
+ * runs in `process.nextTick` instead: right after the callback that caused it returns (before any promise
+ * continuation), so that everything one callback delivers (a socket read of many messages) is handled in one run. After `batch` tasks in a row the rest
+ * waits for the next turn of the event loop (`setImmediate`), so a busy set of fibers cannot starve I/O.
+ */
+import type * as Scheduler from "effect/Scheduler"
+
+/** Effect's default `shouldYield` reads two FiberRefs per run-loop step; this one reads a constant budget. */
+const MAX_OPS = 2048
+
+export class EagerSchedulerImpl implements Scheduler.Scheduler {
+  private queue: Array<() => void> = []
+  private head = 0
+  /** A task of this scheduler is running: new tasks queue behind it. */
+  running = false
+  /** The rest of the queue waits for `setImmediate`. */
+  private deferred = false
+  /** A drain is due in `process.nextTick` (coalescing wake-ups from outside). */
+  private ticking = false
+  constructor(readonly batch: number, readonly coalesce: boolean) {}
+
+  shouldYield(fiber: { readonly currentOpCount: number }): number | false {
+    return fiber.currentOpCount > MAX_OPS ? 0 : false
+  }
+
+  scheduleTask(task: () => void, _priority: number): void {
+    this.queue.push(task)
+    if (this.running || this.deferred || this.ticking) return
+    if (this.coalesce) {
+      this.ticking = true
+      process.nextTick(this.drainTick)
+    } else {
+      this.drain()
+    }
+  }
+
+  private readonly drainTick = (): void => {
+    this.ticking = false
+    if (!this.running && !this.deferred) this.drain()
+  }
+
+  private readonly drainLater = (): void => {
+    this.deferred = false
+    if (!this.running) this.drain()
+  }
+
+  private drain(): void {
+    this.running = true
+    const queue = this.queue
+    try {
+      let n = 0
+      while (this.head < queue.length) {
+        if (n++ >= this.batch) {
+          this.deferred = true
+          setImmediate(this.drainLater)
+          return
+        }
+        const task = queue[this.head]!
+        queue[this.head++] = undefined as never
+        task()
+      }
+      queue.length = 0
+      this.head = 0
+    } finally {
+      this.running = false
+    }
+  }
+}
