@@ -26,8 +26,11 @@ export const ABANDONED = 2
 export class FromImpl implements M.From<unknown>, Entry {
   declare readonly _A: (_: unknown) => void
   status: typeof PENDING | typeof REPLIED | typeof ABANDONED = PENDING
-  /** The handler returned `noreply`: the caller is in `unanswered` until `replyTo` or exit. */
+  /** The handler returned `noreply`: the caller is in the process's unanswered list until `replyTo` or exit. */
   awaitingLater = false
+  /** Links of the process's unanswered list (intrusive: keeping a caller allocates nothing). */
+  prevUnanswered: FromImpl | undefined = undefined
+  nextUnanswered: FromImpl | undefined = undefined
   deadline = 0
   list: DeadlineList | undefined = undefined
   prev: Entry | undefined = undefined
@@ -60,10 +63,7 @@ export class FromImpl implements M.From<unknown>, Entry {
     const slot = this.slot
     if (slot !== undefined) this.leaveSlot()
     if (this.list !== undefined) this.list.unlink(this)
-    if (this.awaitingLater) {
-      this.awaitingLater = false
-      this.process.unanswered.delete(this)
-    }
+    if (this.awaitingLater) this.process.forget(this)
     const eager = this.process.eager
     if (eager !== undefined && eager.running && slot !== undefined) resumeOn(slot.fiber, eager, this.resume, result)
     else this.resume(result)
@@ -77,8 +77,7 @@ export class FromImpl implements M.From<unknown>, Entry {
     if (this.slot !== undefined) this.leaveSlot()
     if (this.list !== undefined) this.list.unlink(this)
     if (this.awaitingLater) {
-      this.awaitingLater = false
-      this.process.unanswered.delete(this)
+      this.process.forget(this)
       this.process.notifyAbandoned(this)
     }
   }
@@ -94,10 +93,7 @@ export class FromImpl implements M.From<unknown>, Entry {
 
   /** The handler did not answer: the caller waits for `replyTo` or fails at exit. */
   keepUnanswered(): void {
-    if (this.status === PENDING && !this.awaitingLater) {
-      this.awaitingLater = true
-      this.process.unanswered.add(this)
-    }
+    if (this.status === PENDING && !this.awaitingLater) this.process.keep(this)
   }
 }
 
@@ -166,12 +162,13 @@ const resumeOn = (
 ): void => {
   if (canRedirect === undefined) canRedirect = Object.prototype.hasOwnProperty.call(fiber, "currentScheduler")
   if (!canRedirect) return resume(result)
-  const own = fiber.currentScheduler
-  Reflect.set(fiber, "currentScheduler", scheduler)
+  const writable = fiber as unknown as { currentScheduler: Scheduler.Scheduler }
+  const own = writable.currentScheduler
+  writable.currentScheduler = scheduler
   try {
     resume(result)
   } finally {
-    Reflect.set(fiber, "currentScheduler", own)
+    writable.currentScheduler = own
   }
 }
 

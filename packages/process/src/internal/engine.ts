@@ -78,7 +78,8 @@ export class ProcessImpl implements M.ProcessRef<unknown, unknown, unknown, unkn
   state: unknown = undefined
   readonly stateRef: Ref.Ref<unknown> = Ref.unsafeMake<unknown>(undefined)
   dirty = false
-  readonly unanswered = new Set<FromImpl>()
+  /** Callers a handler left unanswered (`noreply`), newest first: answered later or failed at exit. */
+  unanswered: FromImpl | undefined = undefined
   /** Call deadlines, created on the first call with a finite timeout. */
   deadlines: DeadlinesImpl | undefined = undefined
   readonly exited: Deferred.Deferred<M.ExitReason<unknown>>
@@ -107,6 +108,28 @@ export class ProcessImpl implements M.ProcessRef<unknown, unknown, unknown, unkn
     if (this.exitReason !== undefined) return false
     this.mailbox.push(envelope)
     return true
+  }
+
+  /** Put a caller in the unanswered list. */
+  keep(from: FromImpl): void {
+    from.awaitingLater = true
+    const head = this.unanswered
+    from.prevUnanswered = undefined
+    from.nextUnanswered = head
+    if (head !== undefined) head.prevUnanswered = from
+    this.unanswered = from
+  }
+
+  /** Take a caller out of the unanswered list. */
+  forget(from: FromImpl): void {
+    from.awaitingLater = false
+    const prev = from.prevUnanswered
+    const next = from.nextUnanswered
+    if (prev === undefined) this.unanswered = next
+    else prev.nextUnanswered = next
+    if (next !== undefined) next.prevUnanswered = prev
+    from.prevUnanswered = undefined
+    from.nextUnanswered = undefined
   }
 
   /** Arm a caller's deadline. */
@@ -228,7 +251,10 @@ export class ProcessImpl implements M.ProcessRef<unknown, unknown, unknown, unkn
       for (const envelope of this.mailbox.drain()) {
         if (envelope.kind === CALL || envelope.kind === SYSTEM) envelope.settle(failure)
       }
-      for (const from of Array.from(this.unanswered)) from.settle(failure)
+      const unanswered: Array<FromImpl> = []
+      for (let from = this.unanswered; from !== undefined; from = from.nextUnanswered) unanswered.push(from)
+      // Oldest first, as they were kept.
+      for (let i = unanswered.length - 1; i >= 0; i--) unanswered[i]!.settle(failure)
       Deferred.unsafeDone(this.exited, Exit.succeed(reason))
       const scope = this.scope
       this.scope = undefined
