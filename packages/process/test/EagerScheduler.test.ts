@@ -84,7 +84,7 @@ describe("EagerScheduler", () => {
       assert.deepStrictEqual(log, ["p: a", "p: b", "p: c"])
     }))
 
-  it.scopedLive("fibers on one scheduler queue behind each other instead of nesting", () =>
+  it.scopedLive("fibers on one scheduler queue behind each other; one woken by another scheduler's fiber runs a tick later", () =>
     Effect.gen(function*() {
       const log: Array<string> = []
       const scheduler = EagerScheduler.make()
@@ -99,7 +99,7 @@ describe("EagerScheduler", () => {
         }
       }
       const a = yield* Process.start(relay, undefined, { scheduler })
-      // A process on another eager scheduler runs nested (at once), for contrast.
+      // A process on another eager scheduler, woken by a fiber of this one: never nested in that fiber's step.
       const c = yield* Process.start(logger("c", log), undefined, { scheduler: EagerScheduler.make() })
       const relayToC: Process.Behaviour<void, void, never, never, string, never, never, never> = {
         init: () => Process.ok(undefined),
@@ -111,11 +111,13 @@ describe("EagerScheduler", () => {
         }
       }
       const d = yield* Process.start(relayToC, undefined, { scheduler })
-      yield* inCallback(() => {
+      const inside = yield* inCallback(() => {
         Process.unsafeCast(a, "x")
         Process.unsafeCast(d, "y")
+        return [...log]
       })
-      assert.deepStrictEqual(log, ["a: x start", "a: x end", "b: x", "d: y start", "c: y", "d: y end"])
+      assert.deepStrictEqual(inside, ["a: x start", "a: x end", "b: x", "d: y start", "d: y end"])
+      assert.deepStrictEqual(log, ["a: x start", "a: x end", "b: x", "d: y start", "d: y end", "c: y"])
     }))
 
   it.live("runs at most `batch` tasks in a row, the rest after setImmediate, in order", () =>
@@ -221,6 +223,53 @@ describe("EagerScheduler", () => {
       yield* Deferred.await(calls[1]!)
       yield* Process.cast(ref, "answer")
       assert.strictEqual(yield* Fiber.join(next), "answered")
+    }))
+
+  it.scopedLive("a caller looping on an eager process (both on that scheduler) does not keep timers and I/O waiting", () =>
+    Effect.gen(function*() {
+      const scheduler = EagerScheduler.make()
+      const echo: Process.Behaviour<void, number, "ping", number, never, never, never, never> = {
+        init: () => Process.ok(0),
+        handleCall: (_request, _from, n) => Process.reply(n + 1, n + 1)
+      }
+      const ref = yield* Process.start(echo, undefined, { scheduler })
+      let stop = false
+      let calls = 0
+      const caller = yield* Effect.gen(function*() {
+        while (!stop) {
+          yield* Process.call(ref, "ping")
+          calls++
+        }
+      }).pipe(Effect.withScheduler(scheduler), Effect.fork)
+      // Both fibers hand work to each other at once; a timer still gets its turn.
+      yield* Effect.promise(() => new Promise<void>((resolve) => setTimeout(resolve, 5)))
+      stop = true
+      yield* Fiber.join(caller)
+      assert.isAbove(calls, 0)
+      const info = yield* Process.info(ref)
+      assert.strictEqual(info.handled, calls)
+    }))
+
+  it.scopedLive("a fiber on the default scheduler calling an eager process that answers at once still yields", () =>
+    Effect.gen(function*() {
+      const echo: Process.Behaviour<void, number, "ping", number, never, never, never, never> = {
+        init: () => Process.ok(0),
+        handleCall: (_request, _from, n) => Process.reply(n + 1, n + 1)
+      }
+      const ref = yield* Process.start(echo, undefined, { scheduler: EagerScheduler.make() })
+      let stop = false
+      let calls = 0
+      const caller = yield* Effect.gen(function*() {
+        while (!stop) {
+          yield* Process.call(ref, "ping")
+          calls++
+        }
+      }).pipe(Effect.fork)
+      // Were the process run inside the caller's call, the caller would be resumed synchronously for ever.
+      yield* Effect.promise(() => new Promise<void>((resolve) => setTimeout(resolve, 5)))
+      stop = true
+      yield* Fiber.join(caller)
+      assert.isAbove(calls, 0)
     }))
 
   it("rejects a batch that is not a positive integer", () => {

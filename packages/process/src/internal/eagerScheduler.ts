@@ -1,11 +1,12 @@
 /**
- * The eager scheduler: a fiber woken from outside this scheduler's work (a socket or amqplib callback, a fiber on
- * another scheduler) runs at once, in that caller's stack; a fiber woken while this scheduler runs a task is queued
+ * The eager scheduler: a fiber woken from a Node callback (a socket or amqplib callback, no fiber running) runs
+ * at once, in that callback's stack; one woken by a fiber of another scheduler runs in `process.nextTick`; a fiber woken while this scheduler runs a task is queued
  * behind it (FIFO), so nothing nests deeper than one level per scheduler. With `coalesce`, a wake-up from outside
  * runs in `process.nextTick` instead: right after the callback that caused it returns (before any promise
  * continuation), so that everything one callback delivers (a socket read of many messages) is handled in one run. After `batch` tasks in a row the rest
  * waits for the next turn of the event loop (`setImmediate`), so a busy set of fibers cannot starve I/O.
  */
+import * as Fiber from "effect/Fiber"
 import type * as Scheduler from "effect/Scheduler"
 
 /** Effect's default `shouldYield` reads two FiberRefs per run-loop step; this one reads a constant budget. */
@@ -29,7 +30,10 @@ export class EagerSchedulerImpl implements Scheduler.Scheduler {
   scheduleTask(task: () => void, _priority: number): void {
     this.queue.push(task)
     if (this.running || this.deferred || this.ticking) return
-    if (this.coalesce) {
+    // Woken by a fiber of another scheduler (not from a Node callback): run a tick later, never inside that
+    // fiber's step. A fiber calling a process that answers at once would otherwise be resumed synchronously,
+    // call again, and so on without ever yielding (its op count restarts at every resumption).
+    if (this.coalesce || Fiber.getCurrentFiber()._tag === "Some") {
       this.ticking = true
       process.nextTick(this.drainTick)
     } else {
@@ -40,6 +44,26 @@ export class EagerSchedulerImpl implements Scheduler.Scheduler {
   private readonly drainTick = (): void => {
     this.ticking = false
     if (!this.running && !this.deferred) this.drain()
+  }
+
+  /** True while a task of this scheduler runs and others are queued behind it. */
+  get pending(): boolean {
+    return this.running && this.head < this.queue.length
+  }
+
+  /**
+   * Run the tasks queued behind the running one now, nested in it (at most `batch`): a process that has just
+   * answered its callers lets them run, and handles what they send it next, before it suspends.
+   */
+  runQueued(): void {
+    if (!this.running) return
+    const queue = this.queue
+    let n = 0
+    while (this.head < queue.length && n++ < this.batch) {
+      const task = queue[this.head]!
+      queue[this.head++] = undefined as never
+      task()
+    }
   }
 
   private readonly drainLater = (): void => {

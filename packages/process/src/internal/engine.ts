@@ -284,17 +284,31 @@ const callbackName = (envelope: Envelope): string => {
   }
 }
 
+/** Times in a row an eager process runs the fibers queued behind it before it suspends (bounds its turn). */
+const MAX_PULLS = 64
+
 /** Messages handled in a row before the process fiber yields to others. */
 const YIELD_EVERY = 512
 
 /** The process fiber: handle messages until a stop, then terminate once, then finalize. */
 export const runProcess = (proc: ProcessImpl): Effect.Effect<void> => {
   const mailbox = proc.mailbox
+  const eager = proc.eager
   const loop = Effect.gen(function*() {
+    // Times in a row the process let its eager scheduler's queued fibers run before suspending.
+    let pulls = 0
     for (;;) {
       if (mailbox.queue.length === 0) {
         if (proc.shutdownRequested) return M.shutdown as M.ExitReason<unknown>
         if (proc.dirty && refWrites !== NEVER) yield* proc.flush()
+        if (eager !== undefined && eager.pending && pulls < MAX_PULLS) {
+          // The callers just answered are queued on this scheduler: run them here, between two messages, and
+          // handle what they send next without a suspension and a wake-up of this fiber in between.
+          pulls++
+          eager.runQueued()
+          continue
+        }
+        pulls = 0
         yield* mailbox.awaitMessages
         continue
       }

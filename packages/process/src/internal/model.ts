@@ -334,9 +334,10 @@ export interface StartOptions {
   readonly name?: string | undefined
   /**
    * The scheduler the process fiber runs on (default: the one of the caller of `start`). With an
-   * `EagerScheduler`, a message sent from a Node callback is handled before that callback returns, a call to an
-   * idle process is handled inside the call, and callers answered by the process resume on the same scheduler
-   * run instead of a microtask later (fewer hops per round trip; see `EagerScheduler`).
+   * `EagerScheduler`, a message sent from a Node callback is handled before that callback returns (or right
+   * after it, coalescing), callers answered by the process resume on the same scheduler run instead of a
+   * microtask later, and what they send next is handled before the process suspends (fewer hops per round
+   * trip; see `EagerScheduler`).
    */
   readonly scheduler?: Scheduler.Scheduler | undefined
 }
