@@ -52,7 +52,9 @@ const startWarren = async (eager = false) => {
     }
   }
   const scope = Effect.runSync(Scope.make())
-  const startOptions = eager ? { scheduler: EagerScheduler.make({ coalesce: process.env.COALESCE === "1" }) } : undefined
+  const startOptions = eager
+    ? { scheduler: EagerScheduler.make({ coalesce: process.env.COALESCE === "1" }) }
+    : undefined
   const ref = await runtime.runPromise(Scope.extend(Process.start(behaviour, 0, startOptions), scope))
   const options = { timeout: "30 seconds" }
   const request = (payload) => Process.call(ref, payload, options)

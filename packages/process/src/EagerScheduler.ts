@@ -43,7 +43,9 @@ export interface Options {
  */
 export const make = (options?: Options): Scheduler.Scheduler => {
   const batch = options?.batch ?? 256
-  if (!Number.isInteger(batch) || batch < 1) throw new RangeError(`EagerScheduler batch must be a positive integer, got ${batch}`)
+  if (!Number.isInteger(batch) || batch < 1) {
+    throw new RangeError(`EagerScheduler batch must be a positive integer, got ${batch}`)
+  }
   return new EagerSchedulerImpl(batch, options?.coalesce ?? false)
 }
 

@@ -177,13 +177,17 @@ describe("EagerScheduler", () => {
       const calls: Array<Deferred.Deferred<void>> = [yield* Deferred.make<void>(), yield* Deferred.make<void>()]
       const behaviour = logger("p", log)
       let n = 0
-      const ref = yield* Process.start({
-        ...behaviour,
-        handleCall: (request, from, kept, self) => {
-          Deferred.unsafeDone(calls[n++]!, Exit.void)
-          return behaviour.handleCall!(request, from, kept, self)
-        }
-      }, undefined, { scheduler: EagerScheduler.make() })
+      const ref = yield* Process.start(
+        {
+          ...behaviour,
+          handleCall: (request, from, kept, self) => {
+            Deferred.unsafeDone(calls[n++]!, Exit.void)
+            return behaviour.handleCall!(request, from, kept, self)
+          }
+        },
+        undefined,
+        { scheduler: EagerScheduler.make() }
+      )
       const caller = yield* Effect.fork(Process.call(ref, "wait", { timeout: "1 second" }))
       yield* Deferred.await(calls[0]!)
       yield* TestClock.adjust(Duration.seconds(1))
@@ -207,13 +211,17 @@ describe("EagerScheduler", () => {
       const calls: Array<Deferred.Deferred<void>> = [yield* Deferred.make<void>(), yield* Deferred.make<void>()]
       const behaviour = logger("p", log)
       let n = 0
-      const ref = yield* Process.start({
-        ...behaviour,
-        handleCall: (request, from, kept, self) => {
-          Deferred.unsafeDone(calls[n++]!, Exit.void)
-          return behaviour.handleCall!(request, from, kept, self)
-        }
-      }, undefined, { scheduler: EagerScheduler.make() })
+      const ref = yield* Process.start(
+        {
+          ...behaviour,
+          handleCall: (request, from, kept, self) => {
+            Deferred.unsafeDone(calls[n++]!, Exit.void)
+            return behaviour.handleCall!(request, from, kept, self)
+          }
+        },
+        undefined,
+        { scheduler: EagerScheduler.make() }
+      )
       const caller = yield* Effect.fork(Process.call(ref, "wait"))
       yield* Deferred.await(calls[0]!)
       yield* Fiber.interrupt(caller)
