@@ -17,7 +17,7 @@
  * // or for any fibers: effect.pipe(Effect.withScheduler(scheduler))
  * ```
  *
- * @since 0.3.0
+ * @since 0.2.0
  */
 import type * as Scheduler from "effect/Scheduler"
 import { EagerSchedulerImpl } from "./internal/eagerScheduler.js"
@@ -39,7 +39,7 @@ export interface Options {
  * A new eager scheduler. Fibers on one scheduler never nest inside each other (they queue); give related fibers
  * (a process and the processes it feeds synchronously) the same one.
  *
- * @since 0.3.0
+ * @since 0.2.0
  */
 export const make = (options?: Options): Scheduler.Scheduler => {
   const batch = options?.batch ?? 256
@@ -49,5 +49,5 @@ export const make = (options?: Options): Scheduler.Scheduler => {
   return new EagerSchedulerImpl(batch, options?.coalesce ?? false)
 }
 
-/** True if `scheduler` was made by `make`. @since 0.3.0 */
+/** True if `scheduler` was made by `make`. @since 0.2.0 */
 export const isEagerScheduler = (scheduler: Scheduler.Scheduler): boolean => scheduler instanceof EagerSchedulerImpl
