@@ -1,9 +1,9 @@
 /**
- * The eager scheduler: a fiber woken from a Node callback (a socket or amqplib callback, no fiber running) runs
- * at once, in that callback's stack; one woken by a fiber of another scheduler runs in `process.nextTick`; a fiber woken while this scheduler runs a task is queued
- * behind it (FIFO), so nothing nests deeper than one level per scheduler. With `coalesce`, a wake-up from outside
- * runs in `process.nextTick` instead: right after the callback that caused it returns (before any promise
- * continuation), so that everything one callback delivers (a socket read of many messages) is handled in one run. After `batch` tasks in a row the rest
+ * The eager scheduler. A fiber woken from a Node callback (a socket or amqplib callback, no fiber running) runs at
+ * once, in that callback's stack, or with `coalesce` in `process.nextTick`, right after the callback returns and
+ * before any promise continuation (so everything one callback delivers is handled in one run). A fiber woken by a
+ * fiber of another scheduler runs in `process.nextTick`. A fiber woken while this scheduler runs a task is queued
+ * behind it (FIFO), so nothing nests deeper than one level per scheduler. After `batch` tasks in a row the rest
  * waits for the next turn of the event loop (`setImmediate`), so a busy set of fibers cannot starve I/O.
  */
 import * as Fiber from "effect/Fiber"
