@@ -2,8 +2,9 @@
  * An eager `Scheduler` for fibers fed by Node callbacks, like a BEAM process scheduled as soon as its message
  * arrives. A fiber woken from a Node callback (an amqplib or socket callback, no fiber running) runs at once,
  * before that callback returns; a fiber woken while the scheduler is running a task is queued behind it, in order;
- * a fiber woken by a fiber of another scheduler runs in `process.nextTick` (never nested in that fiber's step). After `batch` tasks in a row (default 256) the rest waits for the next turn
- * of the event loop (`setImmediate`), so busy fibers cannot keep I/O waiting.
+ * a fiber woken by a fiber of another scheduler runs in `process.nextTick` (never nested in that fiber's step).
+ * After `batch` tasks in a row (default 256) the rest waits for the next turn of the event loop (`setImmediate`),
+ * so busy fibers cannot keep I/O waiting.
  *
  * Effect's default scheduler runs every wake-up in a later microtask: the same work, one hop later per wake-up.
  * Give it to a process with `Process.start(behaviour, arg, { scheduler })`: the process fiber then handles a

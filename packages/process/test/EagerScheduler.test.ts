@@ -84,7 +84,7 @@ describe("EagerScheduler", () => {
       assert.deepStrictEqual(log, ["p: a", "p: b", "p: c"])
     }))
 
-  it.scopedLive("fibers on one scheduler queue behind each other; one woken by another scheduler's fiber runs a tick later", () =>
+  it.scopedLive("fibers on one scheduler queue; one woken by another scheduler's fiber runs a tick later", () =>
     Effect.gen(function*() {
       const log: Array<string> = []
       const scheduler = EagerScheduler.make()
@@ -233,7 +233,7 @@ describe("EagerScheduler", () => {
       assert.strictEqual(yield* Fiber.join(next), "answered")
     }))
 
-  it.scopedLive("a caller looping on an eager process (both on that scheduler) does not keep timers and I/O waiting", () =>
+  it.scopedLive("a caller looping on an eager process (one scheduler) does not keep timers waiting", () =>
     Effect.gen(function*() {
       const scheduler = EagerScheduler.make()
       const echo: Process.Behaviour<void, number, "ping", number, never, never, never, never> = {
