@@ -40,7 +40,12 @@ export const runRpc = async (options) => {
       title: `${options.payloadSize}-byte echo RPC, concurrency ${concurrency}`,
       params: { concurrency, payloadSize: options.payloadSize },
       primary: "throughput",
-      contenders: contenders.filter((c) => options.only === undefined || options.only.includes(c.id)),
+      // `--engine <dist dir of @warren/amqp>` adds "base" and "base-promise": warren on another build (an A/B).
+      contenders: (options.engine === undefined ? contenders : [
+        ...contenders,
+        { id: "base", label: "warren RpcClient (--engine build)" },
+        { id: "base-promise", label: "warren RpcClient, runPromise per request (--engine build)" }
+      ]).filter((c) => options.only === undefined || options.only.includes(c.id)),
       fields: columns.map((c) => c.field),
       columns,
       describe: (r) =>
@@ -98,7 +103,8 @@ export const runRpc = async (options) => {
           concurrency: workload.params.concurrency,
           payloadSize: workload.params.payloadSize,
           warmupMs: options.warmupMs,
-          durationMs: options.durationMs
+          durationMs: options.durationMs,
+          engine: contender.id.startsWith("base") ? options.engine : undefined
         }, { execArgv: profileArgs(options, contender, workload) })
         try {
           const { result } = await client.next("result", options.warmupMs + options.durationMs + 60_000)
@@ -118,6 +124,7 @@ const profileArgs = (options, contender, workload) =>
   options.profile
     ? [
       "--cpu-prof",
+      "--cpu-prof-interval=100",
       `--cpu-prof-dir=${options.profileDir}`,
       `--cpu-prof-name=rpc-${workload.id}-${contender.id}-${Date.now()}.cpuprofile`
     ]

@@ -7,7 +7,7 @@ import { Readable } from "node:stream"
 import { childArgs, failChild } from "../lib/child.mjs"
 import { cpuMicros, Histogram } from "../lib/stats.mjs"
 
-const { url, queue, contender, concurrency, payloadSize, warmupMs, durationMs } = childArgs()
+const { url, queue, contender, concurrency, payloadSize, warmupMs, durationMs, engine } = childArgs()
 
 const sameBytes = (a, b) =>
   a !== undefined && a !== null && a.byteLength === b.byteLength &&
@@ -54,7 +54,7 @@ const watchTurnaround = () => {
 try {
   const turnaround = concurrency === 1 ? watchTurnaround() : undefined
   const mod = await import(`./contenders/${contender}.mjs`)
-  const client = await mod.open({ url, queue })
+  const client = await mod.open({ url, queue, engine })
   const payload = randomBytes(payloadSize)
   // one request first: a broken contender fails here rather than in the middle of the measurement
   if (!sameBytes(await client.request(payload), payload)) throw new Error("the echo reply differs from the request")

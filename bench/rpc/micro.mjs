@@ -4,12 +4,13 @@
 // raw amqplib client's shape (a Map of Promise resolvers); `floor` is a bare Effect.async run with runPromise per
 // request (what any Effect library pays per request from Promise code), `floorMicro` the same on a runtime whose
 // scheduler is one shared microtask queue, `callPromise` Process.unsafeCallPromise (no fiber), `floorSync` a runPromise of a completed Effect plus a Promise request.
-// Usage (after tsc -b): node bench/rpc/micro.mjs [ms per run] [contenders, comma-separated]. CPU per request is
+// Usage (after tsc -b): [ROUNDS=2] [COALESCE=1] node bench/rpc/micro.mjs [ms per run] [contenders, comma-separated]
+// (the *Eager contenders start the process on an EagerScheduler, coalescing with COALESCE=1, as the RPC client does). CPU per request is
 // the figure to read; throughput here is not the broker bench's (no I/O).
 import { performance } from "node:perf_hooks"
 
 const { Effect, Exit, Layer, ManagedRuntime, Runtime, Scheduler, Scope } = await import("effect")
-const { Process } = await import(process.env.PROCESS_DIST ?? "@warren/process")
+const { EagerScheduler, Process } = await import(process.env.PROCESS_DIST ?? "@warren/process")
 
 const ms = Number(process.argv[2] ?? 1500)
 const only = process.argv[3]?.split(",")
@@ -32,7 +33,7 @@ const makeBroker = (deliver) => {
   }
 }
 
-const startWarren = async () => {
+const startWarren = async (eager = false) => {
   const runtime = ManagedRuntime.make(Layer.empty)
   let self
   const replies = makeBroker((from) => Process.unsafeCast(self, from))
@@ -51,7 +52,10 @@ const startWarren = async () => {
     }
   }
   const scope = Effect.runSync(Scope.make())
-  const ref = await runtime.runPromise(Scope.extend(Process.start(behaviour, 0), scope))
+  const startOptions = eager
+    ? { scheduler: EagerScheduler.make({ coalesce: process.env.COALESCE === "1" }) }
+    : undefined
+  const ref = await runtime.runPromise(Scope.extend(Process.start(behaviour, 0, startOptions), scope))
   const options = { timeout: "30 seconds" }
   const request = (payload) => Process.call(ref, payload, options)
   const requestPromise = (payload) => Process.unsafeCallPromise(ref, payload, options)
@@ -80,8 +84,8 @@ const contenders = {
       }
     }))
   },
-  fibers: async (c, control) => {
-    const { runtime, request } = await startWarren()
+  fibers: async (c, control, eager = false) => {
+    const { runtime, request } = await startWarren(eager)
     const worker = Effect.gen(function*() {
       while (!control.stopping) {
         yield* request(1)
@@ -92,8 +96,10 @@ const contenders = {
       Effect.forEach(Array.from({ length: c }), () => worker, { concurrency: "unbounded", discard: true })
     )
   },
-  managed: async (c, control) => {
-    const { runtime, request } = await startWarren()
+  fibersEager: (c, control) => contenders.fibers(c, control, true),
+  managedEager: (c, control) => contenders.managed(c, control, true),
+  managed: async (c, control, eager = false) => {
+    const { runtime, request } = await startWarren(eager)
     await Promise.all(Array.from({ length: c }, async () => {
       while (!control.stopping) {
         await runtime.runPromise(request(1))
@@ -151,8 +157,9 @@ const contenders = {
       }
     }))
   },
-  runtime: async (c, control) => {
-    const { runtime, request } = await startWarren()
+  runtimeEager: (c, control) => contenders.runtime(c, control, true),
+  runtime: async (c, control, eager = false) => {
+    const { runtime, request } = await startWarren(eager)
     const rt = await runtime.runtime()
     const run = Runtime.runPromise(rt)
     await Promise.all(Array.from({ length: c }, async () => {
@@ -164,7 +171,8 @@ const contenders = {
   }
 }
 
-for (const round of [1, 2]) {
+const rounds = Number(process.env.ROUNDS ?? 2)
+for (let round = 1; round <= rounds; round++) {
   for (const c of [1, 64]) {
     for (const [name, run] of Object.entries(contenders)) {
       if (only !== undefined && !only.includes(name)) continue

@@ -2,6 +2,7 @@
 // W requests, then measure the client CPU (process.cpuUsage) over N requests at concurrency C. Counting requests
 // instead of seconds keeps the JIT warm-up equal for all contenders on a slow, shared machine.
 // usage: node bench/rpc/probe.mjs '{"contenders":["warren","amqplib"],"concurrency":64,"warmup":20000,"requests":50000,"rounds":3}'
+//   (add "engine":"<dist dir of another @warren/amqp build>" and the contenders "base"/"base-promise" for an A/B)
 import { fork } from "node:child_process"
 import { randomBytes } from "node:crypto"
 import { fileURLToPath } from "node:url"
@@ -10,7 +11,9 @@ import { startBroker } from "../lib/broker.mjs"
 const args = JSON.parse(process.argv[2] ?? "{}")
 if (args.child) {
   const mod = await import(`./contenders/${args.contender}.mjs`)
-  const client = await mod.open({ url: args.url, queue: args.queue })
+  // "engine": another build's dist directory of @warren/amqp for the base* contenders (an A/B in one run)
+  const engine = args.contender.startsWith("base") ? args.engine : undefined
+  const client = await mod.open({ url: args.url, queue: args.queue, engine })
   const payload = randomBytes(256)
   const run = async (n) => {
     let left = n

@@ -1,14 +1,16 @@
 // warren's RPC client (@warren/amqp RpcClient over AmqpConnection), defaults except a 30 s request timeout.
 // The workers run as Effect fibers inside the client's runtime, the way an Effect program would call it.
+import { pathToFileURL } from "node:url"
 import { NotAvailable } from "../../lib/child.mjs"
 
 export const label = "warren RpcClient"
 
-export const open = async ({ url, queue }) => {
+// `engine`: another build's dist directory of @warren/amqp (bench.mjs --engine), for an A/B in one run.
+export const open = async ({ url, queue, engine }) => {
   let amqp
   let effect
   try {
-    amqp = await import("@warren/amqp")
+    amqp = await import(engine === undefined ? "@warren/amqp" : pathToFileURL(`${engine}/index.js`).href)
     effect = await import("effect")
   } catch (error) {
     throw new NotAvailable(`@warren/amqp could not be loaded (${error.message}); run tsc -b`)

@@ -96,9 +96,10 @@ const isCorkable = (stream: unknown): stream is Corkable =>
   "uncork" in stream && typeof stream.uncork === "function"
 
 /** Frames waiting in the channels' queues of amqplib's multiplexer (2 when unknown: cork to be safe). */
+const MUX_QUEUES = ["newStreams", "oldStreams"] as const
 const queuedFrames = (muxer: object): number => {
   let frames = 0
-  for (const field of ["newStreams", "oldStreams"]) {
+  for (const field of MUX_QUEUES) {
     const streams: unknown = Reflect.get(muxer, field)
     if (!Array.isArray(streams)) return 2
     for (const queue of streams as ReadonlyArray<unknown>) {

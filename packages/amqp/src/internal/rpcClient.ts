@@ -6,7 +6,7 @@
  * the process core's (the call's timeout, `handleAbandoned`).
  */
 import type * as Amqp from "amqplib"
-import { Process } from "@warren/process"
+import { EagerScheduler, Process } from "@warren/process"
 import * as Cause from "effect/Cause"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
@@ -96,6 +96,14 @@ const setupReason = (failure: ChannelOwner.SetupFailure): SetupFailedReason | un
 }
 
 let nextClientId = 0
+
+/**
+ * The scheduler of every client process (one for all: fibers on one eager scheduler queue behind each other
+ * instead of nesting). The replies amqplib delivers from one socket read are handled in one process run right
+ * after that read, the callers they answer resume in the same run, and a caller's next request is handled as soon
+ * as it is made: no microtask hop between the reply's bytes and the next publish (docs/decisions.md).
+ */
+const clientScheduler = EagerScheduler.make({ coalesce: true })
 
 /** Effect's default tracer (native spans, exported nowhere). */
 const builtInTracer = Effect.runSync(Effect.tracer)
@@ -311,7 +319,7 @@ export const start = <Arg, State, Info, Reason, R>(
       }
     }
 
-    const ref = yield* Process.start(behaviour, arg, { name })
+    const ref = yield* Process.start(behaviour, arg, { name, scheduler: clientScheduler })
     const publicRef = ref as unknown as Process.ProcessRef<never, unknown, never, Info, Reason>
 
     /** Stops accepting and waits (bounded) for the replies in flight; the caller then stops the process. */

@@ -9,6 +9,7 @@ import * as Cause from "effect/Cause"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
+import type * as Scheduler from "effect/Scheduler"
 import type { DeadlineList, Entry } from "./deadlines.js"
 import type { ProcessImpl } from "./engine.js"
 import { CALL, type SYSTEM } from "./mailbox.js"
@@ -25,8 +26,11 @@ export const ABANDONED = 2
 export class FromImpl implements M.From<unknown>, Entry {
   declare readonly _A: (_: unknown) => void
   status: typeof PENDING | typeof REPLIED | typeof ABANDONED = PENDING
-  /** The handler returned `noreply`: the caller is in `unanswered` until `replyTo` or exit. */
+  /** The handler returned `noreply`: the caller is in the process's unanswered list until `replyTo` or exit. */
   awaitingLater = false
+  /** Links of the process's unanswered list (intrusive: keeping a caller allocates nothing). */
+  prevUnanswered: FromImpl | undefined = undefined
+  nextUnanswered: FromImpl | undefined = undefined
   deadline = 0
   list: DeadlineList | undefined = undefined
   prev: Entry | undefined = undefined
@@ -56,13 +60,13 @@ export class FromImpl implements M.From<unknown>, Entry {
   settle(result: Effect.Effect<unknown, unknown>): boolean {
     if (this.status !== PENDING) return false
     this.status = REPLIED
-    if (this.slot !== undefined) this.leaveSlot()
+    const slot = this.slot
+    if (slot !== undefined) this.leaveSlot()
     if (this.list !== undefined) this.list.unlink(this)
-    if (this.awaitingLater) {
-      this.awaitingLater = false
-      this.process.unanswered.delete(this)
-    }
-    this.resume(result)
+    if (this.awaitingLater) this.process.forget(this)
+    const eager = this.process.eager
+    if (eager !== undefined && eager.running && slot !== undefined) resumeOn(slot.fiber, eager, this.resume, result)
+    else this.resume(result)
     return true
   }
 
@@ -73,8 +77,7 @@ export class FromImpl implements M.From<unknown>, Entry {
     if (this.slot !== undefined) this.leaveSlot()
     if (this.list !== undefined) this.list.unlink(this)
     if (this.awaitingLater) {
-      this.awaitingLater = false
-      this.process.unanswered.delete(this)
+      this.process.forget(this)
       this.process.notifyAbandoned(this)
     }
   }
@@ -90,10 +93,7 @@ export class FromImpl implements M.From<unknown>, Entry {
 
   /** The handler did not answer: the caller waits for `replyTo` or fails at exit. */
   keepUnanswered(): void {
-    if (this.status === PENDING && !this.awaitingLater) {
-      this.awaitingLater = true
-      this.process.unanswered.add(this)
-    }
+    if (this.status === PENDING && !this.awaitingLater) this.process.keep(this)
   }
 }
 
@@ -104,6 +104,7 @@ export class FromImpl implements M.From<unknown>, Entry {
  */
 class CallerSlot {
   from: FromImpl | undefined = undefined
+  constructor(readonly fiber: Fiber.RuntimeFiber<unknown, unknown>) {}
   abandonHeld(): void {
     const from = this.from
     if (from !== undefined) from.abandon()
@@ -124,7 +125,7 @@ const watchCaller = (from: FromImpl): void => {
   // A caller in a loop calls from the same fiber every time: skip the WeakMap lookup then.
   let slot = caller === lastCaller ? lastSlot : slots.get(caller)
   if (slot === undefined) {
-    const created = new CallerSlot()
+    const created = new CallerSlot(caller)
     slots.set(caller, created)
     caller.addObserver(() => created.abandonHeld())
     slot = created
@@ -137,6 +138,38 @@ const watchCaller = (from: FromImpl): void => {
   }
   slot.from = from
   from.slot = slot
+}
+
+/**
+ * Effect 3's fiber runtime keeps its scheduler in the `currentScheduler` field (a cache of its FiberRef, read
+ * when the fiber is woken); checked on the first caller fiber, and the redirection is skipped if it is not there.
+ */
+let canRedirect: boolean | undefined = undefined
+
+/**
+ * Resume a waiting caller fiber on the process's eager scheduler while that scheduler is running (the process is
+ * answering from its own run): the wake-up is queued behind the process's task in the same scheduler run, instead
+ * of a microtask of the caller's scheduler later. Only the scheduling of this one wake-up changes: the field is
+ * set back before this returns (the fiber's FiberRef is never touched), so the caller runs on with its own
+ * scheduler. The caller fiber is suspended in the call (or is the running fiber whose call this is), so nothing
+ * reads the field meanwhile except its own `tell`.
+ */
+const resumeOn = (
+  fiber: Fiber.RuntimeFiber<unknown, unknown>,
+  scheduler: Scheduler.Scheduler,
+  resume: (effect: Effect.Effect<unknown, unknown>) => void,
+  result: Effect.Effect<unknown, unknown>
+): void => {
+  if (canRedirect === undefined) canRedirect = Object.prototype.hasOwnProperty.call(fiber, "currentScheduler")
+  if (!canRedirect) return resume(result)
+  const writable = fiber as unknown as { currentScheduler: Scheduler.Scheduler }
+  const own = writable.currentScheduler
+  writable.currentScheduler = scheduler
+  try {
+    resume(result)
+  } finally {
+    writable.currentScheduler = own
+  }
 }
 
 const DEFAULT_TIMEOUT_MILLIS = 5000

@@ -11,9 +11,11 @@ import type * as Fiber from "effect/Fiber"
 import * as FiberId from "effect/FiberId"
 import * as Ref from "effect/Ref"
 import type * as Runtime from "effect/Runtime"
+import type * as Scheduler from "effect/Scheduler"
 import * as Scope from "effect/Scope"
 import { type FromImpl, PENDING, ABANDONED } from "./callers.js"
 import { DeadlinesImpl } from "./deadlines.js"
+import { EagerSchedulerImpl } from "./eagerScheduler.js"
 import { ABANDONED_NOTICE, CALL, CAST, type Envelope, INFO, isSystem, Mailbox, STOP, SYSTEM } from "./mailbox.js"
 import * as M from "./model.js"
 import { handleSystem } from "./sys.js"
@@ -63,6 +65,8 @@ export class ProcessImpl implements M.ProcessRef<unknown, unknown, unknown, unkn
   readonly id: number
   readonly name: string
   readonly mailbox = new Mailbox()
+  /** The process fiber's scheduler when it is eager: callers answered during its run resume on it. */
+  readonly eager: EagerSchedulerImpl | undefined
   /** Set once terminate has run and every caller has been failed. */
   exitReason: M.ExitReason<unknown> | undefined = undefined
   shutdownRequested = false
@@ -74,7 +78,8 @@ export class ProcessImpl implements M.ProcessRef<unknown, unknown, unknown, unkn
   state: unknown = undefined
   readonly stateRef: Ref.Ref<unknown> = Ref.unsafeMake<unknown>(undefined)
   dirty = false
-  readonly unanswered = new Set<FromImpl>()
+  /** Callers a handler left unanswered (`noreply`), newest first: answered later or failed at exit. */
+  unanswered: FromImpl | undefined = undefined
   /** Call deadlines, created on the first call with a finite timeout. */
   deadlines: DeadlinesImpl | undefined = undefined
   readonly exited: Deferred.Deferred<M.ExitReason<unknown>>
@@ -88,8 +93,11 @@ export class ProcessImpl implements M.ProcessRef<unknown, unknown, unknown, unkn
     name: string | undefined,
     readonly behaviour: AnyBehaviour,
     readonly clock: Clock.Clock,
-    readonly runtime: Runtime.Runtime<never>
+    readonly runtime: Runtime.Runtime<never>,
+    /** The process fiber's scheduler, if `start` was given one. */
+    readonly scheduler: Scheduler.Scheduler | undefined = undefined
   ) {
+    this.eager = scheduler instanceof EagerSchedulerImpl ? scheduler : undefined
     this.id = ++nextProcessId
     this.name = name ?? `#${this.id}`
     this.exited = Deferred.unsafeMake(FiberId.none)
@@ -100,6 +108,28 @@ export class ProcessImpl implements M.ProcessRef<unknown, unknown, unknown, unkn
     if (this.exitReason !== undefined) return false
     this.mailbox.push(envelope)
     return true
+  }
+
+  /** Put a caller in the unanswered list. */
+  keep(from: FromImpl): void {
+    from.awaitingLater = true
+    const head = this.unanswered
+    from.prevUnanswered = undefined
+    from.nextUnanswered = head
+    if (head !== undefined) head.prevUnanswered = from
+    this.unanswered = from
+  }
+
+  /** Take a caller out of the unanswered list. */
+  forget(from: FromImpl): void {
+    from.awaitingLater = false
+    const prev = from.prevUnanswered
+    const next = from.nextUnanswered
+    if (prev === undefined) this.unanswered = next
+    else prev.nextUnanswered = next
+    if (next !== undefined) next.prevUnanswered = prev
+    from.prevUnanswered = undefined
+    from.nextUnanswered = undefined
   }
 
   /** Arm a caller's deadline. */
@@ -221,7 +251,10 @@ export class ProcessImpl implements M.ProcessRef<unknown, unknown, unknown, unkn
       for (const envelope of this.mailbox.drain()) {
         if (envelope.kind === CALL || envelope.kind === SYSTEM) envelope.settle(failure)
       }
-      for (const from of Array.from(this.unanswered)) from.settle(failure)
+      const unanswered: Array<FromImpl> = []
+      for (let from = this.unanswered; from !== undefined; from = from.nextUnanswered) unanswered.push(from)
+      // Oldest first, as they were kept.
+      for (let i = unanswered.length - 1; i >= 0; i--) unanswered[i]!.settle(failure)
       Deferred.unsafeDone(this.exited, Exit.succeed(reason))
       const scope = this.scope
       this.scope = undefined
@@ -251,17 +284,31 @@ const callbackName = (envelope: Envelope): string => {
   }
 }
 
+/** Times in a row an eager process runs the fibers queued behind it before it suspends (bounds its turn). */
+const MAX_PULLS = 64
+
 /** Messages handled in a row before the process fiber yields to others. */
 const YIELD_EVERY = 512
 
 /** The process fiber: handle messages until a stop, then terminate once, then finalize. */
 export const runProcess = (proc: ProcessImpl): Effect.Effect<void> => {
   const mailbox = proc.mailbox
+  const eager = proc.eager
   const loop = Effect.gen(function*() {
+    // Times in a row the process let its eager scheduler's queued fibers run before suspending.
+    let pulls = 0
     for (;;) {
       if (mailbox.queue.length === 0) {
         if (proc.shutdownRequested) return M.shutdown as M.ExitReason<unknown>
         if (proc.dirty && refWrites !== NEVER) yield* proc.flush()
+        if (eager !== undefined && eager.pending && pulls < MAX_PULLS) {
+          // The callers just answered are queued on this scheduler: run them here, between two messages, and
+          // handle what they send next without a suspension and a wake-up of this fiber in between.
+          pulls++
+          eager.runQueued()
+          continue
+        }
+        pulls = 0
         yield* mailbox.awaitMessages
         continue
       }

@@ -6,6 +6,7 @@ import * as Cause from "effect/Cause"
 import * as Data from "effect/Data"
 import type * as Duration from "effect/Duration"
 import type * as Effect from "effect/Effect"
+import type * as Scheduler from "effect/Scheduler"
 
 // ---------------------------------------------------------------------------
 // Callback results
@@ -331,6 +332,14 @@ export interface Behaviour<in Arg, State, Call, Reply, Cast, Info, Reason, out R
 export interface StartOptions {
   /** Name used in errors and spans; defaults to `#<id>`. */
   readonly name?: string | undefined
+  /**
+   * The scheduler the process fiber runs on (default: the one of the caller of `start`). With an
+   * `EagerScheduler`, a message sent from a Node callback is handled before that callback returns (or right
+   * after it, coalescing), callers answered by the process resume on the same scheduler run instead of a
+   * microtask later, and what they send next is handled before the process suspends (fewer hops per round
+   * trip; see `EagerScheduler`).
+   */
+  readonly scheduler?: Scheduler.Scheduler | undefined
 }
 
 /** Options of `call`. */

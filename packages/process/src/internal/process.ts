@@ -29,7 +29,7 @@ export const start = (
       // Captured inside uninterruptibleMask: fibers forked from it must be made interruptible explicitly.
       const runtime = yield* Effect.runtime<never>()
       const clock = yield* Effect.clock
-      const proc = new ProcessImpl(options?.name, behaviour, clock, runtime)
+      const proc = new ProcessImpl(options?.name, behaviour, clock, runtime, options?.scheduler)
       const initExit = yield* Effect.exit(
         restore(Effect.suspend(() => toEffect(behaviour.init(arg, proc)))).pipe(
           Effect.withSpan("Process.init", { attributes: { "process.name": proc.name } })
@@ -63,7 +63,9 @@ export const start = (
       proc.setState((result as M.Ok<unknown>).state)
       yield* proc.flush()
       // Interruptible like any fiber (this code runs uninterruptibly): callbacks may use timeouts and races.
-      proc.fiber = yield* Effect.forkDaemon(Effect.interruptible(runProcess(proc)))
+      const fork = Effect.forkDaemon(Effect.interruptible(runProcess(proc)))
+      // The fiber inherits the scheduler it is forked with (set around the fork only, not inside the loop).
+      proc.fiber = yield* (proc.scheduler === undefined ? fork : Effect.withScheduler(fork, proc.scheduler))
       if (scoped) {
         // Linked after the fork: an owner Scope that is already closed stops the process at once.
         const link = yield* Scope.fork(yield* Effect.scope, ExecutionStrategy.sequential)
