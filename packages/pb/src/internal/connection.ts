@@ -68,8 +68,13 @@ export class Connection implements ConnectionLink {
   private waiter: ((effect: Effect.Effect<void>) => void) | undefined = undefined
   /** What the waiter is resumed with. */
   private resumeWith: Effect.Effect<void> = Effect.void
-  /** Clock time (ms) of the last request or drained write, for the idle sweep. */
-  lastActivity: number
+  /**
+   * Counts requests served and writes drained; the idle sweep notes when it changes (`lastActivity`, clock time in
+   * ms), so serving reads no clock.
+   */
+  activity = 0
+  private seenActivity = 0
+  private lastActivity: number
   private idleExpired = false
   /** Bytes charged to the server's budget. */
   private charged = 0
@@ -203,7 +208,7 @@ export class Connection implements ConnectionLink {
   private readonly onDrain = (): void => {
     if (!this.writeBlocked) return
     this.writeBlocked = false
-    this.lastActivity = this.server.clock.unsafeCurrentTimeMillis()
+    this.activity++
     this.account()
     this.wake()
   }
@@ -330,6 +335,11 @@ export class Connection implements ConnectionLink {
    * its buffered replies, like a client's FIN). A stream has its own timeout; a request being served is not idle.
    */
   checkIdle(now: number, idleMs: number): void {
+    if (this.activity !== this.seenActivity) {
+      this.seenActivity = this.activity
+      this.lastActivity = now
+      return
+    }
     if (this.waiter === undefined || this.state.streaming !== undefined) return
     if (now - this.lastActivity >= idleMs) {
       this.idleExpired = true
@@ -372,15 +382,15 @@ export class Connection implements ConnectionLink {
   /** Writes everything buffered in one go. */
   writeOut(): void {
     if (this.out.size === 0 || this.closed) return
-    const pieces = this.out.take()
     const socket = this.socket
+    const one = this.out.takeSmall()
     let ok: boolean
-    if (pieces.length === 1) {
-      ok = socket.write(pieces[0]!)
+    if (one !== undefined) {
+      ok = socket.write(one)
     } else {
       socket.cork()
       ok = true
-      for (const piece of pieces) ok = socket.write(piece)
+      for (const piece of this.out.take()) ok = socket.write(piece)
       socket.uncork()
     }
     if (!ok) this.writeBlocked = true
@@ -445,7 +455,7 @@ export class Connection implements ConnectionLink {
   /** Serves pending frames while their results are known synchronously (one batch). */
   private serveFrames(): Effect.Effect<Next> | Next {
     this.waiter = undefined // whatever wait was interrupted, the fiber is serving now
-    this.lastActivity = this.server.clock.unsafeCurrentTimeMillis()
+    this.activity++
     const flushBytes = this.server.config.flushBytes
     while (this.hasFrames() && this.state.streaming === undefined && !this.closed) {
       const step = handleFrame(this, this.takeFrame())

@@ -129,12 +129,13 @@ const awaitClose = (socket: Net.Socket): Effect.Effect<void> =>
 
 /**
  * The idle sweep, on the server's clock: one fiber for the whole server instead of a timer per connection (an
- * idle connection then costs no timer). A connection is closed between `idleTimeout` and 1.25x that after its
- * last activity.
+ * idle connection then costs no timer). A connection's activity is noted by the sweep that follows it (serving
+ * reads no clock), and the connection is closed between `idleTimeout` and 1.25x that after its last activity (at
+ * most two sweeps of `idleTimeout / 8` late).
  */
 export const idleSweep = (server: ServerContext, idleTimeout: Duration.Duration): Effect.Effect<never> => {
   const idleMs = Duration.toMillis(idleTimeout)
-  const every = Duration.millis(Math.min(Math.max(idleMs / 4, 10), 1000))
+  const every = Duration.millis(Math.min(Math.max(idleMs / 8, 10), 500))
   const sweep = Effect.sync(() => {
     const now = server.clock.unsafeCurrentTimeMillis()
     for (const connection of server.connections.values()) connection.checkIdle(now, idleMs)

@@ -69,23 +69,35 @@ export const recordErrors = (kind: ErrorKind, count: number): void => {
   errors.unsafeUpdate(count, labels)
 }
 
+const noLabels: ReadonlyArray<MetricLabel.MetricLabel> = []
+
 /**
  * A connection's counts, gathered per request and recorded once per batch (the requests served in one turn,
  * whose replies are written together): a map lookup per batch instead of a metric update per request.
  */
 export class BatchCounts {
-  private codes: Array<number> = []
-  private counts: Array<number> = []
+  // The codes seen in this batch and their counts, in the first `kinds` slots (the arrays are reused).
+  private readonly codes: Array<number> = []
+  private readonly counts: Array<number> = []
+  private kinds = 0
   private errorCounts: Map<ErrorKind, number> | undefined = undefined
   /** When the first request of the batch being served was dispatched (-1: none yet). */
   private started = -1
 
   request(code: number): void {
-    const at = this.codes.indexOf(code)
-    if (at >= 0) {
-      this.counts[at]!++
+    const codes = this.codes
+    for (let i = 0; i < this.kinds; i++) {
+      if (codes[i] === code) {
+        this.counts[i]!++
+        return
+      }
+    }
+    const i = this.kinds++
+    if (i < codes.length) {
+      codes[i] = code
+      this.counts[i] = 1
     } else {
-      this.codes.push(code)
+      codes.push(code)
       this.counts.push(1)
     }
   }
@@ -106,17 +118,18 @@ export class BatchCounts {
    */
   record(): void {
     if (this.started >= 0) {
-      requestDuration.unsafeUpdate(performance.now() - this.started, [])
+      requestDuration.unsafeUpdate(performance.now() - this.started, noLabels)
       this.started = -1
     }
-    if (this.codes.length > 0) {
-      for (let i = 0; i < this.codes.length; i++) recordRequests(this.codes[i]!, this.counts[i]!)
-      this.codes = []
-      this.counts = []
+    const kinds = this.kinds
+    if (kinds > 0) {
+      this.kinds = 0
+      for (let i = 0; i < kinds; i++) recordRequests(this.codes[i]!, this.counts[i]!)
     }
     if (this.errorCounts !== undefined) {
-      for (const [kind, count] of this.errorCounts) recordErrors(kind, count)
+      const errorCounts = this.errorCounts
       this.errorCounts = undefined
+      for (const [kind, count] of errorCounts) recordErrors(kind, count)
     }
   }
 }
