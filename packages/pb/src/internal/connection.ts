@@ -183,9 +183,11 @@ export class Connection implements ConnectionLink {
     const problem = this.decoder.push(chunk, this.pending)
     for (let i = before; i < this.pending.length; i++) this.pendingBytes += this.pending[i]!.body.length + 5
     if (problem !== undefined) this.problem = problem
+    // The fiber (run at once by the eager scheduler when it is waiting) serves first; what it leaves is then
+    // charged to the budget and paces reading.
+    if (this.pending.length > before || problem !== undefined) this.wake()
     this.account()
     this.updateReading()
-    if (this.pending.length > before || problem !== undefined) this.wake()
   }
 
   private readonly onEnd = (): void => {
@@ -441,8 +443,9 @@ export class Connection implements ConnectionLink {
         if (step === "Close") return this.flush()
         continue
       }
-      this.recordCounts()
+      // Replies first (the client is waiting for them), then the batch's metrics.
       this.writeOut()
+      this.recordCounts()
       this.updateReading()
       if (this.writeBlocked) continue
       if (this.problem !== undefined) return this.handleProblem(this.problem)

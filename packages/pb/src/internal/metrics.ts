@@ -23,7 +23,7 @@ export const errors = Metric.counter("warren_pb_errors", { description: "PB erro
 /**
  * Request latency in milliseconds, one observation per batch: the requests a connection serves in one turn (e.g.
  * the frames of one read) are timed together, from the first one's dispatch until their replies (or the start of
- * a stream) are queued for writing. A sequential client gives one observation per request; a pipelining client one
+ * a stream) are handed to the socket. A sequential client gives one observation per request; a pipelining client one
  * per batch, the latency of the batch's oldest request. Requests are counted exactly in `warren_pb_requests`.
  */
 export const requestDuration = Metric.histogram(
@@ -114,7 +114,7 @@ export class BatchCounts {
 
   /**
    * Records the counts gathered since the last call, and the batch's latency: one `warren_pb_request_duration_ms`
-   * observation, from the first request's dispatch to now (its replies are queued and about to be written).
+   * observation, from the first request's dispatch to now (its replies have been handed to the socket, or are queued).
    */
   record(): void {
     if (this.started >= 0) {
