@@ -423,7 +423,8 @@ export class Connection implements ConnectionLink {
    */
   private readonly step: Effect.Effect<void> = Effect.suspend(() => this.next())
 
-  private readonly afterStep = (next: Next): Effect.Effect<void> => next === "Close" ? this.flush() : this.step
+  // After an effectful step the loop goes on in the same run-loop step (no `step` to evaluate first).
+  private readonly afterStep = (next: Next): Effect.Effect<void> => next === "Close" ? this.flush() : this.next()
 
   private readonly afterDrain: Effect.Effect<void> = Effect.suspend(() => this.idleExpired ? Effect.void : this.next())
 

@@ -24,6 +24,10 @@ const isProcessResult = (result: unknown): result is ProcessResult<unknown, unkn
     tag === "Unexpected"
 }
 
+/** The Effect as its Exit when it is one (an Exit is an Effect whose outcome is already known). */
+const asExit = <A, E>(effect: Effect.Effect<A, E>): Exit.Exit<A, E> | undefined =>
+  Exit.isExit(effect) ? effect as Exit.Exit<A, E> : undefined
+
 /** Serves one frame according to the security phase. */
 export const handleFrame = (conn: Connection, frame: Frame): Step => {
   const security = conn.state.security
@@ -104,6 +108,13 @@ const processStage = (conn: Connection, instance: ServiceInstance, message: unkn
   }
   // A plain result (checked by tag first: cheaper than isEffect, and no Effect has these tags).
   if (isProcessResult(result) || !Effect.isEffect(result)) return afterProcess(conn, result, instance, code)
+  // An Effect that is already an Exit (`Effect.succeed`, `Effect.fail`): its outcome is known, nothing to run.
+  const done = asExit(result)
+  if (done !== undefined) {
+    if (Exit.isFailure(done)) return handleFailure(conn, done.cause, instance, code, false)
+    instance.keepState(done.value)
+    return afterProcess(conn, done.value, instance, code)
+  }
   // One continuation for both outcomes (not `exit` then `flatMap`), the instance's state kept in it.
   return Effect.matchCauseEffect(result, {
     onFailure: (cause) => handleFailure(conn, cause, instance, code, false),
