@@ -148,6 +148,22 @@ describe("PbServer", () => {
       }))
   })
 
+  it.scopedLive("an Effect result keeps the service's state, whether already an Exit or run in the fiber", () =>
+    Effect.gen(function*() {
+      const { port } = yield* startServer([syncRegistration()])
+      const client = yield* connect(port)
+      const texts = []
+      for (const body of ["count", "countExit", "countEffect", "countExit", "count"]) {
+        texts.push((yield* client.request(101, body)).body.toString())
+      }
+      assert.deepStrictEqual(texts, ["1", "2", "3", "4", "5"])
+      // pipelined: Exit and run results interleaved in one batch, replies in order
+      yield* client.sendRaw(Buffer.concat(["countEffect", "countExit", "count", "countEffect"].map((b) => encodeFrame(101, b))))
+      const pipelined = []
+      for (let i = 0; i < 4; i++) pipelined.push((yield* client.next).body.toString())
+      assert.deepStrictEqual(pipelined, ["6", "7", "8", "9"])
+    }))
+
   describe("defects", () => {
     for (const body of ["throw", "die"]) {
       it.scopedLive(`a defect (${body}) gets a generic error, closes that connection only`, () =>
