@@ -158,7 +158,9 @@ describe("PbServer", () => {
       }
       assert.deepStrictEqual(texts, ["1", "2", "3", "4", "5"])
       // pipelined: Exit and run results interleaved in one batch, replies in order
-      yield* client.sendRaw(Buffer.concat(["countEffect", "countExit", "count", "countEffect"].map((b) => encodeFrame(101, b))))
+      yield* client.sendRaw(
+        Buffer.concat(["countEffect", "countExit", "count", "countEffect"].map((b) => encodeFrame(101, b)))
+      )
       const pipelined = []
       for (let i = 0; i < 4; i++) pipelined.push((yield* client.next).body.toString())
       assert.deepStrictEqual(pipelined, ["6", "7", "8", "9"])
