@@ -13,7 +13,6 @@
  */
 import * as Effect from "effect/Effect"
 import * as ExecutionStrategy from "effect/ExecutionStrategy"
-import * as Exit from "effect/Exit"
 import type * as Fiber from "effect/Fiber"
 import * as FiberSet from "effect/FiberSet"
 import * as Option from "effect/Option"
@@ -481,38 +480,17 @@ export class Connection implements ConnectionLink {
   // -------------------------------------------------------------------------------------------------------------
 
   /**
-   * The Scope's finalizer: releases the socket. After a normal finish the socket is ended gracefully (the last
-   * replies go out) and destroyed if the peer has not closed within `closeTimeout`; when interrupted (the peer is
-   * gone, or the server is shutting down) it is destroyed at once. The connection is listed until its socket is
-   * released.
+   * Ends the connection's life before its socket is released (listener.ts): later offers are refused, the last
+   * counts recorded, the socket's events let go and its bytes returned to the budget.
    */
-  release(exit: Exit.Exit<unknown, unknown>): Effect.Effect<void> {
-    return Effect.suspend(() => {
-      this.finished = true
-      this.inbox?.close()
-      this.recordCounts()
-      const socket = this.socket
-      this.detach(socket)
-      socket.on("error", () => {})
-      this.account()
-      if (socket.destroyed || Exit.isInterrupted(exit) || this.closed) {
-        socket.destroy()
-        this.server.unregister(this)
-        return Effect.void
-      }
-      socket.end()
-      return Effect.async<void>((resume) => {
-        if (socket.closed) return resume(Effect.void)
-        const done = () => resume(Effect.void)
-        socket.once("close", done)
-        return Effect.sync(() => socket.off("close", done))
-      }).pipe(
-        // A finalizer runs uninterruptibly; the wait must be interruptible for the timeout to end it.
-        Effect.interruptible,
-        Effect.timeoutOption(this.server.config.closeTimeout),
-        Effect.flatMap((closed) => Option.isNone(closed) ? Effect.sync(() => socket.destroy()) : Effect.void),
-        Effect.ensuring(Effect.sync(() => this.server.unregister(this)))
-      )
-    })
+  finish(): Net.Socket | NodeTls.TLSSocket {
+    this.finished = true
+    this.inbox?.close()
+    this.recordCounts()
+    const socket = this.socket
+    this.detach(socket)
+    socket.on("error", () => {})
+    this.account()
+    return socket
   }
 }
