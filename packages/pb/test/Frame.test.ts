@@ -123,7 +123,7 @@ describe("framing", () => {
     assert.strictEqual((frames[1]![1] as string).length, 20_001)
   })
 
-  it("OutBuffer is reused across takes: every take is byte-exact, tiny and mid-size replies alike", () => {
+  it("OutBuffer, take after take: each one byte-exact, tiny and mid-size replies alike", () => {
     const out = new OutBuffer()
     const replies = (round: number) =>
       Array.from({ length: 1 + (round % 5) }, (_, i) => {

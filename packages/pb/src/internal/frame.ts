@@ -186,14 +186,14 @@ const copyInto = (out: Uint8Array, at: number, bytes: Uint8Array): void => {
 
 /**
  * Replies waiting to be written, coalesced into as few writes as possible: small frames are copied into one
- * buffer (carved from a shared slab), large pieces are written as they are (no copy). The lists of replies are
- * kept and reused (their slots cleared once taken, so no reply outlives its write).
+ * buffer (carved from a shared slab), large pieces are written as they are (no copy). Nothing is kept once taken
+ * (fresh empty lists, not cleared ones: an idle connection then holds no list storage), so no reply outlives its
+ * write.
  */
 export class OutBuffer {
-  // Per reply: its length, then its pieces; `count` of the slots are in use.
+  // Per reply: its length, then its pieces.
   private lengths: Array<number> = []
-  private pieces: Array<Uint8Array | ReadonlyArray<Uint8Array> | undefined> = []
-  private count = 0
+  private pieces: Array<Uint8Array | ReadonlyArray<Uint8Array>> = []
   private total = 0
   private hasLarge = false
 
@@ -221,14 +221,8 @@ export class OutBuffer {
       }
     }
     if (length === 0) return false
-    const i = this.count++
-    if (i < this.lengths.length) {
-      this.lengths[i] = length
-      this.pieces[i] = payload
-    } else {
-      this.lengths.push(length)
-      this.pieces.push(payload)
-    }
+    this.lengths.push(length)
+    this.pieces.push(payload)
     this.total += length + 4
     return true
   }
@@ -241,16 +235,15 @@ export class OutBuffer {
     if (this.hasLarge) return undefined
     const lengths = this.lengths
     const payloads = this.pieces
-    const count = this.count
     const buffer = allocOut(this.total)
-    this.count = 0
+    this.lengths = []
+    this.pieces = []
     this.total = 0
     let at = 0
-    for (let i = 0; i < count; i++) {
+    for (let i = 0; i < payloads.length; i++) {
       writeLength(buffer, at, lengths[i]!)
       at += 4
       const payload = payloads[i]!
-      payloads[i] = undefined
       if (payload instanceof Uint8Array) {
         copyInto(buffer, at, payload)
         at += payload.length
@@ -268,10 +261,10 @@ export class OutBuffer {
   take(): Array<Uint8Array> {
     const small = this.takeSmall()
     if (small !== undefined) return [small]
-    const lengths = this.lengths.slice(0, this.count)
-    const payloads = this.pieces.slice(0, this.count) as Array<Uint8Array | ReadonlyArray<Uint8Array>>
-    this.pieces.fill(undefined, 0, this.count)
-    this.count = 0
+    const lengths = this.lengths
+    const payloads = this.pieces
+    this.lengths = []
+    this.pieces = []
     this.total = 0
     this.hasLarge = false
     // Pass 1: the sizes of the runs of bytes to copy (headers and small pieces), split by the large pieces.

@@ -76,29 +76,32 @@ const noLabels: ReadonlyArray<MetricLabel.MetricLabel> = []
  * whose replies are written together): a map lookup per batch instead of a metric update per request.
  */
 export class BatchCounts {
-  // The codes seen in this batch and their counts, in the first `kinds` slots (the arrays are reused).
-  private readonly codes: Array<number> = []
-  private readonly counts: Array<number> = []
-  private kinds = 0
+  // The batch's first code and its count in fields; further codes (rare) in lists made on demand. An idle
+  // connection holds no list.
+  private code = -1
+  private count = 0
+  private codes: Array<number> | undefined = undefined
+  private counts: Array<number> | undefined = undefined
   private errorCounts: Map<ErrorKind, number> | undefined = undefined
   /** When the first request of the batch being served was dispatched (-1: none yet). */
   private started = -1
 
   request(code: number): void {
-    const codes = this.codes
-    for (let i = 0; i < this.kinds; i++) {
-      if (codes[i] === code) {
-        this.counts[i]!++
-        return
-      }
-    }
-    const i = this.kinds++
-    if (i < codes.length) {
-      codes[i] = code
-      this.counts[i] = 1
+    if (code === this.code) {
+      this.count++
+    } else if (this.code < 0) {
+      this.code = code
+      this.count = 1
     } else {
-      codes.push(code)
-      this.counts.push(1)
+      const codes = this.codes ??= []
+      const counts = this.counts ??= []
+      const at = codes.indexOf(code)
+      if (at >= 0) {
+        counts[at]!++
+      } else {
+        codes.push(code)
+        counts.push(1)
+      }
     }
   }
 
@@ -121,10 +124,17 @@ export class BatchCounts {
       requestDuration.unsafeUpdate(performance.now() - this.started, noLabels)
       this.started = -1
     }
-    const kinds = this.kinds
-    if (kinds > 0) {
-      this.kinds = 0
-      for (let i = 0; i < kinds; i++) recordRequests(this.codes[i]!, this.counts[i]!)
+    if (this.code >= 0) {
+      recordRequests(this.code, this.count)
+      this.code = -1
+      this.count = 0
+      const codes = this.codes
+      const counts = this.counts
+      if (codes !== undefined && counts !== undefined) {
+        this.codes = undefined
+        this.counts = undefined
+        for (let i = 0; i < codes.length; i++) recordRequests(codes[i]!, counts[i]!)
+      }
     }
     if (this.errorCounts !== undefined) {
       const errorCounts = this.errorCounts
