@@ -122,6 +122,8 @@ describe("PbServer", () => {
     it.scopedLive("process error (PbServiceError in the Effect)", () => errorCase("fail", "failed in Effect"))
     it.scopedLive("unexpected result", () =>
       errorCase("unexpected", "Unknown PB service response: { _tag: 'Bogus', state: 1 }"))
+    it.scopedLive("unexpected result that is not even an object", () =>
+      errorCase("null", "Unknown PB service response: null"))
 
     it.scopedLive("encode failure: error for that reply, the others are sent", () =>
       Effect.gen(function*() {

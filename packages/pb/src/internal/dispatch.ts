@@ -19,6 +19,7 @@ import { CONTINUE, toEffect } from "./state.js"
 import { startEffectStream } from "./streaming.js"
 
 const isProcessResult = (result: unknown): result is ProcessResult<unknown, unknown, unknown> => {
+  if (typeof result !== "object" || result === null) return false
   const tag = (result as { readonly _tag?: unknown })._tag
   return tag === "Reply" || tag === "Failure" || tag === "StartStream" || tag === "ReplyStream" ||
     tag === "Unexpected"
@@ -106,8 +107,20 @@ const processStage = (conn: Connection, instance: ServiceInstance, message: unkn
   } catch (thrown) {
     return defect(conn, Cause.die(thrown), instance.service, code, false)
   }
-  // A plain result (checked by tag first: cheaper than isEffect, and no Effect has these tags).
-  if (isProcessResult(result) || !Effect.isEffect(result)) return afterProcess(conn, result, instance, code)
+  // A plain result (checked by tag first: cheaper than isEffect, and no Effect has these tags): its state is kept
+  // at once. Anything else that is not an Effect is answered as an unexpected result.
+  if (isProcessResult(result)) {
+    instance.keepState(result)
+    return afterProcess(conn, result, instance, code)
+  }
+  if (!Effect.isEffect(result)) {
+    if (typeof result === "object" && result !== null) {
+      instance.keepState(result)
+      return afterProcess(conn, result, instance, code)
+    }
+    unexpectedResult(conn, result)
+    return conn.forks > 0 ? Effect.zipLeft(CONTINUE, conn.clearForks()) : "Continue"
+  }
   // An Effect that is already an Exit (`Effect.succeed`, `Effect.fail`): its outcome is known, nothing to run.
   const done = asExit(result)
   if (done !== undefined) {
@@ -204,14 +217,35 @@ export const sendReplies = (
   code: number,
   inStream: boolean
 ): Step => {
-  for (const reply of replies) {
-    let encoded: Either.Either<Encoded, unknown>
-    try {
-      encoded = instance.encode(reply)
-    } catch (thrown) {
-      return defect(conn, Cause.die(thrown), instance.service, code, inStream)
+  // An array (the usual case) by index, any other iterable by its iterator.
+  if (Array.isArray(replies)) {
+    for (let i = 0; i < replies.length; i++) {
+      const step = sendReply(conn, instance, replies[i], code, inStream)
+      if (step !== undefined) return step
     }
-    if (!(Either.isRight(encoded) && conn.out.push(encoded.right))) conn.sendError(Texts.noEncoding, "encode")
+    return "Continue"
+  }
+  for (const reply of replies) {
+    const step = sendReply(conn, instance, reply, code, inStream)
+    if (step !== undefined) return step
   }
   return "Continue"
+}
+
+/** Encodes and queues one reply; a Step only when encoding threw (a defect). */
+const sendReply = (
+  conn: Connection,
+  instance: ServiceInstance,
+  reply: unknown,
+  code: number,
+  inStream: boolean
+): Step | undefined => {
+  let encoded: Either.Either<Encoded, unknown>
+  try {
+    encoded = instance.encode(reply)
+  } catch (thrown) {
+    return defect(conn, Cause.die(thrown), instance.service, code, inStream)
+  }
+  if (!(Either.isRight(encoded) && conn.out.push(encoded.right))) conn.sendError(Texts.noEncoding, "encode")
+  return undefined
 }

@@ -23,7 +23,7 @@ const decodeText = (code: number, body: Uint8Array) =>
 
 /**
  * Codes 101..102: 101 "x" replies 102 "ok"; the body selects other behaviours: "error", "format", "formatWith",
- * "fail" (PbServiceError), "unencodable", "throw", "die", "unexpected", "count" (replies the per-connection count;
+ * "fail" (PbServiceError), "unencodable", "throw", "die", "unexpected", "null", "count" (replies the per-connection count;
  * "countExit" and "countEffect" the same from an Effect that is already an Exit, or one that must run).
  */
 export const syncService = (name = "sync", okText = "ok") =>
@@ -51,6 +51,8 @@ export const syncService = (name = "sync", okText = "ok") =>
           return Effect.die(new Error("service defect: internal detail"))
         case "unexpected":
           return { _tag: "Bogus", state: next } as unknown as PbService.ProcessResult<TextReply, number>
+        case "null":
+          return null as unknown as PbService.ProcessResult<TextReply, number>
         case "count":
           return PbService.reply({ code: 102, text: String(next) }, next)
         case "countExit": // an Effect that is already an Exit
