@@ -29,22 +29,9 @@ import { Inbox } from "./inbox.js"
 import type { ConnectionLink, ServiceInstance } from "./instance.js"
 import type { ServerContext } from "./listener.js"
 import * as Metrics from "./metrics.js"
-import type { ConnectionState, Envelope, Next } from "./state.js"
+import type { ConnectionInfo, ConnectionState, Envelope, LoopStep, Next, Step } from "./state.js"
+import { Running } from "./state.js"
 import { streamStep } from "./streaming.js"
-
-/** A snapshot of a connection, for operators and tests. */
-export interface ConnectionInfo {
-  readonly id: number
-  readonly peer: Peer
-  readonly user: string | undefined
-  readonly secure: boolean
-  readonly streaming: boolean
-  readonly pendingFrames: number
-  /** This connection's share of the server's byte budget: buffered input and output. */
-  readonly bufferedBytes: number
-  readonly readPaused: boolean
-  readonly writeBlocked: boolean
-}
 
 export class Connection implements ConnectionLink {
   socket: Net.Socket | NodeTls.TLSSocket
@@ -311,8 +298,8 @@ export class Connection implements ConnectionLink {
   })
 
   /**
-   * The serving loop's wait: resumed with the loop's next step itself, so a wake-up costs the fiber two run-loop
-   * steps (the step, then the next wait) and no continuation of ours.
+   * The serving loop's wait: resumed with the loop's next step itself, so a wake-up costs the fiber three run-loop
+   * ops (the step, then the next wait and its async) and no continuation of ours.
    */
   private readonly waitThenStep: Effect.Effect<void> = Effect.async<void>((resume) => {
     if (this.hasWork()) return resume(this.step)
@@ -418,12 +405,18 @@ export class Connection implements ConnectionLink {
   /**
    * The loop as a chain of Effects built once per connection (no generator): `step` runs `next()`, which serves
    * synchronously what it can and returns the Effect to run next (a wait that resumes into `step`, an effectful
-   * request followed by `step`, or the end). A wake-up thus costs two run-loop steps.
+   * request whose continuation goes on serving, or the end). A wake-up thus costs three run-loop ops, an effectful
+   * request five (`bench/pb/wakeup.mjs --count`).
    */
   private readonly step: Effect.Effect<void> = Effect.suspend(() => this.next())
 
   // After an effectful step the loop goes on in the same run-loop step (no `step` to evaluate first).
   private readonly afterStep = (next: Next): Effect.Effect<void> => next === "Close" ? this.flush() : this.next()
+
+  /** Goes on with the loop after `step` (from the continuation of a request joined to the loop: `Running`). */
+  continueAfter(step: Step): Effect.Effect<void> {
+    return typeof step === "string" ? this.afterStep(step) : Effect.flatMap(step, this.afterStep)
+  }
 
   private readonly afterDrain: Effect.Effect<void> = Effect.suspend(() => this.idleExpired ? Effect.void : this.next())
 
@@ -439,6 +432,7 @@ export class Connection implements ConnectionLink {
       if (this.inbox !== undefined && this.inbox.size > 0) this.inbox.takeAll()
       if (this.hasFrames()) {
         const step = this.serveFrames()
+        if (step instanceof Running) return step.effect
         if (typeof step !== "string") return Effect.flatMap(step, this.afterStep)
         if (step === "Close") return this.flush()
         continue
@@ -456,7 +450,7 @@ export class Connection implements ConnectionLink {
   }
 
   /** Serves pending frames while their results are known synchronously (one batch). */
-  private serveFrames(): Effect.Effect<Next> | Next {
+  private serveFrames(): LoopStep {
     this.waiter = undefined // whatever wait was interrupted, the fiber is serving now
     this.activity++
     const flushBytes = this.server.config.flushBytes

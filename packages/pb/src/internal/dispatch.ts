@@ -14,8 +14,8 @@ import type { Frame } from "./frame.js"
 import type { ServiceInstance } from "./instance.js"
 import { open } from "./instance.js"
 import { authenticate, CODE_AUTH_REQ, CODE_START_TLS, startTls } from "./security.js"
-import type { Next, Step } from "./state.js"
-import { CONTINUE, toEffect } from "./state.js"
+import type { LoopStep, Next, Step } from "./state.js"
+import { CONTINUE, Running, toEffect } from "./state.js"
 import { startEffectStream } from "./streaming.js"
 
 const isProcessResult = (result: unknown): result is ProcessResult<unknown, unknown, unknown> => {
@@ -29,8 +29,8 @@ const isProcessResult = (result: unknown): result is ProcessResult<unknown, unkn
 const asExit = <A, E>(effect: Effect.Effect<A, E>): Exit.Exit<A, E> | undefined =>
   Exit.isExit(effect) ? effect as Exit.Exit<A, E> : undefined
 
-/** Serves one frame according to the security phase. */
-export const handleFrame = (conn: Connection, frame: Frame): Step => {
+/** Serves one frame from the connection's loop, according to the security phase. */
+export const handleFrame = (conn: Connection, frame: Frame): LoopStep => {
   const security = conn.state.security
   switch (security._tag) {
     case "Off":
@@ -52,7 +52,7 @@ export const handleFrame = (conn: Connection, frame: Frame): Step => {
   }
 }
 
-const dispatch = (conn: Connection, frame: Frame): Step => {
+const dispatch = (conn: Connection, frame: Frame): LoopStep => {
   conn.countRequest(frame.code)
   const service = conn.server.registry.unsafeLookup(frame.code)
   if (service === undefined) {
@@ -60,18 +60,21 @@ const dispatch = (conn: Connection, frame: Frame): Step => {
     return "Continue"
   }
   const instance = conn.state.instances.get(service)
-  if (instance !== undefined) return decodeStage(conn, instance, frame)
+  if (instance !== undefined) return decodeStage(conn, instance, frame, true)
   return Effect.flatMap(Effect.exit(open(service, conn)), (opened) => {
     if (Exit.isFailure(opened)) return defect(conn, opened.cause, service, frame.code, false)
     const instances = new Map(conn.state.instances).set(service, opened.value)
     return Effect.zipRight(
       conn.setState({ ...conn.state, instances }),
-      Effect.suspend(() => toEffect(decodeStage(conn, opened.value, frame)))
+      Effect.suspend(() => toEffect(decodeStage(conn, opened.value, frame, false)))
     )
   })
 }
 
-const decodeStage = (conn: Connection, instance: ServiceInstance, frame: Frame): Step => {
+/** `inLoop`: called from the connection's loop itself (an effectful request may then be joined to it). */
+function decodeStage(conn: Connection, instance: ServiceInstance, frame: Frame, inLoop: true): LoopStep
+function decodeStage(conn: Connection, instance: ServiceInstance, frame: Frame, inLoop: false): Step
+function decodeStage(conn: Connection, instance: ServiceInstance, frame: Frame, inLoop: boolean): LoopStep {
   let decoded: ReturnType<ServiceInstance["decode"]>
   try {
     decoded = instance.decode(frame.code, frame.body)
@@ -85,19 +88,35 @@ const decodeStage = (conn: Connection, instance: ServiceInstance, frame: Frame):
   const security = conn.server.config.security
   const permission = decoded.permission
   if (permission === undefined || security === undefined) {
-    return processStage(conn, instance, decoded.message, frame.code)
+    return inLoop
+      ? processStage(conn, instance, decoded.message, frame.code, true)
+      : processStage(conn, instance, decoded.message, frame.code, false)
   }
   const phase = conn.state.security
   const user = phase._tag === "Authenticated" ? phase.user : ""
   const message = decoded.message
   return Effect.flatMap(security.authorizer.check(user, permission), (allowed) => {
-    if (allowed) return toEffect(processStage(conn, instance, message, frame.code))
+    if (allowed) return toEffect(processStage(conn, instance, message, frame.code, false))
     conn.sendError(Texts.permissionDenied(user, permission.permission, permission.target), "permission")
     return CONTINUE
   })
 }
 
-const processStage = (conn: Connection, instance: ServiceInstance, message: unknown, code: number): Step => {
+function processStage(
+  conn: Connection,
+  instance: ServiceInstance,
+  message: unknown,
+  code: number,
+  inLoop: true
+): LoopStep
+function processStage(conn: Connection, instance: ServiceInstance, message: unknown, code: number, inLoop: false): Step
+function processStage(
+  conn: Connection,
+  instance: ServiceInstance,
+  message: unknown,
+  code: number,
+  inLoop: boolean
+): LoopStep {
   // Latency is timed per batch (one clock read when the batch's first request is dispatched, one when its counts
   // are recorded): a clock read pair and a histogram update per request were ~6 % of the server's CPU.
   conn.counts.startBatch()
@@ -128,7 +147,17 @@ const processStage = (conn: Connection, instance: ServiceInstance, message: unkn
     instance.keepState(done.value)
     return afterProcess(conn, done.value, instance, code)
   }
-  // One continuation for both outcomes (not `exit` then `flatMap`), the instance's state kept in it.
+  // One continuation for both outcomes (not `exit` then `flatMap`), the instance's state kept in it; from the
+  // loop, the same continuation goes on serving.
+  if (inLoop) {
+    return new Running(Effect.matchCauseEffect(result, {
+      onFailure: (cause) => conn.continueAfter(handleFailure(conn, cause, instance, code, false)),
+      onSuccess: (value) => {
+        instance.keepState(value)
+        return conn.continueAfter(afterProcess(conn, value, instance, code))
+      }
+    }))
+  }
   return Effect.matchCauseEffect(result, {
     onFailure: (cause) => handleFailure(conn, cause, instance, code, false),
     onSuccess: (value) => {
