@@ -120,6 +120,8 @@ describe("PbServer", () => {
     it.scopedLive("process error ({format, Term})", () => errorCase("format", "{ reason: 'bad', n: 1 }"))
     it.scopedLive("process error ({format, Fmt, Args})", () => errorCase("formatWith", "bad thing #7"))
     it.scopedLive("process error (PbServiceError in the Effect)", () => errorCase("fail", "failed in Effect"))
+    it.scopedLive("process error (PbServiceError from an Effect that runs)", () =>
+      errorCase("failRunning", "failed running"))
     it.scopedLive("unexpected result", () =>
       errorCase("unexpected", "Unknown PB service response: { _tag: 'Bogus', state: 1 }"))
     it.scopedLive("unexpected result that is not even an object", () =>
@@ -169,7 +171,7 @@ describe("PbServer", () => {
     }))
 
   describe("defects", () => {
-    for (const body of ["throw", "die"]) {
+    for (const body of ["throw", "die", "dieRunning"]) {
       it.scopedLive(`a defect (${body}) gets a generic error, closes that connection only`, () =>
         Effect.gen(function*() {
           const { port } = yield* startServer([syncRegistration()])

@@ -23,7 +23,8 @@ const decodeText = (code: number, body: Uint8Array) =>
 
 /**
  * Codes 101..102: 101 "x" replies 102 "ok"; the body selects other behaviours: "error", "format", "formatWith",
- * "fail" (PbServiceError), "unencodable", "throw", "die", "unexpected", "null", "count" (replies the per-connection count;
+ * "fail" (PbServiceError), "failRunning" and "dieRunning" (the same from an Effect that runs), "unencodable", "throw",
+ * "die", "unexpected", "null", "count" (replies the per-connection count;
  * "countExit" and "countEffect" the same from an Effect that is already an Exit, or one that must run).
  */
 export const syncService = (name = "sync", okText = "ok") =>
@@ -49,6 +50,13 @@ export const syncService = (name = "sync", okText = "ok") =>
           throw new Error("service bug: internal detail")
         case "die":
           return Effect.die(new Error("service defect: internal detail"))
+        case "failRunning": // a failure from an Effect that runs (not already an Exit)
+          return Effect.flatMap(
+            Effect.void,
+            () => Effect.fail(new PbService.PbServiceError({ error: "failed running" }))
+          )
+        case "dieRunning":
+          return Effect.flatMap(Effect.void, () => Effect.die(new Error("service defect: internal detail")))
         case "unexpected":
           return { _tag: "Bogus", state: next } as unknown as PbService.ProcessResult<TextReply, number>
         case "null":
