@@ -122,4 +122,38 @@ describe("framing", () => {
     assert.strictEqual(frames[0]![1], "abc")
     assert.strictEqual((frames[1]![1] as string).length, 20_001)
   })
+
+  it("OutBuffer, take after take: each one byte-exact, tiny and mid-size replies alike", () => {
+    const out = new OutBuffer()
+    const replies = (round: number) =>
+      Array.from({ length: 1 + (round % 5) }, (_, i) => {
+        const size = [1, 3, 16, 17, 300][(round + i) % 5]!
+        return Uint8Array.from({ length: size }, (_, j) => (round * 31 + i * 7 + j) & 0xff)
+      })
+    for (let round = 0; round < 12; round++) {
+      const sent = replies(round)
+      for (const reply of sent) assert.isTrue(out.push(reply))
+      // one reply in two pieces, one of them tiny
+      assert.isTrue(out.push([Uint8Array.of(200), Uint8Array.of(round)]))
+      const taken = out.takeSmall()
+      assert.isDefined(taken)
+      assert.strictEqual(out.size, 0)
+      const frames = decodeAll(new FrameDecoder(1 << 20), [taken!]).frames
+      const expected = [...sent.map((r) => [r[0]!, Buffer.from(r.subarray(1)).toString()]), [
+        200,
+        Buffer.from([round]).toString()
+      ]]
+      assert.deepStrictEqual(frames, expected)
+    }
+    // a large reply is not taken as one buffer; `take` then gives it uncopied
+    const large = new Uint8Array(20_000).fill(3)
+    out.push(Uint8Array.of(2))
+    out.push(large)
+    assert.isUndefined(out.takeSmall())
+    const pieces = out.take()
+    assert.isTrue(pieces.includes(large))
+    assert.strictEqual(out.size, 0)
+    out.push(Uint8Array.of(2))
+    assert.deepStrictEqual([...out.takeSmall()!], [0, 0, 0, 1, 2])
+  })
 })

@@ -120,8 +120,12 @@ describe("PbServer", () => {
     it.scopedLive("process error ({format, Term})", () => errorCase("format", "{ reason: 'bad', n: 1 }"))
     it.scopedLive("process error ({format, Fmt, Args})", () => errorCase("formatWith", "bad thing #7"))
     it.scopedLive("process error (PbServiceError in the Effect)", () => errorCase("fail", "failed in Effect"))
+    it.scopedLive("process error (PbServiceError from an Effect that runs)", () =>
+      errorCase("failRunning", "failed running"))
     it.scopedLive("unexpected result", () =>
       errorCase("unexpected", "Unknown PB service response: { _tag: 'Bogus', state: 1 }"))
+    it.scopedLive("unexpected result that is not even an object", () =>
+      errorCase("null", "Unknown PB service response: null"))
 
     it.scopedLive("encode failure: error for that reply, the others are sent", () =>
       Effect.gen(function*() {
@@ -148,8 +152,26 @@ describe("PbServer", () => {
       }))
   })
 
+  it.scopedLive("an Effect result keeps the service's state, whether already an Exit or run in the fiber", () =>
+    Effect.gen(function*() {
+      const { port } = yield* startServer([syncRegistration()])
+      const client = yield* connect(port)
+      const texts = []
+      for (const body of ["count", "countExit", "countEffect", "countExit", "count"]) {
+        texts.push((yield* client.request(101, body)).body.toString())
+      }
+      assert.deepStrictEqual(texts, ["1", "2", "3", "4", "5"])
+      // pipelined: Exit and run results interleaved in one batch, replies in order
+      yield* client.sendRaw(
+        Buffer.concat(["countEffect", "countExit", "count", "countEffect"].map((b) => encodeFrame(101, b)))
+      )
+      const pipelined = []
+      for (let i = 0; i < 4; i++) pipelined.push((yield* client.next).body.toString())
+      assert.deepStrictEqual(pipelined, ["6", "7", "8", "9"])
+    }))
+
   describe("defects", () => {
-    for (const body of ["throw", "die"]) {
+    for (const body of ["throw", "die", "dieRunning"]) {
       it.scopedLive(`a defect (${body}) gets a generic error, closes that connection only`, () =>
         Effect.gen(function*() {
           const { port } = yield* startServer([syncRegistration()])

@@ -45,6 +45,22 @@ describe("timeouts (TestClock)", () => {
       assert.strictEqual(frames.length, 0)
     }))
 
+  it.scoped("idle timeout: activity is noted by the sweep, so a request just before the deadline counts in full", () =>
+    Effect.gen(function*() {
+      const { port, server } = yield* startServer([syncRegistration()], { idleTimeout: "10 seconds" })
+      const client = yield* connect(port)
+      yield* untilSleeping(1)
+      // Serving reads no clock: the request at 9.9 s must still restart the 10 seconds (the sweep notes it).
+      yield* TestClock.adjust("9900 millis")
+      assert.strictEqual((yield* client.request(101, "x")).code, 102)
+      yield* TestClock.adjust("9900 millis") // 19.8 s: 9.9 s after the request
+      assert.isFalse(yield* closedSoon(client.socket, true))
+      assert.strictEqual((yield* server.connections).length, 1)
+      // ... and the connection is closed within 1.25x of the timeout after it (22.4 s).
+      yield* TestClock.adjust("2600 millis")
+      assert.deepStrictEqual(yield* client.untilClosed, [])
+    }))
+
   it.scoped("idle timeout: a client holding a partial frame is idle too", () =>
     Effect.gen(function*() {
       const { port } = yield* startServer([syncRegistration()], { idleTimeout: "10 seconds" })

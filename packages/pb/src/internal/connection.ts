@@ -13,7 +13,6 @@
  */
 import * as Effect from "effect/Effect"
 import * as ExecutionStrategy from "effect/ExecutionStrategy"
-import * as Exit from "effect/Exit"
 import type * as Fiber from "effect/Fiber"
 import * as FiberSet from "effect/FiberSet"
 import * as Option from "effect/Option"
@@ -30,22 +29,9 @@ import { Inbox } from "./inbox.js"
 import type { ConnectionLink, ServiceInstance } from "./instance.js"
 import type { ServerContext } from "./listener.js"
 import * as Metrics from "./metrics.js"
-import type { ConnectionState, Envelope, Next } from "./state.js"
+import type { ConnectionInfo, ConnectionState, Envelope, LoopStep, Next, Step } from "./state.js"
+import { Running } from "./state.js"
 import { streamStep } from "./streaming.js"
-
-/** A snapshot of a connection, for operators and tests. */
-export interface ConnectionInfo {
-  readonly id: number
-  readonly peer: Peer
-  readonly user: string | undefined
-  readonly secure: boolean
-  readonly streaming: boolean
-  readonly pendingFrames: number
-  /** This connection's share of the server's byte budget: buffered input and output. */
-  readonly bufferedBytes: number
-  readonly readPaused: boolean
-  readonly writeBlocked: boolean
-}
 
 export class Connection implements ConnectionLink {
   socket: Net.Socket | NodeTls.TLSSocket
@@ -68,8 +54,13 @@ export class Connection implements ConnectionLink {
   private waiter: ((effect: Effect.Effect<void>) => void) | undefined = undefined
   /** What the waiter is resumed with. */
   private resumeWith: Effect.Effect<void> = Effect.void
-  /** Clock time (ms) of the last request or drained write, for the idle sweep. */
-  lastActivity: number
+  /**
+   * Counts requests served and writes drained; the idle sweep notes when it changes (`lastActivity`, clock time in
+   * ms), so serving reads no clock.
+   */
+  activity = 0
+  private seenActivity = 0
+  private lastActivity: number
   private idleExpired = false
   /** Bytes charged to the server's budget. */
   private charged = 0
@@ -178,9 +169,11 @@ export class Connection implements ConnectionLink {
     const problem = this.decoder.push(chunk, this.pending)
     for (let i = before; i < this.pending.length; i++) this.pendingBytes += this.pending[i]!.body.length + 5
     if (problem !== undefined) this.problem = problem
+    // The fiber (run at once by the eager scheduler when it is waiting) serves first; what it leaves is then
+    // charged to the budget and paces reading.
+    if (this.pending.length > before || problem !== undefined) this.wake()
     this.account()
     this.updateReading()
-    if (this.pending.length > before || problem !== undefined) this.wake()
   }
 
   private readonly onEnd = (): void => {
@@ -203,7 +196,7 @@ export class Connection implements ConnectionLink {
   private readonly onDrain = (): void => {
     if (!this.writeBlocked) return
     this.writeBlocked = false
-    this.lastActivity = this.server.clock.unsafeCurrentTimeMillis()
+    this.activity++
     this.account()
     this.wake()
   }
@@ -305,8 +298,8 @@ export class Connection implements ConnectionLink {
   })
 
   /**
-   * The serving loop's wait: resumed with the loop's next step itself, so a wake-up costs the fiber two run-loop
-   * steps (the step, then the next wait) and no continuation of ours.
+   * The serving loop's wait: resumed with the loop's next step itself, so a wake-up costs the fiber three run-loop
+   * ops (the step, then the next wait and its async) and no continuation of ours.
    */
   private readonly waitThenStep: Effect.Effect<void> = Effect.async<void>((resume) => {
     if (this.hasWork()) return resume(this.step)
@@ -330,6 +323,11 @@ export class Connection implements ConnectionLink {
    * its buffered replies, like a client's FIN). A stream has its own timeout; a request being served is not idle.
    */
   checkIdle(now: number, idleMs: number): void {
+    if (this.activity !== this.seenActivity) {
+      this.seenActivity = this.activity
+      this.lastActivity = now
+      return
+    }
     if (this.waiter === undefined || this.state.streaming !== undefined) return
     if (now - this.lastActivity >= idleMs) {
       this.idleExpired = true
@@ -372,15 +370,15 @@ export class Connection implements ConnectionLink {
   /** Writes everything buffered in one go. */
   writeOut(): void {
     if (this.out.size === 0 || this.closed) return
-    const pieces = this.out.take()
     const socket = this.socket
+    const one = this.out.takeSmall()
     let ok: boolean
-    if (pieces.length === 1) {
-      ok = socket.write(pieces[0]!)
+    if (one !== undefined) {
+      ok = socket.write(one)
     } else {
       socket.cork()
       ok = true
-      for (const piece of pieces) ok = socket.write(piece)
+      for (const piece of this.out.take()) ok = socket.write(piece)
       socket.uncork()
     }
     if (!ok) this.writeBlocked = true
@@ -407,11 +405,18 @@ export class Connection implements ConnectionLink {
   /**
    * The loop as a chain of Effects built once per connection (no generator): `step` runs `next()`, which serves
    * synchronously what it can and returns the Effect to run next (a wait that resumes into `step`, an effectful
-   * request followed by `step`, or the end). A wake-up thus costs two run-loop steps.
+   * request whose continuation goes on serving, or the end). A wake-up thus costs three run-loop ops, an effectful
+   * request five (`bench/pb/wakeup.mjs --count`).
    */
   private readonly step: Effect.Effect<void> = Effect.suspend(() => this.next())
 
-  private readonly afterStep = (next: Next): Effect.Effect<void> => next === "Close" ? this.flush() : this.step
+  // After an effectful step the loop goes on in the same run-loop step (no `step` to evaluate first).
+  private readonly afterStep = (next: Next): Effect.Effect<void> => next === "Close" ? this.flush() : this.next()
+
+  /** Goes on with the loop after `step` (from the continuation of a request joined to the loop: `Running`). */
+  continueAfter(step: Step): Effect.Effect<void> {
+    return typeof step === "string" ? this.afterStep(step) : Effect.flatMap(step, this.afterStep)
+  }
 
   private readonly afterDrain: Effect.Effect<void> = Effect.suspend(() => this.idleExpired ? Effect.void : this.next())
 
@@ -427,12 +432,14 @@ export class Connection implements ConnectionLink {
       if (this.inbox !== undefined && this.inbox.size > 0) this.inbox.takeAll()
       if (this.hasFrames()) {
         const step = this.serveFrames()
+        if (step instanceof Running) return step.effect
         if (typeof step !== "string") return Effect.flatMap(step, this.afterStep)
         if (step === "Close") return this.flush()
         continue
       }
-      this.recordCounts()
+      // Replies first (the client is waiting for them), then the batch's metrics.
       this.writeOut()
+      this.recordCounts()
       this.updateReading()
       if (this.writeBlocked) continue
       if (this.problem !== undefined) return this.handleProblem(this.problem)
@@ -443,9 +450,9 @@ export class Connection implements ConnectionLink {
   }
 
   /** Serves pending frames while their results are known synchronously (one batch). */
-  private serveFrames(): Effect.Effect<Next> | Next {
+  private serveFrames(): LoopStep {
     this.waiter = undefined // whatever wait was interrupted, the fiber is serving now
-    this.lastActivity = this.server.clock.unsafeCurrentTimeMillis()
+    this.activity++
     const flushBytes = this.server.config.flushBytes
     while (this.hasFrames() && this.state.streaming === undefined && !this.closed) {
       const step = handleFrame(this, this.takeFrame())
@@ -467,38 +474,17 @@ export class Connection implements ConnectionLink {
   // -------------------------------------------------------------------------------------------------------------
 
   /**
-   * The Scope's finalizer: releases the socket. After a normal finish the socket is ended gracefully (the last
-   * replies go out) and destroyed if the peer has not closed within `closeTimeout`; when interrupted (the peer is
-   * gone, or the server is shutting down) it is destroyed at once. The connection is listed until its socket is
-   * released.
+   * Ends the connection's life before its socket is released (listener.ts): later offers are refused, the last
+   * counts recorded, the socket's events let go and its bytes returned to the budget.
    */
-  release(exit: Exit.Exit<unknown, unknown>): Effect.Effect<void> {
-    return Effect.suspend(() => {
-      this.finished = true
-      this.inbox?.close()
-      this.recordCounts()
-      const socket = this.socket
-      this.detach(socket)
-      socket.on("error", () => {})
-      this.account()
-      if (socket.destroyed || Exit.isInterrupted(exit) || this.closed) {
-        socket.destroy()
-        this.server.unregister(this)
-        return Effect.void
-      }
-      socket.end()
-      return Effect.async<void>((resume) => {
-        if (socket.closed) return resume(Effect.void)
-        const done = () => resume(Effect.void)
-        socket.once("close", done)
-        return Effect.sync(() => socket.off("close", done))
-      }).pipe(
-        // A finalizer runs uninterruptibly; the wait must be interruptible for the timeout to end it.
-        Effect.interruptible,
-        Effect.timeoutOption(this.server.config.closeTimeout),
-        Effect.flatMap((closed) => Option.isNone(closed) ? Effect.sync(() => socket.destroy()) : Effect.void),
-        Effect.ensuring(Effect.sync(() => this.server.unregister(this)))
-      )
-    })
+  finish(): Net.Socket | NodeTls.TLSSocket {
+    this.finished = true
+    this.inbox?.close()
+    this.recordCounts()
+    const socket = this.socket
+    this.detach(socket)
+    socket.on("error", () => {})
+    this.account()
+    return socket
   }
 }

@@ -14,18 +14,23 @@ import type { Frame } from "./frame.js"
 import type { ServiceInstance } from "./instance.js"
 import { open } from "./instance.js"
 import { authenticate, CODE_AUTH_REQ, CODE_START_TLS, startTls } from "./security.js"
-import type { Next, Step } from "./state.js"
-import { CONTINUE, toEffect } from "./state.js"
+import type { LoopStep, Next, Step } from "./state.js"
+import { CONTINUE, Running, toEffect } from "./state.js"
 import { startEffectStream } from "./streaming.js"
 
 const isProcessResult = (result: unknown): result is ProcessResult<unknown, unknown, unknown> => {
+  if (typeof result !== "object" || result === null) return false
   const tag = (result as { readonly _tag?: unknown })._tag
   return tag === "Reply" || tag === "Failure" || tag === "StartStream" || tag === "ReplyStream" ||
     tag === "Unexpected"
 }
 
-/** Serves one frame according to the security phase. */
-export const handleFrame = (conn: Connection, frame: Frame): Step => {
+/** The Effect as its Exit when it is one (an Exit is an Effect whose outcome is already known). */
+const asExit = <A, E>(effect: Effect.Effect<A, E>): Exit.Exit<A, E> | undefined =>
+  Exit.isExit(effect) ? effect as Exit.Exit<A, E> : undefined
+
+/** Serves one frame from the connection's loop, according to the security phase. */
+export const handleFrame = (conn: Connection, frame: Frame): LoopStep => {
   const security = conn.state.security
   switch (security._tag) {
     case "Off":
@@ -47,7 +52,7 @@ export const handleFrame = (conn: Connection, frame: Frame): Step => {
   }
 }
 
-const dispatch = (conn: Connection, frame: Frame): Step => {
+const dispatch = (conn: Connection, frame: Frame): LoopStep => {
   conn.countRequest(frame.code)
   const service = conn.server.registry.unsafeLookup(frame.code)
   if (service === undefined) {
@@ -55,18 +60,21 @@ const dispatch = (conn: Connection, frame: Frame): Step => {
     return "Continue"
   }
   const instance = conn.state.instances.get(service)
-  if (instance !== undefined) return decodeStage(conn, instance, frame)
+  if (instance !== undefined) return decodeStage(conn, instance, frame, true)
   return Effect.flatMap(Effect.exit(open(service, conn)), (opened) => {
     if (Exit.isFailure(opened)) return defect(conn, opened.cause, service, frame.code, false)
     const instances = new Map(conn.state.instances).set(service, opened.value)
     return Effect.zipRight(
       conn.setState({ ...conn.state, instances }),
-      Effect.suspend(() => toEffect(decodeStage(conn, opened.value, frame)))
+      Effect.suspend(() => toEffect(decodeStage(conn, opened.value, frame, false)))
     )
   })
 }
 
-const decodeStage = (conn: Connection, instance: ServiceInstance, frame: Frame): Step => {
+/** `inLoop`: called from the connection's loop itself (an effectful request may then be joined to it). */
+function decodeStage(conn: Connection, instance: ServiceInstance, frame: Frame, inLoop: true): LoopStep
+function decodeStage(conn: Connection, instance: ServiceInstance, frame: Frame, inLoop: false): Step
+function decodeStage(conn: Connection, instance: ServiceInstance, frame: Frame, inLoop: boolean): LoopStep {
   let decoded: ReturnType<ServiceInstance["decode"]>
   try {
     decoded = instance.decode(frame.code, frame.body)
@@ -80,19 +88,35 @@ const decodeStage = (conn: Connection, instance: ServiceInstance, frame: Frame):
   const security = conn.server.config.security
   const permission = decoded.permission
   if (permission === undefined || security === undefined) {
-    return processStage(conn, instance, decoded.message, frame.code)
+    return inLoop
+      ? processStage(conn, instance, decoded.message, frame.code, true)
+      : processStage(conn, instance, decoded.message, frame.code, false)
   }
   const phase = conn.state.security
   const user = phase._tag === "Authenticated" ? phase.user : ""
   const message = decoded.message
   return Effect.flatMap(security.authorizer.check(user, permission), (allowed) => {
-    if (allowed) return toEffect(processStage(conn, instance, message, frame.code))
+    if (allowed) return toEffect(processStage(conn, instance, message, frame.code, false))
     conn.sendError(Texts.permissionDenied(user, permission.permission, permission.target), "permission")
     return CONTINUE
   })
 }
 
-const processStage = (conn: Connection, instance: ServiceInstance, message: unknown, code: number): Step => {
+function processStage(
+  conn: Connection,
+  instance: ServiceInstance,
+  message: unknown,
+  code: number,
+  inLoop: true
+): LoopStep
+function processStage(conn: Connection, instance: ServiceInstance, message: unknown, code: number, inLoop: false): Step
+function processStage(
+  conn: Connection,
+  instance: ServiceInstance,
+  message: unknown,
+  code: number,
+  inLoop: boolean
+): LoopStep {
   // Latency is timed per batch (one clock read when the batch's first request is dispatched, one when its counts
   // are recorded): a clock read pair and a histogram update per request were ~6 % of the server's CPU.
   conn.counts.startBatch()
@@ -102,9 +126,38 @@ const processStage = (conn: Connection, instance: ServiceInstance, message: unkn
   } catch (thrown) {
     return defect(conn, Cause.die(thrown), instance.service, code, false)
   }
-  // A plain result (checked by tag first: cheaper than isEffect, and no Effect has these tags).
-  if (isProcessResult(result) || !Effect.isEffect(result)) return afterProcess(conn, result, instance, code)
-  // One continuation for both outcomes (not `exit` then `flatMap`), the instance's state kept in it.
+  // A plain result (checked by tag first: cheaper than isEffect, and no Effect has these tags): its state is kept
+  // at once. Anything else that is not an Effect is answered as an unexpected result.
+  if (isProcessResult(result)) {
+    instance.keepState(result)
+    return afterProcess(conn, result, instance, code)
+  }
+  if (!Effect.isEffect(result)) {
+    if (typeof result === "object" && result !== null) {
+      instance.keepState(result)
+      return afterProcess(conn, result, instance, code)
+    }
+    unexpectedResult(conn, result)
+    return conn.forks > 0 ? Effect.zipLeft(CONTINUE, conn.clearForks()) : "Continue"
+  }
+  // An Effect that is already an Exit (`Effect.succeed`, `Effect.fail`): its outcome is known, nothing to run.
+  const done = asExit(result)
+  if (done !== undefined) {
+    if (Exit.isFailure(done)) return handleFailure(conn, done.cause, instance, code, false)
+    instance.keepState(done.value)
+    return afterProcess(conn, done.value, instance, code)
+  }
+  // One continuation for both outcomes (not `exit` then `flatMap`), the instance's state kept in it; from the
+  // loop, the same continuation goes on serving.
+  if (inLoop) {
+    return new Running(Effect.matchCauseEffect(result, {
+      onFailure: (cause) => conn.continueAfter(handleFailure(conn, cause, instance, code, false)),
+      onSuccess: (value) => {
+        instance.keepState(value)
+        return conn.continueAfter(afterProcess(conn, value, instance, code))
+      }
+    }))
+  }
   return Effect.matchCauseEffect(result, {
     onFailure: (cause) => handleFailure(conn, cause, instance, code, false),
     onSuccess: (value) => {
@@ -193,14 +246,35 @@ export const sendReplies = (
   code: number,
   inStream: boolean
 ): Step => {
-  for (const reply of replies) {
-    let encoded: Either.Either<Encoded, unknown>
-    try {
-      encoded = instance.encode(reply)
-    } catch (thrown) {
-      return defect(conn, Cause.die(thrown), instance.service, code, inStream)
+  // An array (the usual case) by index, any other iterable by its iterator.
+  if (Array.isArray(replies)) {
+    for (let i = 0; i < replies.length; i++) {
+      const step = sendReply(conn, instance, replies[i], code, inStream)
+      if (step !== undefined) return step
     }
-    if (!(Either.isRight(encoded) && conn.out.push(encoded.right))) conn.sendError(Texts.noEncoding, "encode")
+    return "Continue"
+  }
+  for (const reply of replies) {
+    const step = sendReply(conn, instance, reply, code, inStream)
+    if (step !== undefined) return step
   }
   return "Continue"
+}
+
+/** Encodes and queues one reply; a Step only when encoding threw (a defect). */
+const sendReply = (
+  conn: Connection,
+  instance: ServiceInstance,
+  reply: unknown,
+  code: number,
+  inStream: boolean
+): Step | undefined => {
+  let encoded: Either.Either<Encoded, unknown>
+  try {
+    encoded = instance.encode(reply)
+  } catch (thrown) {
+    return defect(conn, Cause.die(thrown), instance.service, code, inStream)
+  }
+  if (!(Either.isRight(encoded) && conn.out.push(encoded.right))) conn.sendError(Texts.noEncoding, "encode")
+  return undefined
 }

@@ -174,10 +174,21 @@ const allocOut = (size: number): Buffer => {
   return out
 }
 
+/** Copies `bytes` into `out` at `at`: a loop for a few bytes (`TypedArray.set` has a fixed cost larger than that). */
+const copyInto = (out: Uint8Array, at: number, bytes: Uint8Array): void => {
+  const n = bytes.length
+  if (n <= 16) {
+    for (let i = 0; i < n; i++) out[at + i] = bytes[i]!
+  } else {
+    out.set(bytes, at)
+  }
+}
+
 /**
  * Replies waiting to be written, coalesced into as few writes as possible: small frames are copied into one
- * buffer (from Node's buffer pool), large pieces are written as they are (no copy). Nothing is kept once taken,
- * so an idle connection holds no buffer.
+ * buffer (carved from a shared slab), large pieces are written as they are (no copy). Nothing is kept once taken
+ * (fresh empty lists, not cleared ones: an idle connection then holds no list storage), so no reply outlives its
+ * write.
  */
 export class OutBuffer {
   // Per reply: its length, then its pieces.
@@ -216,36 +227,46 @@ export class OutBuffer {
     return true
   }
 
-  /** Takes everything waiting as framed chunks to write, in order. */
-  take(): Array<Uint8Array> {
+  /**
+   * Takes everything waiting as one framed buffer, when nothing large is waiting (the usual case: one pass, one
+   * buffer); `undefined` when something is (then `take`).
+   */
+  takeSmall(): Uint8Array | undefined {
+    if (this.hasLarge) return undefined
     const lengths = this.lengths
     const payloads = this.pieces
-    const total = this.total
-    const hasLarge = this.hasLarge
+    const buffer = allocOut(this.total)
+    this.lengths = []
+    this.pieces = []
+    this.total = 0
+    let at = 0
+    for (let i = 0; i < payloads.length; i++) {
+      writeLength(buffer, at, lengths[i]!)
+      at += 4
+      const payload = payloads[i]!
+      if (payload instanceof Uint8Array) {
+        copyInto(buffer, at, payload)
+        at += payload.length
+      } else {
+        for (const piece of payload) {
+          copyInto(buffer, at, piece)
+          at += piece.length
+        }
+      }
+    }
+    return buffer
+  }
+
+  /** Takes everything waiting as framed chunks to write, in order. */
+  take(): Array<Uint8Array> {
+    const small = this.takeSmall()
+    if (small !== undefined) return [small]
+    const lengths = this.lengths
+    const payloads = this.pieces
     this.lengths = []
     this.pieces = []
     this.total = 0
     this.hasLarge = false
-    if (!hasLarge) {
-      // The usual case: everything in one buffer, in one pass.
-      const buffer = allocOut(total)
-      let at = 0
-      for (let i = 0; i < payloads.length; i++) {
-        writeLength(buffer, at, lengths[i]!)
-        at += 4
-        const payload = payloads[i]!
-        if (payload instanceof Uint8Array) {
-          buffer.set(payload, at)
-          at += payload.length
-        } else {
-          for (const piece of payload) {
-            buffer.set(piece, at)
-            at += piece.length
-          }
-        }
-      }
-      return [buffer]
-    }
     // Pass 1: the sizes of the runs of bytes to copy (headers and small pieces), split by the large pieces.
     const runSizes: Array<number> = []
     let runSize = 0

@@ -39,8 +39,8 @@ export interface ServiceInstance {
   decode(code: number, body: Uint8Array): DecodeResult<unknown>
   encode(reply: unknown): Either.Either<Encoded, unknown>
   /**
-   * A plain result's state is kept at once; for an Effect, the caller keeps the state of its success with
-   * `keepState` (one continuation fewer than mapping the Effect).
+   * The service's result as it came; the caller keeps the new state with `keepState` (a plain result's at once,
+   * an Effect's on success: one continuation fewer than mapping the Effect, and one check of the result).
    */
   process(message: unknown): Result<ProcessResult<unknown, unknown, unknown>>
   keepState(result: { readonly state: unknown }): void
@@ -134,9 +134,7 @@ class Instance<Req, Resp, State, Info, ReqId> implements ServiceInstance {
   }
 
   process(message: unknown): Result<ProcessResult<unknown, unknown, unknown>> {
-    const result = this.definition.process(message as Req, this.state, this.ctx)
-    if (isPlain(result)) this.state = result.state
-    return result
+    return this.definition.process(message as Req, this.state, this.ctx)
   }
 
   keepState(result: { readonly state: unknown }): void {

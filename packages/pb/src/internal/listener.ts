@@ -6,6 +6,7 @@ import * as Cause from "effect/Cause"
 import type * as Clock from "effect/Clock"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
 import * as Option from "effect/Option"
 import * as Ref from "effect/Ref"
 import * as Schedule from "effect/Schedule"
@@ -92,7 +93,7 @@ export const serve = (server: ServerContext, id: number, raw: Net.Socket): Effec
     const connection = new Connection(id, raw, server, ref, scope, initial)
     server.connections.set(id, connection)
     Metrics.connectionsActive.unsafeUpdate(server.connections.size, [])
-    yield* Effect.addFinalizer((exit) => connection.release(exit))
+    yield* Effect.addFinalizer((exit) => release(server, connection, exit))
     yield* Effect.withFiberRuntime<void>((fiber) => {
       connection.fiber = fiber
       connection.attach(raw)
@@ -106,18 +107,44 @@ export const serve = (server: ServerContext, id: number, raw: Net.Socket): Effec
     )
   )
 
+/**
+ * The connection's Scope finalizer: releases the socket. After a normal finish the socket is ended gracefully (the
+ * last replies go out) and destroyed if the peer has not closed within `closeTimeout`; when interrupted (the peer
+ * is gone, or the server is shutting down) it is destroyed at once. The connection is listed until its socket is
+ * released.
+ */
+const release = (server: ServerContext, connection: Connection, exit: Exit.Exit<unknown, unknown>) =>
+  Effect.suspend(() => {
+    const socket = connection.finish()
+    if (socket.destroyed || Exit.isInterrupted(exit) || connection.closed) {
+      socket.destroy()
+      server.unregister(connection)
+      return Effect.void
+    }
+    socket.end()
+    return Effect.ensuring(
+      awaitCloseOrDestroy(socket, server.config.closeTimeout),
+      Effect.sync(() => server.unregister(connection))
+    )
+  })
+
 /** Refuses a connection beyond `maxConnections`: an error reply, then a graceful close (destroyed on timeout). */
 export const refuse = (raw: Net.Socket, config: ConnectionConfig): Effect.Effect<void> =>
   Effect.suspend(() => {
     Metrics.recordErrors("too_many_connections", 1)
     raw.on("error", () => {})
     raw.end(frame(errorText(Texts.tooManyConnections)))
-    return awaitClose(raw).pipe(
-      Effect.interruptible,
-      Effect.timeoutOption(config.closeTimeout),
-      Effect.flatMap((closed) => Option.isNone(closed) ? Effect.sync(() => raw.destroy()) : Effect.void)
-    )
+    return awaitCloseOrDestroy(raw, config.closeTimeout)
   })
+
+/** Waits for the peer to close a socket we ended; destroys it after `timeout`. */
+const awaitCloseOrDestroy = (socket: Net.Socket, timeout: Duration.Duration): Effect.Effect<void> =>
+  awaitClose(socket).pipe(
+    // A finalizer runs uninterruptibly; the wait must be interruptible for the timeout to end it.
+    Effect.interruptible,
+    Effect.timeoutOption(timeout),
+    Effect.flatMap((closed) => Option.isNone(closed) ? Effect.sync(() => socket.destroy()) : Effect.void)
+  )
 
 const awaitClose = (socket: Net.Socket): Effect.Effect<void> =>
   Effect.async<void>((resume) => {
@@ -129,12 +156,13 @@ const awaitClose = (socket: Net.Socket): Effect.Effect<void> =>
 
 /**
  * The idle sweep, on the server's clock: one fiber for the whole server instead of a timer per connection (an
- * idle connection then costs no timer). A connection is closed between `idleTimeout` and 1.25x that after its
- * last activity.
+ * idle connection then costs no timer). A connection's activity is noted by the sweep that follows it (serving
+ * reads no clock), and the connection is closed between `idleTimeout` and 1.25x that after its last activity (at
+ * most two sweeps of `idleTimeout / 8` late).
  */
 export const idleSweep = (server: ServerContext, idleTimeout: Duration.Duration): Effect.Effect<never> => {
   const idleMs = Duration.toMillis(idleTimeout)
-  const every = Duration.millis(Math.min(Math.max(idleMs / 4, 10), 1000))
+  const every = Duration.millis(Math.min(Math.max(idleMs / 8, 10), 500))
   const sweep = Effect.sync(() => {
     const now = server.clock.unsafeCurrentTimeMillis()
     for (const connection of server.connections.values()) connection.checkIdle(now, idleMs)

@@ -23,7 +23,7 @@ export const errors = Metric.counter("warren_pb_errors", { description: "PB erro
 /**
  * Request latency in milliseconds, one observation per batch: the requests a connection serves in one turn (e.g.
  * the frames of one read) are timed together, from the first one's dispatch until their replies (or the start of
- * a stream) are queued for writing. A sequential client gives one observation per request; a pipelining client one
+ * a stream) are handed to the socket. A sequential client gives one observation per request; a pipelining client one
  * per batch, the latency of the batch's oldest request. Requests are counted exactly in `warren_pb_requests`.
  */
 export const requestDuration = Metric.histogram(
@@ -69,24 +69,39 @@ export const recordErrors = (kind: ErrorKind, count: number): void => {
   errors.unsafeUpdate(count, labels)
 }
 
+const noLabels: ReadonlyArray<MetricLabel.MetricLabel> = []
+
 /**
  * A connection's counts, gathered per request and recorded once per batch (the requests served in one turn,
  * whose replies are written together): a map lookup per batch instead of a metric update per request.
  */
 export class BatchCounts {
-  private codes: Array<number> = []
-  private counts: Array<number> = []
+  // The batch's first code and its count in fields; further codes (rare) in lists made on demand. An idle
+  // connection holds no list.
+  private code = -1
+  private count = 0
+  private codes: Array<number> | undefined = undefined
+  private counts: Array<number> | undefined = undefined
   private errorCounts: Map<ErrorKind, number> | undefined = undefined
   /** When the first request of the batch being served was dispatched (-1: none yet). */
   private started = -1
 
   request(code: number): void {
-    const at = this.codes.indexOf(code)
-    if (at >= 0) {
-      this.counts[at]!++
+    if (code === this.code) {
+      this.count++
+    } else if (this.code < 0) {
+      this.code = code
+      this.count = 1
     } else {
-      this.codes.push(code)
-      this.counts.push(1)
+      const codes = this.codes ??= []
+      const counts = this.counts ??= []
+      const at = codes.indexOf(code)
+      if (at >= 0) {
+        counts[at]!++
+      } else {
+        codes.push(code)
+        counts.push(1)
+      }
     }
   }
 
@@ -102,21 +117,29 @@ export class BatchCounts {
 
   /**
    * Records the counts gathered since the last call, and the batch's latency: one `warren_pb_request_duration_ms`
-   * observation, from the first request's dispatch to now (its replies are queued and about to be written).
+   * observation, from the first request's dispatch to now (its replies have been handed to the socket, or are queued).
    */
   record(): void {
     if (this.started >= 0) {
-      requestDuration.unsafeUpdate(performance.now() - this.started, [])
+      requestDuration.unsafeUpdate(performance.now() - this.started, noLabels)
       this.started = -1
     }
-    if (this.codes.length > 0) {
-      for (let i = 0; i < this.codes.length; i++) recordRequests(this.codes[i]!, this.counts[i]!)
-      this.codes = []
-      this.counts = []
+    if (this.code >= 0) {
+      recordRequests(this.code, this.count)
+      this.code = -1
+      this.count = 0
+      const codes = this.codes
+      const counts = this.counts
+      if (codes !== undefined && counts !== undefined) {
+        this.codes = undefined
+        this.counts = undefined
+        for (let i = 0; i < codes.length; i++) recordRequests(codes[i]!, counts[i]!)
+      }
     }
     if (this.errorCounts !== undefined) {
-      for (const [kind, count] of this.errorCounts) recordErrors(kind, count)
+      const errorCounts = this.errorCounts
       this.errorCounts = undefined
+      for (const [kind, count] of errorCounts) recordErrors(kind, count)
     }
   }
 }

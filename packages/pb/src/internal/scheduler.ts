@@ -46,7 +46,17 @@ export const makeEagerScheduler = (): Scheduler.Scheduler => {
     }
   }
   return Scheduler.make((task) => {
-    queue.push(task)
-    if (!running && !deferred) drain()
+    if (running || deferred) {
+      queue.push(task)
+      return
+    }
+    // The usual case, a wake-up from a socket event: the task runs at once, without going through the queue.
+    running = true
+    try {
+      task()
+    } finally {
+      running = false
+    }
+    if (head < queue.length) drain()
   }, shouldYield)
 }

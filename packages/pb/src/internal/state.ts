@@ -1,10 +1,10 @@
 /**
- * A connection's behaviour state (held in its `Ref`) and the types its steps share.
+ * A connection's behaviour state (held in its `Ref`), the types its steps share, and its snapshot for operators.
  */
 import type * as Cause from "effect/Cause"
 import type * as Chunk from "effect/Chunk"
 import * as Effect from "effect/Effect"
-import type { PbService, PbServiceError } from "../PbService.js"
+import type { PbService, PbServiceError, Peer } from "../PbService.js"
 import type { ServiceInstance } from "./instance.js"
 
 /** riak's security phases: STARTTLS first, then login, then requests. */
@@ -51,3 +51,28 @@ const CLOSE: Effect.Effect<Next> = Effect.succeed("Close")
 
 export const toEffect = (step: Step): Effect.Effect<Next> =>
   typeof step !== "string" ? step : step === "Continue" ? CONTINUE : CLOSE
+
+/**
+ * An effectful request served from the connection's loop, already joined to it: when the request is done, the
+ * same continuation records its outcome and goes on serving (no `Next` passed to a second continuation).
+ */
+export class Running {
+  constructor(readonly effect: Effect.Effect<void>) {}
+}
+
+/** What serving a frame from the loop gives: a `Step`, or a request already joined to the loop. */
+export type LoopStep = Step | Running
+
+/** A snapshot of a connection, for operators and tests. */
+export interface ConnectionInfo {
+  readonly id: number
+  readonly peer: Peer
+  readonly user: string | undefined
+  readonly secure: boolean
+  readonly streaming: boolean
+  readonly pendingFrames: number
+  /** This connection's share of the server's byte budget: buffered input and output. */
+  readonly bufferedBytes: number
+  readonly readPaused: boolean
+  readonly writeBlocked: boolean
+}

@@ -23,7 +23,9 @@ const decodeText = (code: number, body: Uint8Array) =>
 
 /**
  * Codes 101..102: 101 "x" replies 102 "ok"; the body selects other behaviours: "error", "format", "formatWith",
- * "fail" (PbServiceError), "unencodable", "throw", "die", "unexpected", "count" (replies the per-connection count).
+ * "fail" (PbServiceError), "failRunning" and "dieRunning" (the same from an Effect that runs), "unencodable", "throw",
+ * "die", "unexpected", "null", "count" (replies the per-connection count;
+ * "countExit" and "countEffect" the same from an Effect that is already an Exit, or one that must run).
  */
 export const syncService = (name = "sync", okText = "ok") =>
   PbService.make({
@@ -48,10 +50,23 @@ export const syncService = (name = "sync", okText = "ok") =>
           throw new Error("service bug: internal detail")
         case "die":
           return Effect.die(new Error("service defect: internal detail"))
+        case "failRunning": // a failure from an Effect that runs (not already an Exit)
+          return Effect.flatMap(
+            Effect.void,
+            () => Effect.fail(new PbService.PbServiceError({ error: "failed running" }))
+          )
+        case "dieRunning":
+          return Effect.flatMap(Effect.void, () => Effect.die(new Error("service defect: internal detail")))
         case "unexpected":
           return { _tag: "Bogus", state: next } as unknown as PbService.ProcessResult<TextReply, number>
+        case "null":
+          return null as unknown as PbService.ProcessResult<TextReply, number>
         case "count":
           return PbService.reply({ code: 102, text: String(next) }, next)
+        case "countExit": // an Effect that is already an Exit
+          return Effect.succeed(PbService.reply({ code: 102, text: String(next) }, next))
+        case "countEffect": // an Effect that must run
+          return Effect.sync(() => PbService.reply({ code: 102, text: String(next) }, next))
         default:
           return PbService.reply({ code: 102, text: okText }, next)
       }

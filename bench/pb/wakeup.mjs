@@ -1,0 +1,169 @@
+// The PB connection's own CPU cost per wake-up, in one process and without a network: one connection of
+// @warren/pb's server on a fake socket, its 'data' listener called with a chunk of N frames, again and again. What
+// it measures is everything warren does for a read (framing, the fiber's wake-up and run, dispatch, the service,
+// the reply's framing, metrics, pacing), without the kernel's and Node's stream costs that the bench's servers
+// share. Much steadier than the bench on a busy machine (no second process to be scheduled next to).
+//
+//   node bench/pb/wakeup.mjs [--engine packages/pb/dist0] [--frames 1] [--wakes 300000] [--code 1|200|202] [--count]
+//
+// --code: 1 ping (basic service), 200 a 1 KiB echo (plain result), 202 a 256 B echo whose result is an Effect that
+// must run (`Effect.sync`); with SUCCEED=1 it is `Effect.succeed` (an Exit). --count counts the Effect run-loop
+// ops per wake-up (by wrapping the runtime's op handlers: slower, for counting only). Prints the min and median
+// over 7 timed rounds (after one warm-up round).
+import { EventEmitter } from "node:events"
+import { resolve } from "node:path"
+import { fileURLToPath, pathToFileURL } from "node:url"
+
+const option = (name, fallback) => {
+  const at = process.argv.indexOf(`--${name}`)
+  return at < 0 ? fallback : process.argv[at + 1]
+}
+const root = fileURLToPath(new URL("../../", import.meta.url))
+const dist = resolve(root, option("engine", "packages/pb/dist"))
+const frames = Number(option("frames", "1"))
+const wakes = Number(option("wakes", "300000"))
+const code = Number(option("code", "1"))
+const counting = process.argv.includes("--count")
+
+const base = pathToFileURL(`${dist}/`).href
+const { Effect, Either, Exit, Scope } = await import("effect")
+const { makeContext, serve } = await import(base + "internal/listener.js")
+const { ByteBudget } = await import(base + "internal/budget.js")
+const { BasicService, PbService, ServiceRegistry } = await import(base + "index.js")
+
+const ops = {}
+if (counting) {
+  const { FiberRuntime } = await import(
+    pathToFileURL(`${root}node_modules/effect/dist/esm/internal/fiberRuntime.js`).href
+  )
+  for (
+    const op of [
+      "Sync",
+      "Success",
+      "Failure",
+      "Commit",
+      "OnSuccess",
+      "OnFailure",
+      "OnSuccessAndFailure",
+      "Async",
+      "Iterator",
+      "WithRuntime",
+      "Yield",
+      "While",
+      "UpdateRuntimeFlags",
+      "Tag",
+      "Left",
+      "Right",
+      "Some",
+      "None"
+    ]
+  ) {
+    const handler = FiberRuntime.prototype[op]
+    if (typeof handler !== "function") continue
+    FiberRuntime.prototype[op] = function(x) {
+      ops[op] = (ops[op] ?? 0) + 1
+      return handler.call(this, x)
+    }
+  }
+}
+
+/** Enough of a `net.Socket` for a connection: writes are counted and dropped, nothing blocks. */
+class FakeSocket extends EventEmitter {
+  remoteAddress = "127.0.0.1"
+  remotePort = 1
+  destroyed = false
+  closed = false
+  writableLength = 0
+  writableNeedDrain = false
+  written = 0
+  write(bytes) {
+    this.written += bytes.length
+    return true
+  }
+  cork() {}
+  uncork() {}
+  pause() {}
+  resume() {}
+  end() {
+    this.closed = true
+    this.emit("close")
+  }
+  destroy() {
+    this.destroyed = true
+    this.closed = true
+  }
+}
+
+const echoCode = Uint8Array.of(201)
+const echo = PbService.make({
+  name: "echo",
+  init: () => undefined,
+  decode: (_code, body) => PbService.decoded(body),
+  encode: (body) => Either.right([echoCode, body]),
+  process: (body, state) => PbService.reply(body, state)
+})
+const effectCode = Uint8Array.of(203)
+const echoEffect = PbService.make({
+  name: "echo_effect",
+  init: () => undefined,
+  decode: (_code, body) => PbService.decoded(body),
+  encode: (body) => Either.right([effectCode, body]),
+  process: (body, state) =>
+    process.env.SUCCEED
+      ? Effect.succeed(PbService.reply(body, state))
+      : Effect.sync(() => PbService.reply(body, state))
+})
+
+const program = Effect.gen(function*() {
+  const registry = yield* ServiceRegistry.make
+  yield* registry.registerAll([
+    ...BasicService.registrations(BasicService.make()),
+    ServiceRegistry.registration(echo, 200),
+    ServiceRegistry.registration(echoEffect, 202)
+  ])
+  const config = {
+    nodelay: true,
+    keepalive: false,
+    maxFrameSize: 1 << 20,
+    maxConnections: 10,
+    idleTimeout: undefined,
+    streamIdleTimeout: undefined,
+    mailboxCapacity: 64,
+    flushBytes: 64 * 1024,
+    readBufferBytes: 1 << 20,
+    closeTimeout: "1 second",
+    security: undefined
+  }
+  const server = makeContext(config, registry, new ByteBudget(1 << 30), yield* Effect.clock)
+  const socket = new FakeSocket()
+  const scope = yield* Scope.make()
+  yield* Effect.forkIn(Effect.withScheduler(Scope.extend(serve(server, 1, socket), scope), server.scheduler), scope)
+  yield* Effect.sleep("10 millis")
+  const body = Buffer.alloc(code === 200 ? 1024 : code === 202 ? 256 : 0, 0x61)
+  const one = Buffer.alloc(5 + body.length)
+  one.writeUInt32BE(1 + body.length, 0)
+  one[4] = code
+  body.copy(one, 5)
+  const chunk = Buffer.concat(Array(frames).fill(one))
+  const onData = socket.listeners("data")[0]
+  const perRequest = []
+  for (let round = 0; round < 8; round++) {
+    for (const k in ops) ops[k] = 0
+    const t0 = process.hrtime.bigint()
+    for (let i = 0; i < wakes; i++) onData(chunk.subarray(0))
+    const t1 = process.hrtime.bigint()
+    if (round > 0) perRequest.push(Number(t1 - t0) / wakes / frames)
+  }
+  perRequest.sort((a, b) => a - b)
+  const label = `${option("engine", "packages/pb/dist")} code ${code} x${frames}`
+  console.log(
+    `${label}: min ${perRequest[0].toFixed(0)} median ${perRequest[perRequest.length >> 1].toFixed(0)} ns/request`
+  )
+  if (counting) {
+    const perWake = Object.entries(ops).filter(([, n]) => n > 0).map(([op, n]) => `${op} ${(n / wakes).toFixed(2)}`)
+    console.log(`run-loop ops per wake-up: ${perWake.join(", ")}`)
+  }
+  yield* Scope.close(scope, Exit.void)
+})
+
+await Effect.runPromise(program)
