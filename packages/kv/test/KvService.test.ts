@@ -7,70 +7,11 @@ import { execFileSync } from "node:child_process"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
-import type { Connection, Reply } from "./support/pbClient.js"
+import type { Reply } from "./support/pbClient.js"
 import { call, callStream, connect, connectSecure, decodeReply } from "./support/pbClient.js"
 import { servicesLayer, startServer } from "./support/server.js"
 
-const enc = (s: string): Uint8Array => new TextEncoder().encode(s)
-const dec = (
-  b: Uint8Array | undefined
-): string | undefined => (b === undefined ? undefined : new TextDecoder().decode(b))
-
-const getReq = (
-  bucket: string,
-  key: string,
-  extra: Partial<KvMessages.Message<"RpbGetReq">> = {}
-): KvMessages.KvRequest => ({
-  _tag: "RpbGetReq",
-  bucket: enc(bucket),
-  key: enc(key),
-  ...extra
-})
-
-const putReq = (
-  bucket: string,
-  key: string | undefined,
-  value: string,
-  extra: Partial<KvMessages.Message<"RpbPutReq">> = {}
-): KvMessages.KvRequest => ({
-  _tag: "RpbPutReq",
-  bucket: enc(bucket),
-  ...(key === undefined ? {} : { key: enc(key) }),
-  content: { value: enc(value) },
-  ...extra
-})
-
-const delReq = (
-  bucket: string,
-  key: string,
-  extra: Partial<KvMessages.Message<"RpbDelReq">> = {}
-): KvMessages.KvRequest => ({
-  _tag: "RpbDelReq",
-  bucket: enc(bucket),
-  key: enc(key),
-  ...extra
-})
-
-const expectTag = <T extends Reply["_tag"]>(reply: Reply, tag: T): Extract<Reply, { _tag: T }> => {
-  assert.strictEqual(reply._tag, tag, JSON.stringify(reply))
-  return reply as Extract<Reply, { _tag: T }>
-}
-
-const errorText = (reply: Reply): string => expectTag(reply, "Error").errmsg
-
-/** A fresh server and one connection to it. */
-const setup = Effect.gen(function*() {
-  const server = yield* startServer()
-  const conn = yield* connect(server.port)
-  return { server, conn }
-})
-
-/** Sends a raw payload and returns the raw next frame (to check code-only frames). */
-const raw = (conn: Connection, request: KvMessages.KvRequest) =>
-  Effect.gen(function*() {
-    yield* conn.send(Either.getOrThrow(KvMessages.codec.encode(request)))
-    return yield* conn.next
-  })
+import { dec, delReq, enc, errorText, expectTag, getReq, putReq, raw, setup } from "./support/requests.js"
 
 describe("KvService over the PB server", () => {
   it.scopedLive("a missing key is a code-only RpbGetResp", () =>

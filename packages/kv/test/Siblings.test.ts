@@ -5,62 +5,16 @@
  * PostgreSQL, PgCluster.test.ts; with basho-riak-client, RiakClient.test.ts.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { KvMessages, KvStore } from "@warren/kv"
-import { Effect, Either, Exit, Option, Scope } from "effect"
+import { type KvMessages, KvStore } from "@warren/kv"
+import { Effect, Exit, Option, Scope } from "effect"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
 import * as snapshotFile from "../src/internal/snapshot.js"
 import * as wal from "../src/internal/wal.js"
-import { call, type Connection, connect, decodeReply, type Reply } from "./support/pbClient.js"
-import { startServer } from "./support/server.js"
+import { call, decodeReply, type Reply } from "./support/pbClient.js"
 
-const enc = (s: string): Uint8Array => new TextEncoder().encode(s)
-const dec = (
-  b: Uint8Array | undefined
-): string | undefined => (b === undefined ? undefined : new TextDecoder().decode(b))
-
-const getReq = (
-  bucket: string,
-  key: string,
-  extra: Partial<KvMessages.Message<"RpbGetReq">> = {}
-): KvMessages.KvRequest => ({ _tag: "RpbGetReq", bucket: enc(bucket), key: enc(key), ...extra })
-const putReq = (
-  bucket: string,
-  key: string,
-  value: string,
-  extra: Partial<KvMessages.Message<"RpbPutReq">> = {}
-): KvMessages.KvRequest => ({
-  _tag: "RpbPutReq",
-  bucket: enc(bucket),
-  key: enc(key),
-  content: { value: enc(value) },
-  ...extra
-})
-const delReq = (
-  bucket: string,
-  key: string,
-  extra: Partial<KvMessages.Message<"RpbDelReq">> = {}
-): KvMessages.KvRequest => ({ _tag: "RpbDelReq", bucket: enc(bucket), key: enc(key), ...extra })
-
-const expectTag = <T extends Reply["_tag"]>(reply: Reply, tag: T): Extract<Reply, { _tag: T }> => {
-  assert.strictEqual(reply._tag, tag, JSON.stringify(reply))
-  return reply as Extract<Reply, { _tag: T }>
-}
-const errorText = (reply: Reply): string => expectTag(reply, "Error").errmsg
-
-const setup = Effect.gen(function*() {
-  const server = yield* startServer()
-  const conn = yield* connect(server.port)
-  return { server, conn }
-})
-
-/** Sends a request and returns the raw next frame (to check code-only frames). */
-const raw = (conn: Connection, request: KvMessages.KvRequest) =>
-  Effect.gen(function*() {
-    yield* conn.send(Either.getOrThrow(KvMessages.codec.encode(request)))
-    return yield* conn.next
-  })
+import { dec, delReq, enc, errorText, expectTag, getReq, putReq, raw, setup } from "./support/requests.js"
 
 const tempDir = Effect.acquireRelease(
   Effect.sync(() => fs.mkdtempSync(path.join(os.tmpdir(), "warren-kv-siblings-"))),
