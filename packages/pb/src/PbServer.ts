@@ -321,7 +321,7 @@ const start = (
     // Made after the listener, so closed before it: the listener's own finalizer waits for every socket to close,
     // and closing the supervisor stops every connection (each child's Scope closes its socket).
     let nextId = 0
-    // The children inherit the supervisor's context, so its scheduler is set once here (internal/scheduler.ts),
+    // The children inherit the supervisor's context, so its scheduler is set once here (the listener's EagerScheduler),
     // not per connection (each fiber-local change copies the fiber's refs).
     const supervisor = yield* DynamicSupervisor.make(
       { run: ({ id, raw }: { readonly id: number; readonly raw: Net.Socket }) => serve(server, id, raw) },

@@ -1,7 +1,11 @@
-// The connections' scheduler (internal/scheduler.ts): a wake-up from outside any task runs at once, in the caller;
-// one from inside a running task waits behind it; a long run of tasks yields to the event loop.
+// The connections' scheduler (@warren/process's EagerScheduler as the listener configures it): a wake-up from
+// outside any task runs at once, in the caller, also when a fiber of another scheduler wakes it; one from inside a
+// running task waits behind it; a long run of tasks yields to the event loop.
 import { assert, describe, it } from "@effect/vitest"
-import { makeEagerScheduler } from "../src/internal/scheduler.js"
+import { EagerScheduler } from "@warren/process"
+import { Effect } from "effect"
+
+const makeEagerScheduler = () => EagerScheduler.make({ nestUnderFibers: true })
 
 describe("eager scheduler", () => {
   it("runs a task scheduled from outside at once, in the caller", () => {
@@ -56,5 +60,15 @@ describe("eager scheduler", () => {
     const ran: Array<string> = []
     scheduler.scheduleTask(() => ran.push("after"), 0)
     assert.deepStrictEqual(ran, ["after"])
+  })
+
+  it("a wake-up from a fiber of another scheduler runs at once, nested in that fiber's step", () => {
+    const scheduler = makeEagerScheduler()
+    const ran: Array<string> = []
+    Effect.runSync(Effect.sync(() => {
+      scheduler.scheduleTask(() => ran.push("task"), 0)
+      ran.push("fiber goes on")
+    }))
+    assert.deepStrictEqual(ran, ["task", "fiber goes on"])
   })
 })

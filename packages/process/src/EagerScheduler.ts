@@ -34,6 +34,14 @@ export interface Options {
    * wakes each fiber once for all of them, not once per message.
    */
   readonly coalesce?: boolean | undefined
+  /**
+   * Run a fiber woken by a fiber of another scheduler at once, nested in that fiber's step (default false: in
+   * `process.nextTick`). For fibers that only ever wait for their own I/O and for Effects they run themselves
+   * (the PB server's connections): the wake-up by such an Effect's fiber serves on without a hop. Not for
+   * processes that fibers call in a loop: a process answering at once would resume its caller synchronously,
+   * again and again, without ever yielding.
+   */
+  readonly nestUnderFibers?: boolean | undefined
 }
 
 /**
@@ -47,7 +55,7 @@ export const make = (options?: Options): Scheduler.Scheduler => {
   if (!Number.isInteger(batch) || batch < 1) {
     throw new RangeError(`EagerScheduler batch must be a positive integer, got ${batch}`)
   }
-  return new EagerSchedulerImpl(batch, options?.coalesce ?? false)
+  return new EagerSchedulerImpl(batch, options?.coalesce ?? false, options?.nestUnderFibers ?? false)
 }
 
 /** True if `scheduler` was made by `make`. @since 0.2.0 */

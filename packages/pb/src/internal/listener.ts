@@ -2,6 +2,7 @@
  * The listener (riak's `riak_api_pb_listener`): takes accepted sockets and starts each connection as a child of
  * the server's supervisor; refuses connections beyond `maxConnections`; closes idle connections.
  */
+import { EagerScheduler } from "@warren/process"
 import * as Cause from "effect/Cause"
 import type * as Clock from "effect/Clock"
 import * as Duration from "effect/Duration"
@@ -19,7 +20,6 @@ import { Connection } from "./connection.js"
 import { errorText, Texts } from "./errors.js"
 import { frame } from "./frame.js"
 import * as Metrics from "./metrics.js"
-import { makeEagerScheduler } from "./scheduler.js"
 import type { SecurityConfig } from "./security.js"
 import type { ConnectionState } from "./state.js"
 
@@ -66,7 +66,9 @@ export const makeContext = (
     budget,
     clock,
     connections,
-    scheduler: makeEagerScheduler(),
+    // A connection's fiber waits only for its socket and for the Effects it runs itself: when such an Effect's
+    // fiber wakes it, it serves on at once (nested), as it does when a socket event wakes it.
+    scheduler: EagerScheduler.make({ nestUnderFibers: true }),
     unregister: (connection) => {
       if (connections.get(connection.id) === connection) {
         connections.delete(connection.id)

@@ -2,7 +2,7 @@
  * The eager scheduler. A fiber woken from a Node callback (a socket or amqplib callback, no fiber running) runs at
  * once, in that callback's stack, or with `coalesce` in `process.nextTick`, right after the callback returns and
  * before any promise continuation (so everything one callback delivers is handled in one run). A fiber woken by a
- * fiber of another scheduler runs in `process.nextTick`. A fiber woken while this scheduler runs a task is queued
+ * fiber of another scheduler runs in `process.nextTick` (or at once, nested, with `nestUnderFibers`). A fiber woken while this scheduler runs a task is queued
  * behind it (FIFO), so nothing nests deeper than one level per scheduler. After `batch` tasks in a row the rest
  * waits for the next turn of the event loop (`setImmediate`), so a busy set of fibers cannot starve I/O.
  */
@@ -21,24 +21,41 @@ export class EagerSchedulerImpl implements Scheduler.Scheduler {
   private deferred = false
   /** A drain is due in `process.nextTick` (coalescing wake-ups from outside). */
   private ticking = false
-  constructor(readonly batch: number, readonly coalesce: boolean) {}
+  constructor(
+    readonly batch: number,
+    readonly coalesce: boolean,
+    /** A fiber woken by a fiber of another scheduler runs at once (nested in its step) instead of a tick later. */
+    readonly nestUnderFibers: boolean
+  ) {}
 
   shouldYield(fiber: { readonly currentOpCount: number }): number | false {
     return fiber.currentOpCount > MAX_OPS ? 0 : false
   }
 
   scheduleTask(task: () => void, _priority: number): void {
-    this.queue.push(task)
-    if (this.running || this.deferred || this.ticking) return
-    // Woken by a fiber of another scheduler (not from a Node callback): run a tick later, never inside that
-    // fiber's step. A fiber calling a process that answers at once would otherwise be resumed synchronously,
-    // call again, and so on without ever yielding (its op count restarts at every resumption).
-    if (this.coalesce || Fiber.getCurrentFiber()._tag === "Some") {
+    if (this.running || this.deferred || this.ticking) {
+      this.queue.push(task)
+      return
+    }
+    // Woken by a fiber of another scheduler (not from a Node callback): unless `nestUnderFibers`, run a tick
+    // later, never inside that fiber's step. A fiber calling a process that answers at once would otherwise be
+    // resumed synchronously, call again, and so on without ever yielding (its op count restarts at every
+    // resumption).
+    if (this.coalesce || (!this.nestUnderFibers && Fiber.getCurrentFiber()._tag === "Some")) {
+      this.queue.push(task)
       this.ticking = true
       process.nextTick(this.drainTick)
-    } else {
-      this.drain()
+      return
     }
+    // The usual case, a wake-up from a Node callback: the task runs at once, without going through the queue.
+    this.running = true
+    try {
+      task()
+    } finally {
+      this.running = false
+    }
+    // The direct run was the first task of this run of the scheduler: the batch counts it.
+    if (this.head < this.queue.length) this.drain(1)
   }
 
   private readonly drainTick = (): void => {
@@ -71,11 +88,12 @@ export class EagerSchedulerImpl implements Scheduler.Scheduler {
     if (!this.running) this.drain()
   }
 
-  private drain(): void {
+  /** Run the queue; `done` tasks of this run already ran (they count toward `batch`). */
+  private drain(done = 0): void {
     this.running = true
     const queue = this.queue
     try {
-      let n = 0
+      let n = done
       while (this.head < queue.length) {
         if (n++ >= this.batch) {
           this.deferred = true
