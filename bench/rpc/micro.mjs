@@ -4,7 +4,7 @@
 // raw amqplib client's shape (a Map of Promise resolvers); `floor` is a bare Effect.async run with runPromise per
 // request (what any Effect library pays per request from Promise code), `floorMicro` the same on a runtime whose
 // scheduler is one shared microtask queue, `callPromise` Process.unsafeCallPromise (no fiber), `floorSync` a runPromise of a completed Effect plus a Promise request.
-// Usage (after tsc -b): [ROUNDS=2] [COALESCE=1] node bench/rpc/micro.mjs [ms per run] [contenders, comma-separated]
+// Usage (after tsc -b): [ROUNDS=2] [COALESCE=1] [C=1,64] node bench/rpc/micro.mjs [ms per run] [contenders, comma-separated]
 // (the *Eager contenders start the process on an EagerScheduler, coalescing with COALESCE=1, as the RPC client does). CPU per request is
 // the figure to read; throughput here is not the broker bench's (no I/O).
 import { performance } from "node:perf_hooks"
@@ -173,7 +173,7 @@ const contenders = {
 
 const rounds = Number(process.env.ROUNDS ?? 2)
 for (let round = 1; round <= rounds; round++) {
-  for (const c of [1, 64]) {
+  for (const c of (process.env.C ?? "1,64").split(",").map(Number)) {
     for (const [name, run] of Object.entries(contenders)) {
       if (only !== undefined && !only.includes(name)) continue
       const control = { stopping: false, completed: 0 }

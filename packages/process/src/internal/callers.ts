@@ -111,8 +111,13 @@ class CallerSlot {
   }
 }
 
-/** Every fiber that made a call, with its slot (weakly held: an entry goes with its fiber). */
-const slots = new WeakMap<Fiber.RuntimeFiber<unknown, unknown>, CallerSlot>()
+/**
+ * A fiber that made a call carries its slot in this property (it goes with the fiber). A property, not a WeakMap:
+ * a `runPromise` per request makes a new caller fiber per call, and a WeakMap entry per fiber costs the garbage
+ * collector far more than a field.
+ */
+const SLOT = Symbol.for("@warren/process/CallerSlot")
+type WithSlot = { [SLOT]?: CallerSlot }
 
 let lastCaller: Fiber.RuntimeFiber<unknown, unknown> | undefined = undefined
 let lastSlot: CallerSlot | undefined = undefined
@@ -123,10 +128,10 @@ const watchCaller = (from: FromImpl): void => {
   if (current._tag === "None") return
   const caller = current.value
   // A caller in a loop calls from the same fiber every time: skip the WeakMap lookup then.
-  let slot = caller === lastCaller ? lastSlot : slots.get(caller)
+  let slot = caller === lastCaller ? lastSlot : (caller as WithSlot)[SLOT]
   if (slot === undefined) {
     const created = new CallerSlot(caller)
-    slots.set(caller, created)
+    ;(caller as WithSlot)[SLOT] = created
     caller.addObserver(() => created.abandonHeld())
     slot = created
   }
