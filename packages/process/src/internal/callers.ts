@@ -112,12 +112,11 @@ class CallerSlot {
 }
 
 /**
- * A fiber that made a call carries its slot in this property (it goes with the fiber). A property, not a WeakMap:
- * a `runPromise` per request makes a new caller fiber per call, and a WeakMap entry per fiber costs the garbage
- * collector far more than a field.
+ * The slot of every live fiber that made a call; the fiber's exit observer removes its entry. A Map emptied at
+ * exit, not a WeakMap: a `runPromise` per request makes a new caller fiber per call, and a WeakMap entry per fiber
+ * costs the garbage collector far more (Effect's fiber objects are not ours to add a field to).
  */
-const SLOT = Symbol.for("@warren/process/CallerSlot")
-type WithSlot = { [SLOT]?: CallerSlot }
+const slots = new Map<Fiber.RuntimeFiber<unknown, unknown>, CallerSlot>()
 
 let lastCaller: Fiber.RuntimeFiber<unknown, unknown> | undefined = undefined
 let lastSlot: CallerSlot | undefined = undefined
@@ -128,11 +127,18 @@ const watchCaller = (from: FromImpl): void => {
   if (current._tag === "None") return
   const caller = current.value
   // A caller in a loop calls from the same fiber every time: skip the WeakMap lookup then.
-  let slot = caller === lastCaller ? lastSlot : (caller as WithSlot)[SLOT]
+  let slot = caller === lastCaller ? lastSlot : slots.get(caller)
   if (slot === undefined) {
     const created = new CallerSlot(caller)
-    ;(caller as WithSlot)[SLOT] = created
-    caller.addObserver(() => created.abandonHeld())
+    slots.set(caller, created)
+    caller.addObserver(() => {
+      slots.delete(caller)
+      if (lastSlot === created) {
+        lastCaller = undefined
+        lastSlot = undefined
+      }
+      created.abandonHeld()
+    })
     slot = created
   }
   lastCaller = caller
