@@ -1,6 +1,7 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Cause, Deferred, Duration, Effect, Exit, Fiber, Option, Scope, TestClock } from "effect"
 import { Process } from "@warren/process"
+import { callerFiberCount } from "../src/internal/callers.js"
 
 // ---------------------------------------------------------------------------
 // A recording behaviour used by most tests
@@ -290,6 +291,28 @@ describe("Process", () => {
         yield* settle
         yield* Process.send(ref, { _tag: "Answer", text: "for next" })
         assert.strictEqual(yield* Fiber.join(next), "for next")
+      }))
+
+    it.scoped("a caller fiber's bookkeeping goes with it, answered or interrupted (one runPromise per call)", () =>
+      Effect.gen(function*() {
+        const probe = makeProbe()
+        const ref = yield* Process.start(recorder(probe), [])
+        const before = callerFiberCount()
+        // a fiber per call, as Promise code calling through runPromise makes
+        const replies = yield* Effect.promise(() =>
+          Promise.all(
+            Array.from(
+              { length: 200 },
+              (_, i) => Effect.runPromise(Process.call(ref, { _tag: "Echo", text: `${i}` } satisfies Echo))
+            )
+          )
+        )
+        assert.strictEqual(replies[199], "199")
+        const waiting = yield* Effect.fork(Process.call(ref, { _tag: "Later" } satisfies Later))
+        yield* settle
+        assert.strictEqual(callerFiberCount(), before + 1)
+        yield* Fiber.interrupt(waiting)
+        assert.strictEqual(callerFiberCount(), before)
       }))
 
     it.scoped("a queued call whose caller gave up is skipped", () =>

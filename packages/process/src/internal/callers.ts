@@ -118,6 +118,9 @@ class CallerSlot {
  */
 const slots = new Map<Fiber.RuntimeFiber<unknown, unknown>, CallerSlot>()
 
+/** How many fibers hold a caller slot (for tests: the entries go with their fibers). */
+export const callerFiberCount = (): number => slots.size
+
 let lastCaller: Fiber.RuntimeFiber<unknown, unknown> | undefined = undefined
 let lastSlot: CallerSlot | undefined = undefined
 
