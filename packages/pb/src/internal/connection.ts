@@ -50,6 +50,8 @@ export class Connection implements ConnectionLink {
   writeBlocked = false
   private readPaused = false
   private waiter: ((effect: Effect.Effect<void>) => void) | undefined = undefined
+  /** The serving loop's waiter, resumed with the loop's next step (serving.ts). */
+  private loopWaiter: ((effect: Effect.Effect<unknown, PbServiceError>) => void) | undefined = undefined
   /**
    * Counts requests served and writes drained; the idle sweep notes when it changes (`lastActivity`, clock time in
    * ms), so serving reads no clock.
@@ -267,6 +269,11 @@ export class Connection implements ConnectionLink {
   // -------------------------------------------------------------------------------------------------------------
 
   wake(): void {
+    const loopWaiter = this.loopWaiter
+    if (loopWaiter !== undefined) {
+      this.loopWaiter = undefined
+      return loopWaiter(this.serving.step)
+    }
     const waiter = this.waiter
     if (waiter !== undefined) {
       this.waiter = undefined
@@ -293,6 +300,12 @@ export class Connection implements ConnectionLink {
     this.waiter = resume
   })
 
+  /** The serving loop's wait: `resume` gets the loop's next step once there is something to do. */
+  awaitWork(resume: (effect: Effect.Effect<unknown, PbServiceError>) => void): void {
+    if (this.hasWork()) return resume(this.serving.step)
+    this.loopWaiter = resume
+  }
+
   /** Suspends until the socket has drained (or closed, or the connection idled out). */
   readonly awaitDrain: Effect.Effect<void> = Effect.async<void>((resume) => {
     if (!this.writeBlocked || this.closed || this.idleExpired) return resume(Effect.void)
@@ -313,7 +326,8 @@ export class Connection implements ConnectionLink {
       this.lastActivity = now
       return
     }
-    if (this.waiter === undefined || this.state.streaming !== undefined) return
+    const waiting = this.waiter !== undefined || this.loopWaiter !== undefined
+    if (!waiting || this.state.streaming !== undefined) return
     if (now - this.lastActivity >= idleMs) {
       this.idleExpired = true
       this.wake()
@@ -395,6 +409,7 @@ export class Connection implements ConnectionLink {
   /** The loop is serving frames: whatever wait was interrupted, the fiber is serving now. */
   busy(): void {
     this.waiter = undefined
+    this.loopWaiter = undefined
     this.activity++
   }
 

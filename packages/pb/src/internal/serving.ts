@@ -4,9 +4,10 @@
  *
  * The loop is one `whileLoop`, its frame pushed once: `body` serves synchronously what it can and returns the
  * Effect to run next (a wait, a drain, a step of a stream, a service's Effect, or the end); when that Effect
- * succeeds, `afterBody` takes its value and the next `body` runs in the same run-loop op. A wake-up thus costs three
- * run-loop ops and an effectful request one more, its own: no continuation of ours is pushed per request. A failure
- * of a service's Effect unwinds to the handler around the loop, which answers it and enters the loop anew.
+ * succeeds, `afterBody` takes its value and the next `body` runs in the same run-loop op. The wait resumes with the
+ * next `body` itself. A wake-up thus costs three run-loop ops (that step, the next wait and its `Async`) and an
+ * effectful request one more, its own: no continuation of ours is pushed per request. A failure of a service's
+ * Effect unwinds to the handler around the loop, which answers it and enters the loop anew.
  */
 import type * as Cause from "effect/Cause"
 import * as Effect from "effect/Effect"
@@ -32,6 +33,15 @@ export class ServingLoop {
       step: (value: unknown) => this.afterBody(value)
     }),
     (cause) => this.onFailure(cause)
+  )
+  /**
+   * The loop's next step, what its wait resumes with: after a wake-up the fiber serves at once (one run-loop op)
+   * and the loop's frame, still on the stack, takes the value of whatever Effect that step returns.
+   */
+  readonly step: Effect.Effect<unknown, PbServiceError> = Effect.suspend(() => this.body())
+  /** Suspends until there is something to do (connection.ts `awaitWork`); resumed with `step`. */
+  private readonly wait: Effect.Effect<unknown, PbServiceError> = Effect.async<unknown, PbServiceError>((resume) =>
+    this.conn.awaitWork(resume)
   )
   private running: Run = Run.Other
   /** The loop's end: set with the last Effect it runs. */
@@ -141,7 +151,7 @@ export class ServingLoop {
       if (conn.problem !== undefined) return this.end(this.handleProblem(conn.problem))
       if (conn.eof || conn.idleExpired) return this.end(Effect.void)
       this.running = Run.Other
-      return conn.waitForWork
+      return this.wait
     }
     return this.end(Effect.void)
   }
