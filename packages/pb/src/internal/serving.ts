@@ -24,6 +24,7 @@ import { streamStep } from "./streaming.js"
 const Run = { Other: 0, Step: 1, Request: 2, Drain: 3 } as const
 type Run = typeof Run[keyof typeof Run]
 
+/** A connection's serving loop (one per connection, built with it; its fiber runs `effect`). */
 export class ServingLoop {
   /** The loop, built once per connection. */
   readonly effect: Effect.Effect<void, PbServiceError> = Effect.catchAllCause(
@@ -56,6 +57,7 @@ export class ServingLoop {
 
   constructor(private readonly conn: Connection) {}
 
+  /** Makes a service's Effect the loop's next body (see `Connection.join`). */
   join(effect: Effect.Effect<unknown, PbServiceError>, instance: ServiceInstance, code: number): "Joined" {
     this.joined = effect
     this.joinedInstance = instance
