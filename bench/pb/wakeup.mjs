@@ -4,12 +4,15 @@
 // the reply's framing, metrics, pacing), without the kernel's and Node's stream costs that the bench's servers
 // share. Much steadier than the bench on a busy machine (no second process to be scheduled next to).
 //
-//   node bench/pb/wakeup.mjs [--engine packages/pb/dist0] [--frames 1] [--wakes 300000] [--code 1|200|202] [--count]
+//   node bench/pb/wakeup.mjs [--engine packages/pb/dist0]... [--frames 1] [--wakes 300000] [--code 1|200|202] [--count]
 //
 // --code: 1 ping (basic service), 200 a 1 KiB echo (plain result), 202 a 256 B echo whose result is an Effect that
 // must run (`Effect.sync`); with SUCCEED=1 it is `Effect.succeed` (an Exit). --count counts the Effect run-loop
 // ops per wake-up (by wrapping the runtime's op handlers: slower, for counting only). Prints the min and median
-// over 7 timed rounds (after one warm-up round).
+// over 7 timed rounds (after one warm-up round), of wall and of CPU time. With --engine given more than once, each
+// build gets its own connection in this one process and the rounds alternate between them (--rounds per build,
+// default 15, of --wakes / 5): an A/B that a busy machine disturbs less than runs in separate processes (both
+// builds see the same moments), though its absolute figures run higher (Effect's call sites see both builds).
 import { EventEmitter } from "node:events"
 import { resolve } from "node:path"
 import { fileURLToPath, pathToFileURL } from "node:url"
@@ -19,17 +22,14 @@ const option = (name, fallback) => {
   return at < 0 ? fallback : process.argv[at + 1]
 }
 const root = fileURLToPath(new URL("../../", import.meta.url))
-const dist = resolve(root, option("engine", "packages/pb/dist"))
+const engines = process.argv.flatMap((arg, i) => arg === "--engine" ? [process.argv[i + 1]] : [])
+if (engines.length === 0) engines.push("packages/pb/dist")
 const frames = Number(option("frames", "1"))
 const wakes = Number(option("wakes", "300000"))
 const code = Number(option("code", "1"))
 const counting = process.argv.includes("--count")
 
-const base = pathToFileURL(`${dist}/`).href
 const { Effect, Either, Exit, Scope } = await import("effect")
-const { makeContext, serve } = await import(base + "internal/listener.js")
-const { ByteBudget } = await import(base + "internal/budget.js")
-const { BasicService, PbService, ServiceRegistry } = await import(base + "index.js")
 
 const ops = {}
 if (counting) {
@@ -94,76 +94,106 @@ class FakeSocket extends EventEmitter {
   }
 }
 
+// Read once: a `process.env` read per request cost ~0.2 µs, more than some of what this script compares.
+const succeed = process.env.SUCCEED !== undefined && process.env.SUCCEED !== ""
 const echoCode = Uint8Array.of(201)
-const echo = PbService.make({
-  name: "echo",
-  init: () => undefined,
-  decode: (_code, body) => PbService.decoded(body),
-  encode: (body) => Either.right([echoCode, body]),
-  process: (body, state) => PbService.reply(body, state)
-})
 const effectCode = Uint8Array.of(203)
-const echoEffect = PbService.make({
-  name: "echo_effect",
-  init: () => undefined,
-  decode: (_code, body) => PbService.decoded(body),
-  encode: (body) => Either.right([effectCode, body]),
-  process: (body, state) =>
-    process.env.SUCCEED
-      ? Effect.succeed(PbService.reply(body, state))
-      : Effect.sync(() => PbService.reply(body, state))
-})
+
+/** One connection of the build in `dist` on a fake socket: its `data` listener. */
+const setUp = (dist) =>
+  Effect.gen(function*() {
+    const base = pathToFileURL(`${resolve(root, dist)}/`).href
+    const { makeContext, serve } = yield* Effect.promise(() => import(base + "internal/listener.js"))
+    const { ByteBudget } = yield* Effect.promise(() => import(base + "internal/budget.js"))
+    const { BasicService, PbService, ServiceRegistry } = yield* Effect.promise(() => import(base + "index.js"))
+    const echo = PbService.make({
+      name: "echo",
+      init: () => undefined,
+      decode: (_code, body) => PbService.decoded(body),
+      encode: (body) => Either.right([echoCode, body]),
+      process: (body, state) => PbService.reply(body, state)
+    })
+    const echoEffect = PbService.make({
+      name: "echo_effect",
+      init: () => undefined,
+      decode: (_code, body) => PbService.decoded(body),
+      encode: (body) => Either.right([effectCode, body]),
+      process: (body, state) =>
+        succeed
+          ? Effect.succeed(PbService.reply(body, state))
+          : Effect.sync(() => PbService.reply(body, state))
+    })
+    const registry = yield* ServiceRegistry.make
+    yield* registry.registerAll([
+      ...BasicService.registrations(BasicService.make()),
+      ServiceRegistry.registration(echo, 200),
+      ServiceRegistry.registration(echoEffect, 202)
+    ])
+    const config = {
+      nodelay: true,
+      keepalive: false,
+      maxFrameSize: 1 << 20,
+      maxConnections: 10,
+      idleTimeout: undefined,
+      streamIdleTimeout: undefined,
+      mailboxCapacity: 64,
+      flushBytes: 64 * 1024,
+      readBufferBytes: 1 << 20,
+      closeTimeout: "1 second",
+      security: undefined
+    }
+    const server = makeContext(config, registry, new ByteBudget(1 << 30), yield* Effect.clock)
+    const socket = new FakeSocket()
+    const scope = yield* Effect.scope
+    yield* Effect.forkIn(Effect.withScheduler(Scope.extend(serve(server, 1, socket), scope), server.scheduler), scope)
+    yield* Effect.sleep("10 millis")
+    return socket.listeners("data")[0]
+  })
 
 const program = Effect.gen(function*() {
-  const registry = yield* ServiceRegistry.make
-  yield* registry.registerAll([
-    ...BasicService.registrations(BasicService.make()),
-    ServiceRegistry.registration(echo, 200),
-    ServiceRegistry.registration(echoEffect, 202)
-  ])
-  const config = {
-    nodelay: true,
-    keepalive: false,
-    maxFrameSize: 1 << 20,
-    maxConnections: 10,
-    idleTimeout: undefined,
-    streamIdleTimeout: undefined,
-    mailboxCapacity: 64,
-    flushBytes: 64 * 1024,
-    readBufferBytes: 1 << 20,
-    closeTimeout: "1 second",
-    security: undefined
-  }
-  const server = makeContext(config, registry, new ByteBudget(1 << 30), yield* Effect.clock)
-  const socket = new FakeSocket()
-  const scope = yield* Scope.make()
-  yield* Effect.forkIn(Effect.withScheduler(Scope.extend(serve(server, 1, socket), scope), server.scheduler), scope)
-  yield* Effect.sleep("10 millis")
+  const listeners = []
+  for (const dist of engines) listeners.push(yield* setUp(dist))
   const body = Buffer.alloc(code === 200 ? 1024 : code === 202 ? 256 : 0, 0x61)
   const one = Buffer.alloc(5 + body.length)
   one.writeUInt32BE(1 + body.length, 0)
   one[4] = code
   body.copy(one, 5)
   const chunk = Buffer.concat(Array(frames).fill(one))
-  const onData = socket.listeners("data")[0]
-  const perRequest = []
-  for (let round = 0; round < 8; round++) {
-    for (const k in ops) ops[k] = 0
-    const t0 = process.hrtime.bigint()
-    for (let i = 0; i < wakes; i++) onData(chunk.subarray(0))
-    const t1 = process.hrtime.bigint()
-    if (round > 0) perRequest.push(Number(t1 - t0) / wakes / frames)
+  const ab = engines.length > 1
+  const rounds = ab ? Number(option("rounds", "15")) : 7
+  const perRound = ab ? Math.max(1, Math.round(wakes / 5)) : wakes
+  const wall = engines.map(() => [])
+  const cpuTime = engines.map(() => [])
+  for (let round = 0; round <= rounds; round++) {
+    // alternate which build goes first
+    const order = round % 2 === 0 ? engines.map((_, i) => i) : engines.map((_, i) => engines.length - 1 - i)
+    for (const e of order) {
+      const onData = listeners[e]
+      for (const k in ops) ops[k] = 0
+      const cpu0 = process.cpuUsage()
+      const t0 = process.hrtime.bigint()
+      for (let i = 0; i < perRound; i++) onData(chunk.subarray(0))
+      const t1 = process.hrtime.bigint()
+      const cpu = process.cpuUsage(cpu0)
+      if (round > 0) {
+        wall[e].push(Number(t1 - t0) / perRound / frames)
+        cpuTime[e].push((cpu.user + cpu.system) * 1000 / perRound / frames)
+      }
+    }
   }
-  perRequest.sort((a, b) => a - b)
-  const label = `${option("engine", "packages/pb/dist")} code ${code} x${frames}`
-  console.log(
-    `${label}: min ${perRequest[0].toFixed(0)} median ${perRequest[perRequest.length >> 1].toFixed(0)} ns/request`
-  )
+  engines.forEach((dist, e) => {
+    const w = wall[e].sort((a, b) => a - b)
+    const c = cpuTime[e].sort((a, b) => a - b)
+    // CPU time as well as wall time: on a shared machine the process is also descheduled, which only wall time sees.
+    console.log(
+      `${dist} code ${code} x${frames}: min ${w[0].toFixed(0)} median ${w[w.length >> 1].toFixed(0)} ns/request` +
+        ` (CPU min ${c[0].toFixed(0)} median ${c[c.length >> 1].toFixed(0)})`
+    )
+  })
   if (counting) {
-    const perWake = Object.entries(ops).filter(([, n]) => n > 0).map(([op, n]) => `${op} ${(n / wakes).toFixed(2)}`)
+    const perWake = Object.entries(ops).filter(([, n]) => n > 0).map(([op, n]) => `${op} ${(n / perRound).toFixed(2)}`)
     console.log(`run-loop ops per wake-up: ${perWake.join(", ")}`)
   }
-  yield* Scope.close(scope, Exit.void)
 })
 
-await Effect.runPromise(program)
+await Effect.runPromise(Effect.scoped(program))

@@ -170,6 +170,27 @@ describe("PbServer", () => {
       assert.deepStrictEqual(pipelined, ["6", "7", "8", "9"])
     }))
 
+  it.scopedLive("a failing Effect that runs, pipelined between others: its error in order, the batch served on", () =>
+    Effect.gen(function*() {
+      const { port } = yield* startServer([syncRegistration()])
+      const client = yield* connect(port)
+      yield* client.sendRaw(
+        Buffer.concat(
+          ["countEffect", "failRunning", "countEffect", "failRunning", "failRunning", "count"].map((b) =>
+            encodeFrame(101, b)
+          )
+        )
+      )
+      const replies = []
+      for (let i = 0; i < 6; i++) {
+        const frame = yield* client.next
+        replies.push(frame.code === 0 ? errorText(frame) : frame.body.toString())
+      }
+      // a failure keeps no state: the count goes on from the last success
+      assert.deepStrictEqual(replies, ["1", "failed running", "2", "failed running", "failed running", "3"])
+      assert.strictEqual((yield* client.request(101, "countEffect")).body.toString(), "4")
+    }))
+
   describe("defects", () => {
     for (const body of ["throw", "die", "dieRunning"]) {
       it.scopedLive(`a defect (${body}) gets a generic error, closes that connection only`, () =>

@@ -20,18 +20,16 @@ import * as Ref from "effect/Ref"
 import * as Scope from "effect/Scope"
 import type * as Net from "node:net"
 import type * as NodeTls from "node:tls"
-import type { Peer } from "../PbService.js"
-import { handleFrame } from "./dispatch.js"
-import { errorText, Texts } from "./errors.js"
+import type { PbServiceError, Peer } from "../PbService.js"
+import { errorText } from "./errors.js"
 import type { Frame, FrameProblem } from "./frame.js"
 import { FrameDecoder, OutBuffer } from "./frame.js"
 import { Inbox } from "./inbox.js"
 import type { ConnectionLink, ServiceInstance } from "./instance.js"
 import type { ServerContext } from "./listener.js"
 import * as Metrics from "./metrics.js"
-import type { ConnectionInfo, ConnectionState, Envelope, LoopStep, Next, Step } from "./state.js"
-import { Running } from "./state.js"
-import { streamStep } from "./streaming.js"
+import { ServingLoop } from "./serving.js"
+import type { ConnectionInfo, ConnectionState, Envelope } from "./state.js"
 
 export class Connection implements ConnectionLink {
   socket: Net.Socket | NodeTls.TLSSocket
@@ -52,8 +50,8 @@ export class Connection implements ConnectionLink {
   writeBlocked = false
   private readPaused = false
   private waiter: ((effect: Effect.Effect<void>) => void) | undefined = undefined
-  /** What the waiter is resumed with. */
-  private resumeWith: Effect.Effect<void> = Effect.void
+  /** The serving loop's waiter, resumed with the loop's next step (serving.ts). */
+  private loopWaiter: ((effect: Effect.Effect<unknown, PbServiceError>) => void) | undefined = undefined
   /**
    * Counts requests served and writes drained; the idle sweep notes when it changes (`lastActivity`, clock time in
    * ms), so serving reads no clock.
@@ -61,7 +59,7 @@ export class Connection implements ConnectionLink {
   activity = 0
   private seenActivity = 0
   private lastActivity: number
-  private idleExpired = false
+  idleExpired = false
   /** Bytes charged to the server's budget. */
   private charged = 0
   secure = false
@@ -70,6 +68,7 @@ export class Connection implements ConnectionLink {
   private fibers: FiberSet.FiberSet<unknown, unknown> | undefined = undefined
   /** Metrics counted per request, recorded once per batch. */
   readonly counts = new Metrics.BatchCounts()
+  private readonly serving: ServingLoop = new ServingLoop(this)
 
   constructor(
     readonly id: number,
@@ -270,10 +269,15 @@ export class Connection implements ConnectionLink {
   // -------------------------------------------------------------------------------------------------------------
 
   wake(): void {
+    const loopWaiter = this.loopWaiter
+    if (loopWaiter !== undefined) {
+      this.loopWaiter = undefined
+      return loopWaiter(this.serving.step)
+    }
     const waiter = this.waiter
     if (waiter !== undefined) {
       this.waiter = undefined
-      waiter(this.resumeWith)
+      waiter(Effect.void)
     }
   }
 
@@ -293,28 +297,22 @@ export class Connection implements ConnectionLink {
    */
   readonly waitForWork: Effect.Effect<void> = Effect.async<void>((resume) => {
     if (this.hasWork()) return resume(Effect.void)
-    this.resumeWith = Effect.void
     this.waiter = resume
   })
 
-  /**
-   * The serving loop's wait: resumed with the loop's next step itself, so a wake-up costs the fiber three run-loop
-   * ops (the step, then the next wait and its async) and no continuation of ours.
-   */
-  private readonly waitThenStep: Effect.Effect<void> = Effect.async<void>((resume) => {
-    if (this.hasWork()) return resume(this.step)
-    this.resumeWith = this.step
-    this.waiter = resume
-  })
+  /** The serving loop's wait: `resume` gets the loop's next step once there is something to do. */
+  awaitWork(resume: (effect: Effect.Effect<unknown, PbServiceError>) => void): void {
+    if (this.hasWork()) return resume(this.serving.step)
+    this.loopWaiter = resume
+  }
 
   /** Suspends until the socket has drained (or closed, or the connection idled out). */
-  private readonly awaitDrain: Effect.Effect<void> = Effect.async<void>((resume) => {
+  readonly awaitDrain: Effect.Effect<void> = Effect.async<void>((resume) => {
     if (!this.writeBlocked || this.closed || this.idleExpired) return resume(Effect.void)
     if (!this.socket.writableNeedDrain) {
       this.writeBlocked = false
       return resume(Effect.void)
     }
-    this.resumeWith = Effect.void
     this.waiter = resume
   })
 
@@ -328,7 +326,8 @@ export class Connection implements ConnectionLink {
       this.lastActivity = now
       return
     }
-    if (this.waiter === undefined || this.state.streaming !== undefined) return
+    const waiting = this.waiter !== undefined || this.loopWaiter !== undefined
+    if (!waiting || this.state.streaming !== undefined) return
     if (now - this.lastActivity >= idleMs) {
       this.idleExpired = true
       this.wake()
@@ -394,79 +393,24 @@ export class Connection implements ConnectionLink {
   }
 
   // -------------------------------------------------------------------------------------------------------------
-  // The loop
+  // The loop (serving.ts)
   // -------------------------------------------------------------------------------------------------------------
 
   /** Serves the connection until it is over. */
-  loop(): Effect.Effect<void> {
-    return this.step
+  loop(): Effect.Effect<void, PbServiceError> {
+    return this.serving.effect
   }
 
-  /**
-   * The loop as a chain of Effects built once per connection (no generator): `step` runs `next()`, which serves
-   * synchronously what it can and returns the Effect to run next (a wait that resumes into `step`, an effectful
-   * request whose continuation goes on serving, or the end). A wake-up thus costs three run-loop ops, an effectful
-   * request five (`bench/pb/wakeup.mjs --count`).
-   */
-  private readonly step: Effect.Effect<void> = Effect.suspend(() => this.next())
-
-  // After an effectful step the loop goes on in the same run-loop step (no `step` to evaluate first).
-  private readonly afterStep = (next: Next): Effect.Effect<void> => next === "Close" ? this.flush() : this.next()
-
-  /** Goes on with the loop after `step` (from the continuation of a request joined to the loop: `Running`). */
-  continueAfter(step: Step): Effect.Effect<void> {
-    return typeof step === "string" ? this.afterStep(step) : Effect.flatMap(step, this.afterStep)
+  /** Joins a service's Effect to the loop (dispatch.ts): the loop runs it next and answers with its outcome. */
+  join(effect: Effect.Effect<unknown, PbServiceError>, instance: ServiceInstance, code: number): "Joined" {
+    return this.serving.join(effect, instance, code)
   }
 
-  private readonly afterDrain: Effect.Effect<void> = Effect.suspend(() => this.idleExpired ? Effect.void : this.next())
-
-  private next(): Effect.Effect<void> {
-    const config = this.server.config
-    while (!this.closed) {
-      // The same rule after every step, synchronous or not: write once `flushBytes` are ready, and serve nothing
-      // more until the socket has drained what was written.
-      if (this.out.size >= config.flushBytes) this.writeOut()
-      if (this.writeBlocked) return Effect.zipRight(this.awaitDrain, this.afterDrain)
-      if (this.state.streaming !== undefined) return Effect.flatMap(streamStep(this), this.afterStep)
-      // Messages for a stream that is over (or that never started): dropped, as riak drops them.
-      if (this.inbox !== undefined && this.inbox.size > 0) this.inbox.takeAll()
-      if (this.hasFrames()) {
-        const step = this.serveFrames()
-        if (step instanceof Running) return step.effect
-        if (typeof step !== "string") return Effect.flatMap(step, this.afterStep)
-        if (step === "Close") return this.flush()
-        continue
-      }
-      // Replies first (the client is waiting for them), then the batch's metrics.
-      this.writeOut()
-      this.recordCounts()
-      this.updateReading()
-      if (this.writeBlocked) continue
-      if (this.problem !== undefined) return this.handleProblem(this.problem)
-      if (this.eof || this.idleExpired) return Effect.void
-      return this.waitThenStep
-    }
-    return Effect.void
-  }
-
-  /** Serves pending frames while their results are known synchronously (one batch). */
-  private serveFrames(): LoopStep {
-    this.waiter = undefined // whatever wait was interrupted, the fiber is serving now
+  /** The loop is serving frames: whatever wait was interrupted, the fiber is serving now. */
+  busy(): void {
+    this.waiter = undefined
+    this.loopWaiter = undefined
     this.activity++
-    const flushBytes = this.server.config.flushBytes
-    while (this.hasFrames() && this.state.streaming === undefined && !this.closed) {
-      const step = handleFrame(this, this.takeFrame())
-      if (step !== "Continue") return step
-      if (this.out.size >= flushBytes) return "Continue"
-    }
-    return "Continue"
-  }
-
-  private handleProblem(problem: FrameProblem): Effect.Effect<void> {
-    if (problem._tag === "Empty") return Effect.void
-    this.sendError(Texts.frameTooLarge(problem.length, this.server.config.maxFrameSize), "oversized_frame")
-    this.recordCounts()
-    return this.flush()
   }
 
   // -------------------------------------------------------------------------------------------------------------

@@ -15,7 +15,7 @@ import type { ServiceInstance } from "./instance.js"
 import { open } from "./instance.js"
 import { authenticate, CODE_AUTH_REQ, CODE_START_TLS, startTls } from "./security.js"
 import type { LoopStep, Next, Step } from "./state.js"
-import { CONTINUE, Running, toEffect } from "./state.js"
+import { CONTINUE, toEffect } from "./state.js"
 import { startEffectStream } from "./streaming.js"
 
 const isProcessResult = (result: unknown): result is ProcessResult<unknown, unknown, unknown> => {
@@ -147,17 +147,9 @@ function processStage(
     instance.keepState(done.value)
     return afterProcess(conn, done.value, instance, code)
   }
-  // One continuation for both outcomes (not `exit` then `flatMap`), the instance's state kept in it; from the
-  // loop, the same continuation goes on serving.
-  if (inLoop) {
-    return new Running(Effect.matchCauseEffect(result, {
-      onFailure: (cause) => conn.continueAfter(handleFailure(conn, cause, instance, code, false)),
-      onSuccess: (value) => {
-        instance.keepState(value)
-        return conn.continueAfter(afterProcess(conn, value, instance, code))
-      }
-    }))
-  }
+  // From the loop, the Effect is joined to it: the loop runs it and answers with its outcome (no continuation per
+  // request). Elsewhere, one continuation for both outcomes (not `exit` then `flatMap`).
+  if (inLoop) return conn.join(result, instance, code)
   return Effect.matchCauseEffect(result, {
     onFailure: (cause) => handleFailure(conn, cause, instance, code, false),
     onSuccess: (value) => {
@@ -167,7 +159,7 @@ function processStage(
   })
 }
 
-const afterProcess = (
+export const afterProcess = (
   conn: Connection,
   result: ProcessResult<unknown, unknown, unknown>,
   instance: ServiceInstance,

@@ -52,16 +52,8 @@ const CLOSE: Effect.Effect<Next> = Effect.succeed("Close")
 export const toEffect = (step: Step): Effect.Effect<Next> =>
   typeof step !== "string" ? step : step === "Continue" ? CONTINUE : CLOSE
 
-/**
- * An effectful request served from the connection's loop, already joined to it: when the request is done, the
- * same continuation records its outcome and goes on serving (no `Next` passed to a second continuation).
- */
-export class Running {
-  constructor(readonly effect: Effect.Effect<void>) {}
-}
-
-/** What serving a frame from the loop gives: a `Step`, or a request already joined to the loop. */
-export type LoopStep = Step | Running
+/** What serving a frame from the loop gives: a `Step`, or "Joined": the service's Effect was joined to the loop. */
+export type LoopStep = Step | "Joined"
 
 /** A snapshot of a connection, for operators and tests. */
 export interface ConnectionInfo {
