@@ -130,7 +130,7 @@ const coalesceWrites = (model: Amqp.ChannelModel): void => {
   if (!("_readIncoming" in muxer) || typeof muxer._readIncoming !== "function") return
   const readIncoming: unknown = muxer._readIncoming
   if (typeof readIncoming !== "function") return
-  Reflect.set(muxer, "_readIncoming", () => {
+  const pass = () => {
     if (queuedFrames(muxer) <= 1) return Reflect.apply(readIncoming, muxer, [])
     stream.cork()
     try {
@@ -138,6 +138,23 @@ const coalesceWrites = (model: Amqp.ChannelModel): void => {
     } finally {
       stream.uncork()
     }
+  }
+  Reflect.set(muxer, "_readIncoming", pass)
+  // A lone frame (one request at a time) leaves at the end of the current tick instead of in amqplib's
+  // `setImmediate`: one event-loop phase and one immediate less between a reply and the next request. Several
+  // frames still wait for the immediate, so concurrent requests keep leaving in one write.
+  if (!("_scheduleRead" in muxer) || typeof Reflect.get(muxer, "scheduledRead") !== "boolean") return
+  const scheduledPass = () => {
+    Reflect.set(muxer, "scheduledRead", false)
+    pass()
+  }
+  Reflect.set(muxer, "_scheduleRead", () => {
+    if (Reflect.get(muxer, "scheduledRead") === true) return
+    Reflect.set(muxer, "scheduledRead", true)
+    process.nextTick(() => {
+      if (queuedFrames(muxer) <= 1) scheduledPass()
+      else setImmediate(scheduledPass)
+    })
   })
 }
 
