@@ -40,11 +40,12 @@ export const runRpc = async (options) => {
       title: `${options.payloadSize}-byte echo RPC, concurrency ${concurrency}`,
       params: { concurrency, payloadSize: options.payloadSize },
       primary: "throughput",
-      // `--engine <dist dir of @warren/amqp>` adds "base" and "base-promise": warren on another build (an A/B).
+      // `--engine <dist dir of @warren/amqp>` adds "base", "base-promise" and "base-promise-api": warren on another build (an A/B).
       contenders: (options.engine === undefined ? contenders : [
         ...contenders,
         { id: "base", label: "warren RpcClient (--engine build)" },
-        { id: "base-promise", label: "warren RpcClient, runPromise per request (--engine build)" }
+        { id: "base-promise", label: "warren RpcClient, runPromise per request (--engine build)" },
+        { id: "base-promise-api", label: "warren Promise API (--engine build)" }
       ]).filter((c) => options.only === undefined || options.only.includes(c.id)),
       fields: columns.map((c) => c.field),
       columns,
