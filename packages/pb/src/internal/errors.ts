@@ -5,7 +5,7 @@ import * as Either from "effect/Either"
 import * as NodeUtil from "node:util"
 import * as PbCodec from "../PbCodec.js"
 import type { Target } from "../PbService.js"
-import { renderErrorMessage, renderReason } from "../PbService.js"
+import { renderErrorMessage, renderReason } from "./errorMessage.js"
 import * as RiakPb from "../RiakPb.js"
 
 const bytesText = (value: string | Uint8Array): string =>
