@@ -33,6 +33,26 @@ const logger = (name: string, log: Array<string>, waiting: Deferred.Deferred<voi
   return behaviour
 }
 
+/** An eager `logger` process that completes `calls[i]` when it handles its i-th call (two calls). */
+const startSignalling = () =>
+  Effect.gen(function*() {
+    const calls: Array<Deferred.Deferred<void>> = [yield* Deferred.make<void>(), yield* Deferred.make<void>()]
+    const behaviour = logger("p", [])
+    let n = 0
+    const ref = yield* Process.start(
+      {
+        ...behaviour,
+        handleCall: (request, from, kept, self) => {
+          Deferred.unsafeDone(calls[n++]!, Exit.void)
+          return behaviour.handleCall!(request, from, kept, self)
+        }
+      },
+      undefined,
+      { scheduler: EagerScheduler.make() }
+    )
+    return { calls, ref }
+  })
+
 /** Runs `f` in a plain Node callback (no fiber around it) and returns what it returns. */
 const inCallback = <A>(f: () => A): Effect.Effect<A> =>
   Effect.promise(() => new Promise<A>((resolve) => setImmediate(() => resolve(f()))))
@@ -173,21 +193,7 @@ describe("EagerScheduler", () => {
 
   it.scoped("calls to an eager process still time out, and the late answer is dropped", () =>
     Effect.gen(function*() {
-      const log: Array<string> = []
-      const calls: Array<Deferred.Deferred<void>> = [yield* Deferred.make<void>(), yield* Deferred.make<void>()]
-      const behaviour = logger("p", log)
-      let n = 0
-      const ref = yield* Process.start(
-        {
-          ...behaviour,
-          handleCall: (request, from, kept, self) => {
-            Deferred.unsafeDone(calls[n++]!, Exit.void)
-            return behaviour.handleCall!(request, from, kept, self)
-          }
-        },
-        undefined,
-        { scheduler: EagerScheduler.make() }
-      )
+      const { calls, ref } = yield* startSignalling()
       const caller = yield* Effect.fork(Process.call(ref, "wait", { timeout: "1 second" }))
       yield* Deferred.await(calls[0]!)
       yield* TestClock.adjust(Duration.seconds(1))
@@ -207,21 +213,7 @@ describe("EagerScheduler", () => {
 
   it.scopedLive("an interrupted caller of an eager process is abandoned", () =>
     Effect.gen(function*() {
-      const log: Array<string> = []
-      const calls: Array<Deferred.Deferred<void>> = [yield* Deferred.make<void>(), yield* Deferred.make<void>()]
-      const behaviour = logger("p", log)
-      let n = 0
-      const ref = yield* Process.start(
-        {
-          ...behaviour,
-          handleCall: (request, from, kept, self) => {
-            Deferred.unsafeDone(calls[n++]!, Exit.void)
-            return behaviour.handleCall!(request, from, kept, self)
-          }
-        },
-        undefined,
-        { scheduler: EagerScheduler.make() }
-      )
+      const { calls, ref } = yield* startSignalling()
       const caller = yield* Effect.fork(Process.call(ref, "wait"))
       yield* Deferred.await(calls[0]!)
       yield* Fiber.interrupt(caller)
