@@ -4,38 +4,12 @@
  * outage gives clients Riak-style errors and the servers serve again when it ends.
  */
 import { assert, describe, it } from "@effect/vitest"
-import type { KvMessages } from "@warren/kv"
 import { Effect } from "effect"
-import { call, connect, type Reply } from "./support/pbClient.js"
+import { call, connect } from "./support/pbClient.js"
 import { freshDatabase, startPgServer } from "./support/postgres.js"
 import { type BucketPropsResult, type FetchResult, promised, riakClient } from "./support/riakClient.js"
+import { dec, enc, expectTag, getReq as get, putReq as put } from "./support/requests.js"
 import { makeProxy } from "./support/tcpProxy.js"
-
-const enc = (s: string) => new TextEncoder().encode(s)
-const dec = (b: Uint8Array | undefined) => (b === undefined ? undefined : new TextDecoder().decode(b))
-
-const expectTag = <T extends Reply["_tag"]>(reply: Reply, tag: T): Extract<Reply, { _tag: T }> => {
-  if (reply._tag !== tag) assert.fail(`expected ${tag}, got ${JSON.stringify(reply)}`)
-  return reply as Extract<Reply, { _tag: T }>
-}
-
-const get = (bucket: string, key: string): KvMessages.KvRequest => ({
-  _tag: "RpbGetReq",
-  bucket: enc(bucket),
-  key: enc(key)
-})
-const put = (
-  bucket: string,
-  key: string,
-  value: string,
-  extra: Partial<KvMessages.Message<"RpbPutReq">> = {}
-): KvMessages.KvRequest => ({
-  _tag: "RpbPutReq",
-  bucket: enc(bucket),
-  key: enc(key),
-  content: { value: enc(value) },
-  ...extra
-})
 
 /** Two servers on one fresh database. */
 const twoServers = Effect.gen(function*() {
