@@ -10,6 +10,7 @@ import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import type * as Scheduler from "effect/Scheduler"
+import * as Suspend from "../Suspend.js"
 import type { DeadlineList, Entry } from "./deadlines.js"
 import type { ProcessImpl } from "./engine.js"
 import { CALL, type SYSTEM } from "./mailbox.js"
@@ -204,7 +205,7 @@ const timeoutMillis = (options: M.CallOptions | undefined): number => {
 }
 
 /**
- * Send a call or system request and wait for the answer. One `Effect.async` registration without a canceler,
+ * Send a call or system request and wait for the answer. One `Suspend` registration without a canceler,
  * no fork: the caller object is the envelope and the deadline entry, and the caller's fiber exit abandons it.
  */
 export const request = (
@@ -219,7 +220,7 @@ export const request = (
   } catch (error) {
     return Effect.die(error)
   }
-  return Effect.async<unknown, unknown>((resume) => {
+  return Suspend.make<unknown, unknown>((resume) => {
     if (proc.exitReason !== undefined) {
       resume(Effect.fail(proc.exitedError(proc.exitReason)))
       return

@@ -3,6 +3,7 @@
  * envelopes put aside while the process is suspended (only system messages are handled then).
  */
 import * as Effect from "effect/Effect"
+import * as Suspend from "../Suspend.js"
 import type { FromImpl } from "./callers.js"
 import type * as M from "./model.js"
 
@@ -50,7 +51,7 @@ export class Mailbox {
   cursor = 0
   waiter: ((_: Effect.Effect<void>) => void) | undefined = undefined
   /** Suspends the process fiber until `wakeUp` (one shared Effect, no allocation per wait). */
-  readonly awaitMessages: Effect.Effect<void> = Effect.async<void>((resume) => {
+  readonly awaitMessages: Effect.Effect<void> = Suspend.make<void>((resume) => {
     this.waiter = resume
   })
 
