@@ -11,6 +11,7 @@
  * frames wait unprocessed or when the server-wide byte budget is spent; it does not pause merely because output is
  * blocked, so a client that stops reading and then closes or resets is noticed at once.
  */
+import { Suspend } from "@warren/process"
 import * as Effect from "effect/Effect"
 import * as ExecutionStrategy from "effect/ExecutionStrategy"
 import type * as Fiber from "effect/Fiber"
@@ -28,7 +29,7 @@ import { Inbox } from "./inbox.js"
 import type { ConnectionLink, ServiceInstance } from "./instance.js"
 import type { ServerContext } from "./listener.js"
 import * as Metrics from "./metrics.js"
-import { ServingLoop } from "./serving.js"
+import { ServingLoop, WOKEN } from "./serving.js"
 import type { ConnectionInfo, ConnectionState, Envelope } from "./state.js"
 
 export class Connection implements ConnectionLink {
@@ -50,7 +51,7 @@ export class Connection implements ConnectionLink {
   writeBlocked = false
   private readPaused = false
   private waiter: ((effect: Effect.Effect<void>) => void) | undefined = undefined
-  /** The serving loop's waiter, resumed with the loop's next step (serving.ts). */
+  /** The serving loop's waiter, resumed with `WOKEN` (serving.ts). */
   private loopWaiter: ((effect: Effect.Effect<unknown, PbServiceError>) => void) | undefined = undefined
   /**
    * Counts requests served and writes drained; the idle sweep notes when it changes (`lastActivity`, clock time in
@@ -272,7 +273,7 @@ export class Connection implements ConnectionLink {
     const loopWaiter = this.loopWaiter
     if (loopWaiter !== undefined) {
       this.loopWaiter = undefined
-      return loopWaiter(this.serving.step)
+      return loopWaiter(WOKEN)
     }
     const waiter = this.waiter
     if (waiter !== undefined) {
@@ -295,19 +296,19 @@ export class Connection implements ConnectionLink {
    * canceler: Effect wraps a canceler in an interruption region that costs run-loop steps on every wait; a waiter
    * left behind by an interruption is replaced by the next wait, or resumes a fiber that is gone (a no-op).
    */
-  readonly waitForWork: Effect.Effect<void> = Effect.async<void>((resume) => {
+  readonly waitForWork: Effect.Effect<void> = Suspend.make<void>((resume) => {
     if (this.hasWork()) return resume(Effect.void)
     this.waiter = resume
   })
 
-  /** The serving loop's wait: `resume` gets the loop's next step once there is something to do. */
+  /** The serving loop's wait: `resume` gets `WOKEN` once there is something to do. */
   awaitWork(resume: (effect: Effect.Effect<unknown, PbServiceError>) => void): void {
-    if (this.hasWork()) return resume(this.serving.step)
+    if (this.hasWork()) return resume(WOKEN)
     this.loopWaiter = resume
   }
 
   /** Suspends until the socket has drained (or closed, or the connection idled out). */
-  readonly awaitDrain: Effect.Effect<void> = Effect.async<void>((resume) => {
+  readonly awaitDrain: Effect.Effect<void> = Suspend.make<void>((resume) => {
     if (!this.writeBlocked || this.closed || this.idleExpired) return resume(Effect.void)
     if (!this.socket.writableNeedDrain) {
       this.writeBlocked = false

@@ -1,6 +1,8 @@
 import * as Metric from "effect/Metric"
 import * as MetricBoundaries from "effect/MetricBoundaries"
 import * as MetricLabel from "effect/MetricLabel"
+// The module's binding, not the global: Node defines `globalThis.performance` as an accessor, read on every call.
+import { performance } from "node:perf_hooks"
 
 /** Connections accepted (riak's `pbc_connects`). */
 export const connectionsAccepted = Metric.counter("warren_pb_connections_accepted", {

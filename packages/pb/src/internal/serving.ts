@@ -4,13 +4,16 @@
  *
  * The loop is one `whileLoop`, its frame pushed once: `body` serves synchronously what it can and returns the
  * Effect to run next (a wait, a drain, a step of a stream, a service's Effect, or the end); when that Effect
- * succeeds, `afterBody` takes its value and the next `body` runs in the same run-loop op. The wait resumes with the
- * next `body` itself. A wake-up thus costs three run-loop ops (that step, the next wait and its `Async`) and an
- * effectful request one more, its own: no continuation of ours is pushed per request. A failure of a service's
- * Effect unwinds to the handler around the loop, which answers it and enters the loop anew.
+ * succeeds, `afterBody` takes its value and the next `body` runs in the same run-loop op. The wait is Effect's bare
+ * `Async` step (`Suspend`) and is resumed with an `Exit`, which hands the loop's frame its value at once. A
+ * wake-up thus costs two run-loop ops (that `Exit` and the next wait) and an effectful request one more, its own:
+ * no continuation of ours is pushed per request. A failure of a service's Effect unwinds to the handler around the
+ * loop, which answers it and enters the loop anew.
  */
 import type * as Cause from "effect/Cause"
+import { Suspend } from "@warren/process"
 import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
 import type { PbServiceError, ProcessResult } from "../PbService.js"
 import type { Connection } from "./connection.js"
 import { afterProcess, handleFailure, handleFrame } from "./dispatch.js"
@@ -19,6 +22,9 @@ import type { FrameProblem } from "./frame.js"
 import type { ServiceInstance } from "./instance.js"
 import type { LoopStep, Next, Step } from "./state.js"
 import { streamStep } from "./streaming.js"
+
+/** What a wait resumes with: an `Exit`, so no step runs before the loop's next `body`. */
+export const WOKEN: Effect.Effect<unknown, PbServiceError> = Exit.void
 
 /** What the Effect that `body` returned is (how `afterBody` reads its value). */
 const Run = { Other: 0, Step: 1, Request: 2, Drain: 3 } as const
@@ -36,12 +42,10 @@ export class ServingLoop {
     (cause) => this.onFailure(cause)
   )
   /**
-   * The loop's next step, what its wait resumes with: after a wake-up the fiber serves at once (one run-loop op)
-   * and the loop's frame, still on the stack, takes the value of whatever Effect that step returns.
+   * Suspends until there is something to do (connection.ts `awaitWork`). Resumed with `WOKEN`: the loop's frame,
+   * still on the stack, takes it as the wait's value and runs the next `body`.
    */
-  readonly step: Effect.Effect<unknown, PbServiceError> = Effect.suspend(() => this.body())
-  /** Suspends until there is something to do (connection.ts `awaitWork`); resumed with `step`. */
-  private readonly wait: Effect.Effect<unknown, PbServiceError> = Effect.async<unknown, PbServiceError>((resume) =>
+  private readonly wait: Effect.Effect<unknown, PbServiceError> = Suspend.make<unknown, PbServiceError>((resume) =>
     this.conn.awaitWork(resume)
   )
   private running: Run = Run.Other
