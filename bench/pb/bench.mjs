@@ -11,7 +11,9 @@ const here = (p) => fileURLToPath(new URL(p, import.meta.url))
 
 export const contenders = [
   { id: "warren", label: "warren PbServer", script: here("./warren-server.mjs") },
-  { id: "raw", label: "raw net server", script: here("./raw-server.mjs") }
+  { id: "raw", label: "raw net server", script: here("./raw-server.mjs") },
+  // The required shape with nothing of warren's: a fiber per connection woken by its socket (fiber-server.mjs).
+  { id: "fiber", label: "bare fiber per connection (reference)", script: here("./fiber-server.mjs") }
 ]
 
 const loadColumns = [
@@ -19,6 +21,7 @@ const loadColumns = [
   { field: "p50Ms", title: "p50 ms", digits: 3 },
   { field: "p99Ms", title: "p99 ms", digits: 3 },
   { field: "serverCpuUsPerReq", title: "server CPU µs/req", digits: 2 },
+  { field: "serverUserUsPerReq", title: "of which user µs/req", digits: 2 },
   { field: "serverCpuUtil", title: "server CPU util", digits: 2 },
   { field: "serverRssMB", title: "server RSS MB", digits: 1 },
   { field: "loadgenCpuUtil", title: "loadgen CPU util", digits: 2 }
@@ -121,9 +124,9 @@ export const runPb = async (options) => {
       columns: loadColumns,
       describe: (r) =>
         `${Math.round(r.throughput)} req/s  p50 ${r.p50Ms.toFixed(3)} ms  p99 ${r.p99Ms.toFixed(3)} ms  ` +
-        `server cpu ${r.serverCpuUsPerReq.toFixed(2)} µs/req (${r.serverCpuUtil.toFixed(2)})  loadgen cpu ${
-          r.loadgenCpuUtil.toFixed(2)
-        }`,
+        `server cpu ${r.serverCpuUsPerReq.toFixed(2)} µs/req (user ${r.serverUserUsPerReq.toFixed(2)}; ${
+          r.serverCpuUtil.toFixed(2)
+        })  loadgen cpu ${r.loadgenCpuUtil.toFixed(2)}`,
       goals: [throughputGoal(w.id)],
       run: runLoad
     }))
@@ -207,6 +210,8 @@ const runLoad = async (workload, contender, options) => {
     return {
       ...result,
       serverCpuUsPerReq: cpu / result.requests,
+      // user time: the server's own code (JS, libuv); the rest is the kernel's (socket reads and writes, wake-ups)
+      serverUserUsPerReq: (s1.cpu.user - s0.cpu.user) / result.requests,
       serverCpuUtil: cpu / 1e6 / result.seconds,
       serverRssMB: s1.rss / 1048576
     }

@@ -5,6 +5,7 @@
 // share. Much steadier than the bench on a busy machine (no second process to be scheduled next to).
 //
 //   node bench/pb/wakeup.mjs [--engine packages/pb/dist0]... [--frames 1] [--wakes 300000] [--code 1|200|202] [--count]
+//     [--connections 1]
 //
 // --code: 1 ping (basic service), 200 a 1 KiB echo (plain result), 202 a 256 B echo whose result is an Effect that
 // must run (`Effect.sync`); with SUCCEED=1 it is `Effect.succeed` (an Exit). --count counts the Effect run-loop
@@ -28,6 +29,8 @@ const frames = Number(option("frames", "1"))
 const wakes = Number(option("wakes", "300000"))
 const code = Number(option("code", "1"))
 const counting = process.argv.includes("--count")
+// --connections N: N connections per build, woken in turn (one chunk each), as the bench's 64x1 workload wakes them
+const connectionCount = Number(option("connections", "1"))
 
 const { Effect, Either, Exit, Scope } = await import("effect")
 
@@ -133,7 +136,7 @@ const setUp = (dist) =>
       nodelay: true,
       keepalive: false,
       maxFrameSize: 1 << 20,
-      maxConnections: 10,
+      maxConnections: connectionCount + 10,
       idleTimeout: undefined,
       streamIdleTimeout: undefined,
       mailboxCapacity: 64,
@@ -143,11 +146,18 @@ const setUp = (dist) =>
       security: undefined
     }
     const server = makeContext(config, registry, new ByteBudget(1 << 30), yield* Effect.clock)
-    const socket = new FakeSocket()
     const scope = yield* Effect.scope
-    yield* Effect.forkIn(Effect.withScheduler(Scope.extend(serve(server, 1, socket), scope), server.scheduler), scope)
-    yield* Effect.sleep("10 millis")
-    return socket.listeners("data")[0]
+    const listeners = []
+    for (let id = 1; id <= connectionCount; id++) {
+      const socket = new FakeSocket()
+      yield* Effect.forkIn(
+        Effect.withScheduler(Scope.extend(serve(server, id, socket), scope), server.scheduler),
+        scope
+      )
+      yield* Effect.sleep("1 millis")
+      listeners.push(socket.listeners("data")[0])
+    }
+    return listeners
   })
 
 const program = Effect.gen(function*() {
@@ -169,10 +179,11 @@ const program = Effect.gen(function*() {
     const order = round % 2 === 0 ? engines.map((_, i) => i) : engines.map((_, i) => engines.length - 1 - i)
     for (const e of order) {
       const onData = listeners[e]
+      const n = onData.length
       for (const k in ops) ops[k] = 0
       const cpu0 = process.cpuUsage()
       const t0 = process.hrtime.bigint()
-      for (let i = 0; i < perRound; i++) onData(chunk.subarray(0))
+      for (let i = 0; i < perRound; i++) onData[i % n](chunk.subarray(0))
       const t1 = process.hrtime.bigint()
       const cpu = process.cpuUsage(cpu0)
       if (round > 0) {
