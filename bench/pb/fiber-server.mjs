@@ -6,22 +6,10 @@
 // Effect 3.22; warren's server costs that plus its own work.
 import * as Net from "node:net"
 import { childArgs, failChild } from "../lib/child.mjs"
-import {
-  ECHO_EFFECT_REQ,
-  ECHO_EFFECT_RESP,
-  ECHO_REQ,
-  ECHO_RESP,
-  errorFrame,
-  frame,
-  frameReader,
-  PING_REQ,
-  PING_RESP
-} from "./frames.mjs"
+import { answer, ECHO_EFFECT_REQ, frameReader, writeAnswers } from "./frames.mjs"
 import { serveStats } from "./stats-endpoint.mjs"
 
 const { port = 0 } = childArgs()
-const pong = frame(PING_RESP)
-
 try {
   const { Effect } = await import("effect")
   const { EagerScheduler, Suspend } = await import("@warren/process")
@@ -56,12 +44,6 @@ try {
       if (next < pending.length || !open) resume(woken)
       else waiter = resume
     })
-    const echo = (code, body) => {
-      const header = Buffer.allocUnsafe(5)
-      header.writeUInt32BE(1 + body.length, 0)
-      header[4] = code
-      out.push(header, body)
-    }
     let effectBody
     // The loop's body: frames answered synchronously in place; the effectful echo's Effect returned, to run next.
     const body = () => {
@@ -73,21 +55,17 @@ try {
           effectBody = payload
           return Effect.sync(() => payload)
         }
-        if (code === PING_REQ) out.push(pong)
-        else if (code === ECHO_REQ) echo(ECHO_RESP, payload)
-        else out.push(errorFrame(`Unknown message code: ${code}`))
+        answer(code, payload, out)
       }
       pending = []
       next = 0
-      if (out.length === 1) socket.write(out[0])
-      else if (out.length > 1) socket.write(Buffer.concat(out))
-      out.length = 0
+      writeAnswers(socket, out)
       return wait
     }
     const step = (value) => {
       if (effectBody !== undefined && value === effectBody) {
         effectBody = undefined
-        echo(ECHO_EFFECT_RESP, value)
+        answer(ECHO_EFFECT_REQ, value, out)
       }
     }
     Effect.runFork(

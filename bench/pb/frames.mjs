@@ -52,3 +52,26 @@ export const frameReader = (onFrame) => {
     return true
   }
 }
+
+const pong = frame(PING_RESP)
+
+/**
+ * The reference servers' answer to one request (raw-server.mjs, fiber-server.mjs): ping, the two echoes (a header
+ * and a view of the request's body), or riak's error for an unknown code; pushed onto `out`.
+ */
+export const answer = (code, body, out) => {
+  if (code === PING_REQ) out.push(pong)
+  else if (code === ECHO_REQ || code === ECHO_EFFECT_REQ) {
+    const header = Buffer.allocUnsafe(5)
+    header.writeUInt32BE(1 + body.length, 0)
+    header[4] = code === ECHO_REQ ? ECHO_RESP : ECHO_EFFECT_RESP
+    out.push(header, body) // a view into the received chunk (Node never reuses them); copied once by concat
+  } else out.push(errorFrame(`Unknown message code: ${code}`))
+}
+
+/** Writes the answers in `out` with one write (one buffer as is, several copied once into one) and empties it. */
+export const writeAnswers = (socket, out) => {
+  if (out.length === 1) socket.write(out[0])
+  else if (out.length > 1) socket.write(Buffer.concat(out))
+  out.length = 0
+}
