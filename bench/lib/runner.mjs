@@ -1,4 +1,5 @@
-// Runs workloads with interleaved contenders, summarizes (median, min, max), checks goals, prints, writes JSON.
+// Runs workloads with interleaved contenders, summarizes (median, min, max), checks goals (on the rounds' paired
+// ratios), prints, writes JSON.
 import { mkdirSync, writeFileSync } from "node:fs"
 import { cpus, release } from "node:os"
 import { dirname } from "node:path"
@@ -36,7 +37,7 @@ export const runWorkloads = async ({ name, workloads, rounds, runOne, options })
         const contender = workload.contenders.find((c) => c.id === entry.id)
         try {
           const result = await runOne(workload, contender, round)
-          entry.runs.push(result)
+          entry.runs.push({ ...result, round })
           console.log(`  round ${round} ${entry.label.padEnd(18)} ${workload.describe(result)}`)
         } catch (error) {
           if (error.notAvailable) {
@@ -75,12 +76,23 @@ export const runWorkloads = async ({ name, workloads, rounds, runOne, options })
 
 const firstLine = (s) => String(s).split("\n").find((l) => l.trim() !== "")?.trim() ?? String(s)
 
+/**
+ * A goal's ratio: the median over rounds of each round's ratio (ours over theirs, run next to each other), which a
+ * machine whose speed drifts between rounds disturbs much less than a ratio of the two medians; with fewer than
+ * three rounds run by both, the ratio of the medians. Both are reported.
+ */
 const checkGoal = (goal, entries) => {
   const ours = entries.find((e) => e.id === goal.contender)
   const theirs = entries.find((e) => e.id === goal.versus)
   const a = ours?.runs.length ? ours.median[goal.field] : NaN
   const b = theirs?.runs.length ? theirs.median[goal.field] : NaN
-  const actual = a / b
+  const ofMedians = a / b
+  const perRound = (ours?.runs ?? []).flatMap((run) => {
+    const other = theirs?.runs.find((r) => r.round === run.round)
+    const ratio = other === undefined ? NaN : run[goal.field] / other[goal.field]
+    return Number.isFinite(ratio) ? [ratio] : []
+  }).sort((x, y) => x - y)
+  const actual = perRound.length >= 3 ? medianOf(perRound) : ofMedians
   const met = !Number.isFinite(actual) ?
     null
     : goal.op === ">=" ?
@@ -88,8 +100,27 @@ const checkGoal = (goal, entries) => {
     : goal.op === ">" ?
     actual > goal.ratio
     : actual <= goal.ratio
-  return { ...goal, actual: Number.isFinite(actual) ? actual : null, met }
+  return {
+    ...goal,
+    actual: Number.isFinite(actual) ? actual : null,
+    met,
+    ofMedians: Number.isFinite(ofMedians) ? ofMedians : null,
+    perRound: perRound.length >= 3 ? perRound : null
+  }
 }
+
+const medianOf = (sorted) =>
+  sorted.length % 2 === 1
+    ? sorted[sorted.length >> 1]
+    : (sorted[sorted.length / 2 - 1] + sorted[sorted.length / 2]) / 2
+
+/** How a goal's ratio was found: the rounds' ratios (lowest..highest) and the ratio of the medians. */
+const ratioDetail = (goal) =>
+  goal.perRound === null || goal.perRound === undefined
+    ? "ratio of medians"
+    : `median of ${goal.perRound.length} rounds' ratios, ${goal.perRound[0].toFixed(2)}..${
+      goal.perRound[goal.perRound.length - 1].toFixed(2)
+    }; ratio of medians ${goal.ofMedians === null ? "-" : goal.ofMedians.toFixed(2) + "x"}`
 
 const fmt = (x, digits = 2) => {
   if (x === undefined || x === null || !Number.isFinite(x)) return "-"
@@ -120,7 +151,11 @@ const printTable = (result, workload) => {
   for (const row of rows) console.log(line(row))
   for (const goal of result.goals) {
     const verdict = goal.met === null ? "n/a" : goal.met ? "met" : "MISSED"
-    console.log(`  goal: ${goal.text}: ${goal.actual === null ? "-" : goal.actual.toFixed(2) + "x"} -> ${verdict}`)
+    console.log(
+      `  goal: ${goal.text}: ${goal.actual === null ? "-" : goal.actual.toFixed(2) + "x"} (${
+        ratioDetail(goal)
+      }) -> ${verdict}`
+    )
   }
 }
 
@@ -168,7 +203,7 @@ export const markdownReport = (report, workloads) => {
     lines.push("")
     for (const g of w.goals) {
       const verdict = g.met === null ? "n/a" : g.met ? "met" : "**missed**"
-      lines.push(`- ${g.text}: ${g.actual === null ? "-" : `${g.actual.toFixed(2)}x`}, ${verdict}`)
+      lines.push(`- ${g.text}: ${g.actual === null ? "-" : `${g.actual.toFixed(2)}x`} (${ratioDetail(g)}), ${verdict}`)
     }
     lines.push("")
   }
