@@ -63,6 +63,9 @@ export const make = (options: BasicServiceOptions = {}): PbService.PbService => 
     server_version: encoder.encode(options.serverVersion ?? version)
   })
   const pong = codec.message("RpbPingResp", {})
+  // The service keeps no state, so its two answers are built once (a ping allocates nothing).
+  const pongReply = PbService.reply(pong, undefined)
+  const infoReply = PbService.reply(info, undefined)
   return PbService.make({
     name: "riak_api_basic_pb_service",
     init: () => undefined,
@@ -71,9 +74,9 @@ export const make = (options: BasicServiceOptions = {}): PbService.PbService => 
     process: (message, state) => {
       switch (message._tag) {
         case "RpbPingReq":
-          return PbService.reply(pong, state)
+          return pongReply
         case "RpbGetServerInfoReq":
-          return PbService.reply(info, state)
+          return infoReply
         default:
           // RpbPingResp (2) or RpbGetServerInfoResp (8) sent as a request: riak's process/2 has no clause for it.
           return PbService.unexpected(state)
